@@ -1,0 +1,39 @@
+# Two commands matter: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PY ?= python3
+# Use uv from PATH when there is one; otherwise bootstrap it into .tools/ from PyPI.
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: demo test lint typecheck unit clean bench
+
+.tools/bin/uv:
+	$(PY) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PY)
+	touch $@
+
+demo: .venv/.synced
+	.venv/bin/pumphouse validate pumps/demo.yaml
+	.venv/bin/pumphouse run pumps/demo.yaml
+	.venv/bin/pumphouse query pumps/demo.yaml "SELECT status, count(*) AS orders, round(sum(amount), 2) AS amount FROM demo GROUP BY status ORDER BY status"
+
+lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: .venv/.synced
+	.venv/bin/mypy
+
+unit: .venv/.synced
+	.venv/bin/pytest
+
+test: lint typecheck unit
+
+bench: .venv/.synced
+	.venv/bin/python -m bench
+
+clean:
+	rm -rf .venv .tools .pumphouse warehouse .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""The error tree: one root, subclasses by what the user should do next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PumpError(Exception):
+    """Root of every error pumphouse raises on purpose.
+
+    The message says what went wrong, where, and how to fix it. It never holds
+    a secret. Subclasses are picklable because Prefect persists exceptions.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message,))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SpecError(PumpError):
+    """The spec is wrong: fix the YAML. Carries every problem found, one per line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems) or (message,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message, self.problems))
+
+
+class UsageError(PumpError):
+    """The command line was wrong: fix the call."""
+
+    exit_code = 2
+
+
+class DataError(PumpError):
+    """The data broke the contract (too many invalid rows, unreadable file): fix the data."""
+
+
+class TransientError(PumpError):
+    """A temporary failure (network, throttling, a busy lock): retrying may succeed."""
+
+
+class BusyError(PumpError):
+    """Another run of the same pump holds the lock: wait for it, then run again."""
+
+
+class NotSupportedYet(PumpError):
+    """The spec is valid but this build does not execute that part of it yet."""
+
+    exit_code = 2

@@ -1,0 +1,449 @@
+"""The pump spec as typed data (CONTRACT §1): frozen pydantic models, unknown keys forbidden.
+
+Field-level rules live on the models; rules that relate two sections (a dedup key
+must be a column, `mode: merge` needs a delta sink) live in `cross_check`, which
+returns problems with the key path they belong to, so the loader can name the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+
+from schemas.settings import settings
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+SCALAR_TYPES = ("int32", "int64", "float64", "bool", "string", "date", "timestamp")
+DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+FORMATS = ("ndjson", "json", "csv", "parquet")
+EXTENSION_FORMATS = {
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SINK_MODES = {"parquet": ("append",), "delta": ("append", "merge", "overwrite"), "http": ("append",)}
+
+
+class Model(BaseModel):
+    """Base of every spec section: immutable, and an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _seconds(value: Any) -> Any:
+    """Accept 30, 30s, 500ms, 2m, 1h; return seconds as a float."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 500ms or 2m")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", value)
+        if m:
+            factor = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+            return float(m.group(1)) * factor
+    raise ValueError(f"expected a duration such as 30s, 500ms or 2m (got {value!r})")
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+
+# ---------------------------------------------------------------- sources
+
+
+class CsvOptions(Model):
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    header: bool = True
+    null_values: tuple[str, ...] = ("", "NA")
+    quote: str = Field('"', min_length=1, max_length=1)
+
+
+class FilesSource(Model):
+    type: Literal["files"]
+    url: str = Field(min_length=1)
+    glob: str | None = None
+    format: Literal["ndjson", "json", "csv", "parquet"] | None = None
+    compression: Literal["infer", "none", "gzip", "zstd"] = "infer"
+    csv: CsvOptions = CsvOptions()
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    new_files_only: bool = True
+
+
+class Paginate(Model):
+    style: Literal["link_header", "next_url", "cursor", "offset", "page", "none"] = "none"
+    next_url: str | None = None
+    cursor_path: str | None = None
+    cursor_param: str = "cursor"
+    limit_param: str = "limit"
+    offset_param: str = "offset"
+    page_param: str = "page"
+    page_size: int = Field(100, ge=1, le=100_000)
+
+
+class HttpSource(Model):
+    type: Literal["http"]
+    url: str = Field(pattern=r"^https?://", min_length=8)
+    params: dict[str, str] = Field(default_factory=dict)
+    cursor_start: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    records: str = ""
+    paginate: Paginate = Paginate()
+    max_pages: int = Field(10_000, ge=1)
+    timeout: Seconds = 30.0
+    format: Literal["json"] = "json"
+
+
+Source = Annotated[FilesSource | HttpSource, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- contract
+
+
+class Range(Model):
+    min: Any = None
+    max: Any = None
+
+
+class Checks(Model):
+    eq: Any = None
+    ne: Any = None
+    gt: Any = None
+    ge: Any = None
+    lt: Any = None
+    le: Any = None
+    isin: list[Any] | None = None
+    notin: list[Any] | None = None
+    in_range: Range | None = None
+    str_matches: str | None = None
+    str_length: Range | None = None
+
+    @field_validator("str_matches")
+    @classmethod
+    def _regex_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+    def given(self) -> Iterator[tuple[str, Any]]:
+        """The checks the spec names, in a stable order."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is not None:
+                yield name, value
+
+
+def _column_type(value: Any) -> Any:
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in SCALAR_TYPES:
+            return v
+        m = DECIMAL_RE.match(v)
+        if m and 1 <= int(m.group(1)) <= 38 and int(m.group(2)) <= int(m.group(1)):
+            return f"decimal({int(m.group(1))},{int(m.group(2))})"
+    raise ValueError(
+        f"unknown type {value!r}; valid: {', '.join(SCALAR_TYPES)}, decimal(P,S) with 1 <= S <= P <= 38"
+    )
+
+
+ColumnType = Annotated[str, BeforeValidator(_column_type)]
+
+
+class Column(Model):
+    type: ColumnType
+    nullable: bool = True
+    unique: bool = False
+    checks: Checks = Checks()
+
+
+class SchemaSpec(Model):
+    strict: bool | Literal["filter"] = False
+    coerce: bool = True
+    columns: dict[str, Column] = Field(min_length=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, v: dict[str, Column]) -> dict[str, Column]:
+        for name in v:
+            if not name or name.startswith("_"):
+                raise ValueError(
+                    f"column name {name!r} is reserved: names starting with '_' are pumphouse's own"
+                )
+        return v
+
+
+SCHEMA_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+SchemaRef = Annotated[str, Field(pattern=SCHEMA_REF)]
+SchemaField = Annotated[
+    Annotated[SchemaSpec, Tag("inline")] | Annotated[SchemaRef, Tag("ref")],
+    Discriminator(lambda v: "ref" if isinstance(v, str) else "inline"),
+]
+
+
+# ---------------------------------------------------------------- transforms
+
+
+class Incremental(Model):
+    cursor: str = Field(min_length=1)
+
+
+class Dedup(Model):
+    key: tuple[str, ...] = Field(min_length=1)
+    order_by: str | None = None
+    keep: Literal["latest", "first"] = "latest"
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class Transform(Model):
+    select: tuple[str, ...] | None = None
+    rename: dict[str, str] = Field(default_factory=dict)
+    filter: str | None = Field(None, min_length=1)
+    incremental: Incremental | None = None
+    dedup: Dedup | None = None
+
+    @field_validator("rename")
+    @classmethod
+    def _rename_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        for new in v.values():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", new):
+                raise ValueError(
+                    f"cannot rename to {new!r}: use letters, digits and '_', starting with a letter"
+                )
+        return v
+
+
+# ---------------------------------------------------------------- sinks
+
+
+def _one_or_many(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+Names = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
+
+
+class ParquetSink(Model):
+    type: Literal["parquet"]
+    url: str = Field(min_length=1)
+    mode: str = "append"
+    key: Names | None = None
+    partition_by: Names = ()
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeltaSink(Model):
+    type: Literal["delta"]
+    url: str = Field(min_length=1)
+    mode: str = "append"
+    key: Names | None = None
+    partition_by: Names = ()
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class HttpSink(Model):
+    type: Literal["http"]
+    url: str = Field(pattern=r"^https?://", min_length=8)
+    mode: str = "append"
+    format: Literal["ndjson", "json"] = "ndjson"
+    batch_rows: int = Field(500, ge=1, le=100_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    key: Names | None = None
+    partition_by: Names = ()
+    timeout: Seconds = 30.0
+
+
+Sink = Annotated[ParquetSink | DeltaSink | HttpSink, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- limits, schedule
+
+
+def _ceiling(name: str) -> Any:
+    return getattr(settings, f"max_{name}")
+
+
+class Limits(Model):
+    """Every limit has a default; the platform settings hold the hard ceilings."""
+
+    batch_rows: int = Field(100_000, ge=1)
+    batch_bytes: ByteSize = Field(ByteSize(64 * 2**20), ge=1024)
+    max_concurrency: int = Field(4, ge=1)
+    requests_per_second: float = Field(10.0, gt=0)
+    max_rows_per_run: int = Field(10_000_000, ge=1)
+    max_record_bytes: ByteSize = Field(ByteSize(2**20), ge=16)
+    max_invalid_ratio: float = Field(0.05, ge=0, le=1)
+    memory: ByteSize = Field(ByteSize(2**30), ge=64 * 2**20)
+
+    @field_validator(
+        "batch_rows",
+        "batch_bytes",
+        "max_concurrency",
+        "requests_per_second",
+        "max_rows_per_run",
+        "max_record_bytes",
+        "memory",
+    )
+    @classmethod
+    def _under_ceiling(cls, v: Any, info: Any) -> Any:
+        ceiling = _ceiling(info.field_name)
+        if v > ceiling:
+            raise ValueError(
+                f"{v} is over the ceiling of {ceiling} "
+                f"(raise it with PUMPHOUSE_MAX_{info.field_name.upper()} if you must)"
+            )
+        return v
+
+
+class Schedule(Model):
+    cron: str
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        fields = v.split()
+        if not 5 <= len(fields) <= 6:
+            raise ValueError(f"{v!r} is not a cron string: it needs 5 fields, e.g. '*/15 * * * *'")
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=v, timezone="UTC")
+        except Exception:
+            raise ValueError(f"{v!r} is not a valid cron string, e.g. '*/15 * * * *'") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return v
+
+
+# ---------------------------------------------------------------- the spec
+
+
+class Spec(Model):
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    source: Source
+    schema_: SchemaField | None = Field(None, alias="schema")
+    on_invalid: Literal["quarantine", "drop", "fail"] = "quarantine"
+    transform: Transform = Transform()
+    sink: Sink
+    limits: Limits = Limits()
+    schedule: Schedule | None = None
+
+    @property
+    def merge_key(self) -> tuple[str, ...]:
+        """The sink key, defaulting to the dedup key (CONTRACT §1)."""
+        if self.sink.key:
+            return self.sink.key
+        return self.transform.dedup.key if self.transform.dedup else ()
+
+
+def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules that relate sections. Returns (key path, message) pairs; empty when all hold."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    sink, t = spec.sink, spec.transform
+
+    valid_modes = SINK_MODES[sink.type]
+    if sink.mode not in valid_modes:
+        needs = [k for k, modes in SINK_MODES.items() if sink.mode in modes]
+        hint = f" needs sink.type {' or '.join(needs)}" if needs else " is not a sink mode"
+        problems.append(
+            (
+                ("sink", "mode"),
+                f"{sink.mode!r}{hint} (got {sink.type}); valid for {sink.type}: {', '.join(valid_modes)}",
+            )
+        )
+    if sink.type == "delta" and sink.mode == "merge" and not spec.merge_key:
+        problems.append(
+            (("sink", "key"), "mode 'merge' needs a key: set sink.key or transform.dedup.key")
+        )
+
+    if isinstance(spec.source, FilesSource) and spec.source.format is None:
+        if source_format(spec.source) is None:
+            problems.append(
+                (
+                    ("source", "format"),
+                    f"cannot tell the format from {spec.source.glob or spec.source.url!r}; "
+                    f"set source.format to one of {', '.join(FORMATS)}",
+                )
+            )
+
+    # Column names: only checkable against an inline schema that fixes the columns.
+    schema = spec.schema_
+    if isinstance(schema, SchemaSpec) and schema.strict is not False:
+        cols = list(schema.columns)
+        problems += _names_exist(cols, t.select, ("transform", "select"))
+        problems += _names_exist(cols, tuple(t.rename), ("transform", "rename"))
+    out = output_columns(spec)
+    if out is not None:
+        if t.incremental:
+            problems += _names_exist(out, (t.incremental.cursor,), ("transform", "incremental", "cursor"))
+        if t.dedup:
+            problems += _names_exist(out, t.dedup.key, ("transform", "dedup", "key"))
+            if t.dedup.order_by:
+                problems += _names_exist(out, (t.dedup.order_by,), ("transform", "dedup", "order_by"))
+        problems += _names_exist(out, sink.partition_by, ("sink", "partition_by"))
+        problems += _names_exist(out, sink.key or (), ("sink", "key"))
+    return problems
+
+
+def _names_exist(
+    known: list[str], names: tuple[str, ...] | None, path: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    missing = [n for n in names or () if n not in known]
+    if not missing:
+        return []
+    return [(path, f"unknown column {', '.join(map(repr, missing))}; columns here: {', '.join(known)}")]
+
+
+def output_columns(spec: Spec) -> list[str] | None:
+    """Column names after select and rename, when an inline schema fixes them; else None."""
+    schema = spec.schema_
+    if not isinstance(schema, SchemaSpec) or schema.strict is False:
+        if spec.transform.select is None:
+            return None
+    cols = list(spec.transform.select) if spec.transform.select is not None else list(schema.columns)  # type: ignore[union-attr]
+    return [spec.transform.rename.get(c, c) for c in cols]
+
+
+def source_format(source: FilesSource) -> str | None:
+    """The source's format: explicit, or from the extension of its glob or URL."""
+    if source.format:
+        return source.format
+    name = (source.glob or source.url).lower()
+    for ext in (".gz", ".zst", ".zstd"):
+        name = name.removesuffix(ext)
+    for ext, fmt in EXTENSION_FORMATS.items():
+        if name.endswith(ext):
+            return fmt
+    return None

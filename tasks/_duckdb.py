@@ -1,0 +1,62 @@
+"""The one door to DuckDB: connection setup (memory, spill dir, UTC), fsspec, Arrow in and out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import fsspec
+import pyarrow as pa
+
+Connection = duckdb.DuckDBPyConnection
+
+
+def connect(memory_bytes: int = 2**30, temp_dir: str | None = None, threads: int | None = None) -> Connection:
+    """An in-memory DuckDB with a memory limit, a spill directory and UTC as its time zone."""
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{int(memory_bytes)}B'")
+    if temp_dir:
+        os.makedirs(temp_dir, exist_ok=True)
+        con.execute(f"SET temp_directory = {quote(temp_dir)}")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def register_fs(con: Connection, fs: fsspec.AbstractFileSystem) -> None:
+    """Let DuckDB read and write URLs of a non-local fsspec filesystem (memory://, s3://)."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+    if "file" in protocols or "local" in protocols:
+        return
+    if not con.filesystem_is_registered(protocols[0]):
+        con.register_filesystem(fs)
+
+
+def quote(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    """A SQL identifier, always quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def arrow(con: Connection, sql: str, params: list[Any] | None = None) -> pa.Table:
+    """Run a query and return its whole result as an Arrow table (for small results)."""
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def batches(con: Connection, sql: str, rows: int) -> Iterator[pa.RecordBatch]:
+    """Stream a query's result in Arrow record batches of at most `rows` rows."""
+    yield from con.sql(sql).to_arrow_reader(rows)
+
+
+def scalar(con: Connection, sql: str, params: list[Any] | None = None) -> Any:
+    """The first column of the first row, or None."""
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
