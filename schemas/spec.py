@@ -37,7 +37,11 @@ EXTENSION_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-SINK_MODES = {"parquet": ("append",), "delta": ("append", "merge", "overwrite"), "http": ("append",)}
+SINK_MODES = {
+    "parquet": ("append",),
+    "delta": ("append", "merge", "overwrite"),
+    "http": ("append",),
+}
 
 
 class Model(BaseModel):
@@ -159,7 +163,8 @@ def _column_type(value: Any) -> Any:
         if m and 1 <= int(m.group(1)) <= 38 and int(m.group(2)) <= int(m.group(1)):
             return f"decimal({int(m.group(1))},{int(m.group(2))})"
     raise ValueError(
-        f"unknown type {value!r}; valid: {', '.join(SCALAR_TYPES)}, decimal(P,S) with 1 <= S <= P <= 38"
+        f"unknown type {value!r}; valid: {', '.join(SCALAR_TYPES)}, "
+        "decimal(P,S) with 1 <= P <= 38 and 0 <= S <= P"
     )
 
 
@@ -308,11 +313,23 @@ class Limits(Model):
     def _under_ceiling(cls, v: Any, info: Any) -> Any:
         ceiling = _ceiling(info.field_name)
         if v > ceiling:
+            # Byte sizes are shown as written (8.0GiB), not as a count of bytes.
+            if isinstance(v, ByteSize):
+                v, ceiling = v.human_readable(), ByteSize(ceiling).human_readable()
             raise ValueError(
                 f"{v} is over the ceiling of {ceiling} "
                 f"(raise it with PUMPHOUSE_MAX_{info.field_name.upper()} if you must)"
             )
         return v
+
+
+CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+)
 
 
 class Schedule(Model):
@@ -324,7 +341,14 @@ class Schedule(Model):
     def _cron(cls, v: str) -> str:
         fields = v.split()
         if not 5 <= len(fields) <= 6:
-            raise ValueError(f"{v!r} is not a cron string: it needs 5 fields, e.g. '*/15 * * * *'")
+            raise ValueError(
+                f"{v!r} has {len(fields)} fields; a cron string has 5: "
+                f"{' '.join(f[0] for f in CRON_FIELDS)}, e.g. '*/15 * * * *'"
+            )
+        for (what, lo, hi), field in zip(CRON_FIELDS, fields, strict=False):
+            for number in re.findall(r"(?<![/\d])\d+", field):  # not the step after '/'
+                if not lo <= int(number) <= hi:
+                    raise ValueError(f"{v!r}: {what} {number} is out of range {lo}-{hi}")
         from prefect.client.schemas.schedules import CronSchedule
 
         try:
@@ -388,15 +412,14 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
             (("sink", "key"), "mode 'merge' needs a key: set sink.key or transform.dedup.key")
         )
 
-    if isinstance(spec.source, FilesSource) and spec.source.format is None:
-        if source_format(spec.source) is None:
-            problems.append(
-                (
-                    ("source", "format"),
-                    f"cannot tell the format from {spec.source.glob or spec.source.url!r}; "
-                    f"set source.format to one of {', '.join(FORMATS)}",
-                )
+    if isinstance(spec.source, FilesSource) and source_format(spec.source) is None:
+        problems.append(
+            (
+                ("source", "format"),
+                f"cannot tell the format from {spec.source.glob or spec.source.url!r}; "
+                f"set source.format to one of {', '.join(FORMATS)}",
             )
+        )
 
     # Column names: only checkable against an inline schema that fixes the columns.
     schema = spec.schema_
@@ -407,11 +430,15 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
     out = output_columns(spec)
     if out is not None:
         if t.incremental:
-            problems += _names_exist(out, (t.incremental.cursor,), ("transform", "incremental", "cursor"))
+            problems += _names_exist(
+                out, (t.incremental.cursor,), ("transform", "incremental", "cursor")
+            )
         if t.dedup:
             problems += _names_exist(out, t.dedup.key, ("transform", "dedup", "key"))
             if t.dedup.order_by:
-                problems += _names_exist(out, (t.dedup.order_by,), ("transform", "dedup", "order_by"))
+                problems += _names_exist(
+                    out, (t.dedup.order_by,), ("transform", "dedup", "order_by")
+                )
         problems += _names_exist(out, sink.partition_by, ("sink", "partition_by"))
         problems += _names_exist(out, sink.key or (), ("sink", "key"))
     return problems
@@ -423,16 +450,20 @@ def _names_exist(
     missing = [n for n in names or () if n not in known]
     if not missing:
         return []
-    return [(path, f"unknown column {', '.join(map(repr, missing))}; columns here: {', '.join(known)}")]
+    return [
+        (path, f"unknown column {', '.join(map(repr, missing))}; columns here: {', '.join(known)}")
+    ]
 
 
 def output_columns(spec: Spec) -> list[str] | None:
     """Column names after select and rename, when an inline schema fixes them; else None."""
     schema = spec.schema_
-    if not isinstance(schema, SchemaSpec) or schema.strict is False:
-        if spec.transform.select is None:
-            return None
-    cols = list(spec.transform.select) if spec.transform.select is not None else list(schema.columns)  # type: ignore[union-attr]
+    if spec.transform.select is not None:
+        cols = list(spec.transform.select)
+    elif isinstance(schema, SchemaSpec) and schema.strict is not False:
+        cols = list(schema.columns)
+    else:
+        return None  # extra columns may come through, so the names are not known up front
     return [spec.transform.rename.get(c, c) for c in cols]
 
 

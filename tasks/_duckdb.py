@@ -13,7 +13,9 @@ import pyarrow as pa
 Connection = duckdb.DuckDBPyConnection
 
 
-def connect(memory_bytes: int = 2**30, temp_dir: str | None = None, threads: int | None = None) -> Connection:
+def connect(
+    memory_bytes: int = 2**30, temp_dir: str | None = None, threads: int | None = None
+) -> Connection:
     """An in-memory DuckDB with a memory limit, a spill directory and UTC as its time zone."""
     con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit = '{int(memory_bytes)}B'")
@@ -46,6 +48,11 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def tokens(sql: str) -> list[tuple[int, Any]]:
+    """DuckDB's own lexer: (offset, token type) pairs, no connection needed."""
+    return list(duckdb.tokenize(sql))
+
+
 def arrow(con: Connection, sql: str, params: list[Any] | None = None) -> pa.Table:
     """Run a query and return its whole result as an Arrow table (for small results)."""
     return con.sql(sql, params=params).to_arrow_table()
@@ -58,5 +65,7 @@ def batches(con: Connection, sql: str, rows: int) -> Iterator[pa.RecordBatch]:
 
 def scalar(con: Connection, sql: str, params: list[Any] | None = None) -> Any:
     """The first column of the first row, or None."""
-    row = con.execute(sql, params or []).fetchone()
-    return None if row is None else row[0]
+    # DuckDB 2 relations have no fetchone(), and an unfinished execute() result
+    # blocks the connection: fetch the (one-row) result whole.
+    rows = con.sql(sql, params=params).fetchall()
+    return rows[0][0] if rows else None

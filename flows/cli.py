@@ -1,0 +1,307 @@
+"""`pumphouse`: validate, run, status, query, reset (CONTRACT §4). Exit 0 ok, 1 run failed, 2 usage or spec."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas.errors import PumpError, SpecError, UsageError
+
+app = typer.Typer(
+    name="pumphouse",
+    help="A declarative data pump: a YAML spec in, validated and deduplicated rows out, run as a Prefect flow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _quiet_prefect(argv: list[str]) -> None:
+    """Before Prefect is imported: its console shows warnings only (-v shows all), and the
+    embedded server sends no telemetry (the network is often closed; it would print a traceback).
+    Logs still reach the Prefect API in full."""
+    if "-v" not in argv and "--verbose" not in argv:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def main() -> None:
+    """Entry point: no bare tracebacks, exit codes as the contract says."""
+    _quiet_prefect(sys.argv[1:])
+    try:
+        app(standalone_mode=False)
+    except PumpError as e:
+        _print_error(e)
+        sys.exit(e.exit_code)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", None)
+        sys.exit(code if code is not None else getattr(e, "code", 0))
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print(
+            "interrupted; run again to finish: an interrupted run is resumed with the same inputs"
+        )
+        sys.exit(130)
+    except Exception as e:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        if os.environ.get("PUMPHOUSE_DEBUG"):
+            traceback.print_exc()
+        err.print(f"error: {type(e).__name__}: {e}", markup=False, highlight=False)
+        err.print(
+            "this looks like a bug in pumphouse; rerun with PUMPHOUSE_DEBUG=1 for details",
+            markup=False,
+        )
+        sys.exit(1)
+
+
+def _print_error(e: PumpError) -> None:
+    if isinstance(e, SpecError) and len(e.problems) > 1:
+        for p in e.problems:
+            err.print(p, markup=False, highlight=False)
+    else:
+        err.print(f"error: {e}", markup=False, highlight=False)
+
+
+def _load(spec: str) -> Any:
+    from flows.pump import load
+
+    return load(spec)
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files, e.g. pumps/*.yaml")],
+) -> None:
+    """Check specs; print each problem; exit 2 if any."""
+    bad = 0
+    for path in specs:
+        try:
+            spec = _load(str(path))
+        except SpecError as e:
+            bad += 1
+            for p in e.problems:
+                err.print(p, markup=False, highlight=False)
+        else:
+            out.print(f"ok: {path} (pump {spec.name})", markup=False, highlight=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="The spec file, e.g. pumps/orders.yaml")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh", help="Delete the output and state first, then read everything."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")
+    ] = False,
+) -> None:
+    """Run the pump once as a Prefect flow and print a summary."""
+    _load(str(spec))  # spec errors exit 2 before Prefect starts
+    from flows.pump import pump
+    from tasks import progress
+
+    show_bar = not as_json and err.is_terminal
+    stop = _progress_bar(progress) if show_bar else (lambda: None)
+    try:
+        summary = pump(spec_path=str(spec), full_refresh=full_refresh)
+    except PumpError as e:
+        stop()
+        if as_json:
+            print(json.dumps(_failed_summary(spec, e)))
+        _print_error(e)
+        raise typer.Exit(e.exit_code) from None
+    finally:
+        stop()
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        _print_summary(summary)
+
+
+def _failed_summary(spec: Path, e: PumpError) -> dict[str, Any]:
+    from tasks.state import StateStore
+
+    try:
+        name = _load(str(spec)).name
+        last = StateStore(name).runs(1)
+    except PumpError:
+        last = []
+    base = {
+        "status": "failed",
+        "rows_read": 0,
+        "rows_written": 0,
+        "rows_rejected": 0,
+        "seconds": 0.0,
+    }
+    if last and last[-1].get("status") == "failed":
+        base.update(last[-1])
+    base["error"] = str(e)
+    return base
+
+
+def _progress_bar(progress: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]pumping"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files · {task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task_id = bar.add_task("files", total=None, rows=0)
+
+    def on_event(what: str, amount: int) -> None:
+        if what == "total_files":
+            bar.update(task_id, total=amount)
+        elif what == "files":
+            bar.advance(task_id, amount)
+        elif what == "rows":
+            bar.update(task_id, rows=bar.tasks[0].fields["rows"] + amount)
+
+    bar.start()
+    unsubscribe = progress.listen(on_event)
+
+    def stop() -> None:
+        unsubscribe()
+        bar.stop()
+
+    return stop
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    table = Table(title=f"pump {s['pump']}: {s['status']}", show_header=False, title_justify="left")
+    for key in (
+        "run_id", "files", "bytes", "rows_read", "rows_rejected", "rows_filtered", "rows_old",
+        "rows_duplicate", "rows_written", "hwm_before", "hwm_after", "output", "seconds",
+    ):  # fmt: skip
+        value = s.get(key)
+        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+    out.print(table)
+
+
+@app.command()
+def status(
+    specs: Annotated[
+        list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
+    ] = None,
+) -> None:
+    """Per pump: last run, its outcome, rows, high-water mark."""
+    from tasks.state import StateStore
+
+    paths = specs or sorted(Path("pumps").glob("*.yaml"))
+    if not paths:
+        raise UsageError(
+            "no specs given and none in pumps/; pass spec files: pumphouse status pumps/NAME.yaml"
+        )
+    table = Table(
+        "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark", "open run"
+    )
+    for path in paths:
+        spec = _load(str(path))
+        store = StateStore(spec.name)
+        runs = store.runs(1)
+        last = runs[-1] if runs else {}
+        open_run = store.manifest()
+        table.add_row(
+            spec.name,
+            last.get("started_at") or "never",
+            (last.get("status") or "-") + (f": {last['error']}" if last.get("error") else ""),
+            str(last.get("rows_read", "-")),
+            str(last.get("rows_written", "-")),
+            str(last.get("rows_rejected", "-")),
+            str(store.committed().hwm or "-"),
+            f"{open_run.run_id} ({open_run.phase})" if open_run else "-",
+        )
+    out.print(table)
+
+
+@app.command()
+def query(
+    spec: Annotated[Path, typer.Argument(help="The spec file")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views NAME (output) and NAME_rejected")],
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Run SQL with the output as a view named after the pump and rejected rows as NAME_rejected."""
+    if fmt not in ("table", "csv", "json"):
+        raise UsageError(f"--format {fmt!r} is not a format; valid: table, csv, json")
+    from tasks.query import run_query
+
+    columns, rows = run_query(_load(str(spec)), sql)
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    else:
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in r))
+        out.print(table)
+
+
+@app.command()
+def reset(
+    spec: Annotated[Path, typer.Argument(help="The spec file")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Forget the pump's state (high-water mark, files read, open run). The output stays."""
+    from tasks.state import StateStore
+
+    loaded = _load(str(spec))
+    store = StateStore(loaded.name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("reset asks for confirmation; pass --yes to reset without asking")
+        typer.confirm(f"Forget all state of pump {loaded.name!r} ({store.root})?", abort=True)
+    with store.lock():
+        store.reset()
+    out.print(f"reset: pump {loaded.name} will read everything again on its next run", markup=False)
+
+
+@app.command()
+def deploy(
+    specs: Annotated[
+        list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
+    ] = None,
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool")] = "pumphouse",
+) -> None:
+    """Create or update one Prefect deployment per spec (not in this build yet)."""
+    from schemas.errors import NotSupportedYet
+
+    raise NotSupportedYet(
+        "deploy is not supported by this build yet; run pumps with `pumphouse run SPEC`"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The one generic Prefect flow: run the pump a spec describes, once.
+
+Each Prefect task wraps one pure step from `tasks/`; only small values (spec
+models, paths, counts) cross task boundaries. State is committed here, last.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
+
+from schemas.errors import DataError, PumpError, TransientError
+from schemas.loader import load_spec, resolve_mapping
+from schemas.spec import Spec
+from tasks import sink_parquet
+from tasks.contract import schema_problems
+from tasks.guard import filter_problems
+from tasks.listing import SourceFile
+from tasks.load import Loaded, load_run
+from tasks.plan import plan_run
+from tasks.stage import stage_file
+from tasks.state import Committed, Manifest, StateStore
+from tasks.summary import Counts, Summary
+
+CHECKS = (filter_problems, schema_problems)
+
+
+def load(spec_path: str) -> Spec:
+    """Parse, validate and preflight a spec (what `pumphouse validate` checks)."""
+    return load_spec(spec_path, checks=CHECKS)
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on a second try; a spec or data error never will."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
+    return plan_run(spec, store)
+
+
+@task(
+    name="stage",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_transient,
+)
+def stage_task(
+    spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
+) -> Counts:
+    return stage_file(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+
+
+@task(
+    name="load",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_transient,
+)
+def load_task(spec: Spec, run_dir: str, run_id: str, hwm: str | None) -> Loaded:
+    return load_run(spec, run_dir, run_id, hwm)
+
+
+@task(name="commit", cache_policy=NO_CACHE)
+def commit_task(
+    store: StateStore, manifest: Manifest, hwm_after: str | None, summary: dict[str, Any]
+) -> None:
+    committed = store.committed()
+    files = dict(committed.files)
+    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs})
+    store.commit(Committed(hwm=hwm_after, files=files), summary)
+
+
+@flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
+def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
+    """Run the pump described by the spec at `spec_path` (relative to the project folder)."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    spec = load(spec_path)
+    store = StateStore(spec.name)
+    summary = Summary(pump=spec.name, run_id="-", output=spec.sink.url)
+    summary.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest: Manifest | None = None
+    try:
+        with store.lock():
+            if full_refresh:
+                _forget(spec, store)
+            manifest, summary.resumed = plan_task(spec, store)
+            summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
+            run_dir = str(store.run_dir(manifest.run_id))
+            if manifest.phase == "staging":
+                summary.counts = _stage_all(spec, store, manifest, run_dir)
+            else:
+                summary.counts = Counts(**manifest.staged)
+            loaded = load_task(spec, run_dir, manifest.run_id, manifest.hwm_before)
+            summary.rows_written, summary.rows_duplicate = (
+                loaded.rows_written,
+                loaded.rows_duplicate,
+            )
+            summary.hwm_after = loaded.hwm_after
+            summary.seconds = time.perf_counter() - started
+            commit_task(store, manifest, loaded.hwm_after, summary.to_dict())
+    except PumpError as e:
+        summary.status, summary.error = "failed", str(e)
+        summary.seconds = time.perf_counter() - started
+        if manifest is not None and manifest.phase == "staging":
+            store.drop_manifest()  # nothing was loaded: the next run starts afresh
+        store.record_run(summary.to_dict())
+        _publish(spec, summary)
+        logger.error(summary.one_line() + f": {e}")
+        raise
+    _publish(spec, summary)
+    logger.info(summary.one_line())
+    return summary.to_dict()
+
+
+def _stage_all(spec: Spec, store: StateStore, manifest: Manifest, run_dir: str) -> Counts:
+    """Stage the inputs, at most max_concurrency at once, stopping at max_rows_per_run."""
+    limits = spec.limits
+    total = Counts()
+    done: dict[int, Counts] = {}
+    pending: dict[PrefectFuture[Counts], int] = {}
+    queue = list(enumerate(manifest.inputs))
+    while queue or pending:
+        while (
+            queue
+            and len(pending) < limits.max_concurrency
+            and total.rows_read < limits.max_rows_per_run
+        ):
+            i, f = queue.pop(0)
+            pending[stage_task.submit(spec, run_dir, i, f, manifest.hwm_before)] = i
+        if not pending:
+            break  # the row limit is reached: the rest waits for the next run
+        fut = next(as_completed(list(pending)))
+        i = pending.pop(fut)
+        done[i] = fut.result()
+        total.add(done[i])
+    _gate(spec, total)
+    # Freeze what this run covers before anything reaches the sink.
+    manifest.inputs = [manifest.inputs[i] for i in sorted(done)]
+    manifest.phase, manifest.staged = "loading", total.to_dict()
+    store.save_manifest(manifest)
+    return total
+
+
+def _gate(spec: Spec, counts: Counts) -> None:
+    """Fail before loading when the data breaks the contract beyond what the spec allows."""
+    if not counts.rows_rejected:
+        return
+    sample = "; ".join(counts.errors_sample[:3])
+    if spec.on_invalid == "fail":
+        raise DataError(
+            f"{counts.rows_rejected} of {counts.rows_read} rows are invalid and on_invalid is 'fail': {sample}; "
+            "fix the data, or set on_invalid: quarantine"
+        )
+    ratio = counts.rows_rejected / max(counts.rows_read, 1)
+    if ratio > spec.limits.max_invalid_ratio:
+        raise DataError(
+            f"{counts.rows_rejected} of {counts.rows_read} rows ({ratio:.1%}) are invalid, over "
+            f"limits.max_invalid_ratio {spec.limits.max_invalid_ratio:.1%}; nothing was loaded. "
+            f"First problems: {sample}. Fix the data, or raise limits.max_invalid_ratio"
+        )
+
+
+def _forget(spec: Spec, store: StateStore) -> None:
+    """--full-refresh: drop the output and the state, keep the lock."""
+    fs, root = sink_parquet.target(
+        spec.sink.url, resolve_mapping(getattr(spec.sink, "storage_options", {}))
+    )
+    sink_parquet.remove_all(fs, root)
+    store.reset()
+
+
+def _publish(spec: Spec, summary: Summary) -> None:
+    key = "pump-" + spec.name.replace("_", "-")
+    try:
+        create_markdown_artifact(
+            markdown=summary.to_markdown(), key=key, description=summary.one_line()
+        )
+    except Exception as e:  # the run's outcome must not depend on the artifact store
+        get_run_logger().warning(f"could not publish the run summary artifact: {e}")

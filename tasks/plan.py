@@ -1,0 +1,46 @@
+"""Choose a run's inputs once, at its start, or take over an interrupted run's (CONTRACT §2)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from schemas.spec import FilesSource, Spec
+from tasks.listing import list_files
+from tasks.state import Manifest, StateStore
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
+    """The run's manifest and whether it resumes an interrupted run.
+
+    A new run freezes its inputs (the files not read yet, or all of them when
+    `new_files_only` is off) and the committed high-water mark, and saves them
+    before reading anything, so an interrupted run is finished with the same inputs.
+    """
+    open_run = store.manifest()
+    if open_run is not None:
+        return open_run, True
+    if not isinstance(spec.source, FilesSource):
+        from schemas.errors import NotSupportedYet
+
+        raise NotSupportedYet(
+            f"source.type {spec.source.type!r} is valid but not supported by this build yet; "
+            "use source.type files"
+        )
+    committed = store.committed()
+    files = list_files(spec.source)
+    if spec.source.new_files_only:
+        files = [f for f in files if not committed.is_read(f.url, f.fingerprint)]
+    manifest = Manifest(
+        run_id=new_run_id(),
+        started_at=time.time(),
+        inputs=[f.to_dict() for f in files],
+        hwm_before=committed.hwm,
+    )
+    store.save_manifest(manifest)
+    return manifest, False

@@ -1,0 +1,112 @@
+"""The parquet sink: files under URL/data/ (and URL/rejected/), written whole or not at all.
+
+Each load batch has a deterministic name (`part-RUN-BATCH`), so a replayed batch
+overwrites its earlier copy instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from schemas.errors import PumpError
+from tasks._duckdb import Connection, ident, quote
+
+
+def target(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The sink's filesystem and its root path (no trailing slash)."""
+    fs, root = fsspec.core.url_to_fs(url, **storage_options)
+    if _is_local(fs):
+        root = os.path.abspath(root)
+    return fs, root.rstrip("/")
+
+
+def write(
+    con: Connection,
+    sql: str,
+    fs: fsspec.AbstractFileSystem,
+    dest: str,
+    name: str,
+    partition_by: Sequence[str],
+    tmp_root: str,
+) -> list[str]:
+    """Write a query's rows as zstd parquet file(s) named `name` under `dest`; return their paths.
+
+    DuckDB writes into a private temp folder first; each finished file is then moved
+    (local) or uploaded (object store) into place, so readers never see half a file.
+    """
+    os.makedirs(tmp_root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)
+    try:
+        options = "FORMAT parquet, COMPRESSION zstd"
+        if partition_by:
+            cols = ", ".join(ident(p) for p in partition_by)
+            options += f", PARTITION_BY ({cols}), FILENAME_PATTERN {quote(name + '-{i}')}, OVERWRITE_OR_IGNORE"
+            con.execute(f"COPY ({sql}) TO {quote(tmp)} ({options})")
+        else:
+            con.execute(
+                f"COPY ({sql}) TO {quote(os.path.join(tmp, name + '.parquet'))} ({options})"
+            )
+        return [_place(fs, tmp, file, dest) for file in _files_under(tmp)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> int:
+    """Delete every file an earlier attempt of this run wrote, so a replay starts clean."""
+    removed = 0
+    for sub in ("data", "rejected"):
+        for path in fs.glob(f"{root}/{sub}/**/part-{run_id}-*.parquet"):
+            fs.rm(path)
+            removed += 1
+    return removed
+
+
+def remove_all(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    """Delete all output (for --full-refresh)."""
+    for sub in ("data", "rejected"):
+        if fs.exists(f"{root}/{sub}"):
+            fs.rm(f"{root}/{sub}", recursive=True)
+
+
+def _files_under(tmp: str) -> list[str]:
+    out = []
+    real_tmp = os.path.realpath(tmp)
+    for dirpath, _dirs, files in os.walk(tmp):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            # Partition values are escaped by DuckDB ('../x' -> '..%2Fx'); check anyway
+            # that nothing landed outside the folder we gave it.
+            if not os.path.realpath(path).startswith(real_tmp + os.sep):
+                raise PumpError(f"refusing to write {path}: outside the sink folder")
+            out.append(path)
+    return sorted(out)
+
+
+def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str:
+    rel = os.path.relpath(file, tmp)
+    if rel.startswith(".."):
+        raise PumpError(f"refusing to write {rel}: outside the sink folder")
+    final = f"{dest}/{rel.replace(os.sep, '/')}"
+    if _is_local(fs):
+        Path(final).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(file, final)
+        except OSError:  # another device: copy beside the target, then rename
+            part = f"{final}.tmp"
+            shutil.copyfile(file, part)
+            os.replace(part, final)
+    else:
+        fs.put_file(file, final)
+    return final
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols

@@ -1,0 +1,89 @@
+"""Read one input file in bounded batches, check each against the contract, transform, stage.
+
+Staged batches are parquet files in the run's staging folder: valid rows (with
+lineage `_source`, `_row`) under valid/, rejected rows under rejected/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from schemas.spec import FilesSource, Spec
+from tasks import progress
+from tasks._duckdb import Connection, connect, quote, scalar
+from tasks.contract import check_batch
+from tasks.listing import SourceFile
+from tasks.read import read_batches
+from tasks.summary import Counts
+from tasks.transform import batch_sql, projection
+
+INTERNAL = ("_source", "_row", "_raw", "_errors", "_original")
+
+
+def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
+    """Stage every batch of one file; returns its counts. Safe to repeat: it overwrites its own output."""
+    assert isinstance(spec.source, FilesSource)
+    run = Path(run_dir)
+    for sub in ("valid", "rejected"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+        for old in (run / sub).glob(f"{index:05d}-*.parquet"):
+            old.unlink()
+    limits = spec.limits
+    con = connect(
+        memory_bytes=max(64 * 2**20, limits.memory // limits.max_concurrency),
+        temp_dir=str(run / "tmp"),
+    )
+    counts = Counts(files=1, bytes=file.size)
+    try:
+        for batch in read_batches(spec.source, file, limits):
+            name = f"{index:05d}-{batch.seq:05d}"
+            con.register("raw_batch", batch.table)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE checked AS {check_batch(con, spec, 'raw_batch', batch.kind)}"
+            )
+            con.unregister("raw_batch")
+            counts.add(_stage_checked(con, spec, run, name, hwm))
+            progress.emit("rows", batch.table.num_rows)
+        progress.emit("files", 1)
+    finally:
+        con.close()
+    return counts
+
+
+def _stage_checked(con: Connection, spec: Spec, run: Path, name: str, hwm: str | None) -> Counts:
+    counts = Counts(batches=1)
+    counts.rows_read = int(scalar(con, "SELECT count(*) FROM checked"))
+    counts.rows_rejected = int(scalar(con, "SELECT count(*) FROM checked WHERE len(_errors) > 0"))
+    if counts.rows_rejected:
+        sample = con.sql(
+            "SELECT _source, _row, _errors FROM checked WHERE len(_errors) > 0 ORDER BY _row LIMIT 3"
+        ).fetchall()
+        counts.errors_sample = [f"{os.path.basename(s)}:{r}: {', '.join(e)}" for s, r, e in sample]
+        if spec.on_invalid != "drop":
+            rejected = run / "rejected" / f"{name}.parquet"
+            con.execute(
+                "COPY (SELECT unnest(_original), _errors, _source, _row, _raw FROM checked "
+                f"WHERE len(_errors) > 0) TO {quote(str(rejected))} (FORMAT parquet, COMPRESSION zstd)"
+            )
+    types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
+    columns = [c for c in types if c not in INTERNAL]
+    t = spec.transform
+    source_of = {dst: src for src, dst in projection(t, columns)}
+    cursor_type = types.get(source_of.get(t.incremental.cursor, "")) if t.incremental else None
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
+    )
+    kept = con.sql(
+        "SELECT count(*) FILTER (WHERE NOT _keep_filter), "
+        "count(*) FILTER (WHERE _keep_filter AND NOT _keep_new), "
+        "count(*) FILTER (WHERE _keep_filter AND _keep_new) FROM kept"
+    ).fetchall()[0]
+    counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in kept)
+    if counts.rows_staged:
+        valid = run / "valid" / f"{name}.parquet"
+        con.execute(
+            "COPY (SELECT * EXCLUDE (_keep_filter, _keep_new) FROM kept WHERE _keep_filter AND _keep_new) "
+            f"TO {quote(str(valid))} (FORMAT parquet, COMPRESSION zstd)"
+        )
+    return counts

@@ -1,0 +1,75 @@
+"""The bounded transforms as SQL: select, rename, filter, incremental per batch; dedup per run.
+
+Pure functions from spec sections to SQL text; the engine runs them elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schemas.spec import Dedup, Transform
+from tasks._duckdb import ident, quote
+
+LINEAGE = ("_source", "_row")  # kept through staging so dedup can break every tie
+
+
+def projection(transform: Transform, columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(input column, output name) pairs after `select` and `rename`."""
+    chosen = list(transform.select) if transform.select is not None else list(columns)
+    return [(c, transform.rename.get(c, c)) for c in chosen]
+
+
+def batch_sql(
+    transform: Transform,
+    relation: str,
+    columns: Sequence[str],
+    hwm: str | None,
+    cursor_type: str | None,
+) -> str:
+    """Valid rows of a checked batch, projected, with two flags: passed the filter, is new.
+
+    A NULL filter result counts as false (SQL's WHERE semantics); a NULL cursor is never new.
+    """
+    pairs = projection(transform, columns)
+    cols = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in pairs)
+    keep_filter = f"coalesce(({transform.filter}), false)" if transform.filter else "true"
+    if transform.incremental and hwm is not None and cursor_type:
+        cursor = ident(transform.incremental.cursor)
+        keep_new = f"coalesce({cursor} > CAST({quote(hwm)} AS {cursor_type}), false)"
+    elif transform.incremental:
+        keep_new = f"{ident(transform.incremental.cursor)} IS NOT NULL"
+    else:
+        keep_new = "true"
+    return (
+        f"SELECT *, {keep_filter} AS _keep_filter, {keep_new} AS _keep_new FROM "
+        f"(SELECT {cols}, _source, _row FROM {relation} WHERE len(_errors) = 0)"
+    )
+
+
+def dedup_sql(dedup: Dedup | None, relation: str) -> str:
+    """One row per key, the latest (or first) by order_by, ties broken by arrival order.
+
+    Arrival order is (file URL, record number): unique per row, so the result does
+    not depend on how DuckDB scans in parallel.
+    """
+    if dedup is None:
+        return f"SELECT * FROM {relation}"
+    desc = dedup.keep == "latest"
+    direction = "DESC" if desc else "ASC"
+    order = [f"_source {direction}", f"_row {direction}"]
+    if dedup.order_by:
+        order.insert(0, f"{ident(dedup.order_by)} {direction} NULLS LAST")
+    keys = ", ".join(ident(k) for k in dedup.key)
+    return (
+        f"SELECT * FROM {relation} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
+    )
+
+
+def numbered_sql(relation: str, batch_rows: int, partition_by: Sequence[str]) -> str:
+    """Rows numbered into load batches of `batch_rows`, in a deterministic order."""
+    order = [*(ident(p) for p in partition_by), *LINEAGE]
+    return (
+        f"SELECT *, (row_number() OVER (ORDER BY {', '.join(order)}) - 1) // {int(batch_rows)} AS _batch "
+        f"FROM ({relation})"
+    )

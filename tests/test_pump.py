@@ -1,0 +1,171 @@
+"""The pump end to end as a Prefect flow on a real server: files -> contract -> transforms -> parquet."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from schemas.errors import DataError
+from tests.data import expected, is_valid, landed, spec_text, write_orders
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _run(spec: Path, **kw: object) -> dict[str, object]:
+    from flows.pump import pump
+
+    return pump(spec_path=str(spec), **kw)  # type: ignore[arg-type]
+
+
+def test_one_run_lands_exactly_the_valid_new_latest_rows(project: Path) -> None:
+    records = write_orders(project / "in", files=3, rows=200)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(batch_rows=70))
+    summary = _run(spec)
+    want = expected(records)
+    assert landed("out/orders") == want
+    invalid = sum(1 for r in records if not is_valid(r))
+    assert summary["status"] == "ok"
+    assert summary["rows_read"] == len(records) == 600
+    assert summary["rows_rejected"] == invalid
+    assert summary["rows_written"] == len(want)
+    assert summary["rows_read"] == (
+        summary["rows_rejected"]
+        + summary["rows_filtered"]
+        + summary["rows_old"]
+        + summary["rows_duplicate"]
+        + summary["rows_written"]
+    )
+    # rejected rows keep their original values, the failed checks, file and line
+    con = duckdb.connect()
+    rej = con.sql(
+        "SELECT amount, status, _errors, _source, _row, _raw FROM read_parquet('out/orders/rejected/*.parquet') ORDER BY _source, _row"
+    ).fetchall()
+    assert len(rej) == invalid
+    for amount, status, errors, source, row, raw in rej:
+        assert source.endswith(".ndjson") and row >= 1
+        line = Path(source).read_text().splitlines()[row - 1]
+        assert raw == line
+        if amount == "-1.0":
+            assert "amount: greater_than_or_equal_to(0)" in errors
+        elif status == "lost":
+            assert any(e.startswith("status: isin") for e in errors)
+        else:
+            assert errors == ["_record: not a JSON object"] or errors[0].startswith("_record:")
+    # high-water mark is the newest cursor loaded
+    assert summary["hwm_after"] is not None and summary["hwm_after"].startswith("2026-03-08")
+
+
+def test_next_runs_read_only_new_files_and_only_newer_rows(project: Path) -> None:
+    first = write_orders(project / "in", files=2, rows=100, seed=2)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text())
+    s1 = _run(spec)
+    again = _run(spec)
+    assert again["files"] == 0 and again["rows_read"] == 0 and again["rows_written"] == 0
+    assert again["hwm_after"] == s1["hwm_after"]
+    # a new day's export: later orders and later versions of earlier ones
+    second = write_orders(project / "in", files=1, rows=100, seed=3, start_id=0, day=1)
+    s3 = _run(spec)
+    assert s3["files"] == 1 and s3["rows_read"] == 100
+    rows = duckdb.sql(
+        "SELECT count(*) FROM read_parquet('out/orders/data/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()
+    assert rows[0][0] == len(expected(first)) + len(
+        expected(second)
+    )  # append: each run's deduplicated rows
+
+
+def test_a_replaced_file_is_read_again(project: Path) -> None:
+    write_orders(project / "in", files=1, rows=50, seed=4)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(glob="*.ndjson"))
+    _run(spec)
+    path = next((project / "in").glob("*.ndjson"))
+    path.write_text(
+        path.read_text()
+        + json.dumps(
+            {
+                "order_id": 999,
+                "customer": "c9",
+                "amount": 1.0,
+                "status": "paid",
+                "updated_at": "2030-01-01T00:00:00Z",
+            }
+        )
+        + "\n"
+    )
+    s = _run(spec)
+    assert s["files"] == 1 and s["rows_written"] == 1  # only the row newer than the mark
+    assert landed("out/orders")[999] == ("c9", 1.0, "paid", "2030-01-01T00:00:00Z")
+
+
+def test_full_refresh_rebuilds_from_scratch(project: Path) -> None:
+    records = write_orders(project / "in", files=2, rows=80, seed=5)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text())
+    _run(spec)
+    s = _run(spec, full_refresh=True)
+    assert s["files"] == 2 and s["rows_read"] == 160
+    assert landed("out/orders") == expected(records)
+
+
+def test_too_many_invalid_rows_fail_before_anything_is_loaded(project: Path) -> None:
+    write_orders(project / "in", files=1, rows=100, seed=6)
+    (project / "in" / "orders-zz.ndjson").write_text("not json\n" * 50)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(max_invalid_ratio=0.05))
+    with pytest.raises(
+        DataError,
+        match=r"rows \(\d+\.\d%\) are invalid, over limits.max_invalid_ratio 5.0%; nothing was loaded",
+    ):
+        _run(spec)
+    assert not (project / "out").exists()
+    from tasks.state import StateStore
+
+    store = StateStore("orders")
+    assert store.committed().files == {} and store.manifest() is None
+    assert store.runs()[-1]["status"] == "failed"
+
+
+def test_on_invalid_fail_and_drop(project: Path) -> None:
+    write_orders(project / "in", files=1, rows=100, seed=7)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(on_invalid="fail"))
+    with pytest.raises(DataError, match="on_invalid is 'fail'"):
+        _run(spec)
+    spec.write_text(spec_text(on_invalid="drop"))
+    s = _run(spec)
+    assert s["rows_rejected"] > 0 and not (project / "out" / "orders" / "rejected").exists()
+
+
+def test_csv_gzip_and_parquet_sources(project: Path) -> None:
+    (project / "csv").mkdir()
+    body = "order_id;customer;amount;status;updated_at\n1;c1;10.5;paid;2026-01-01T00:00:00Z\n2;NA;;open;2026-01-01 01:00:00+02:00\n3;c3;x;paid;NA\n"
+    (project / "csv" / "a.csv.gz").write_bytes(gzip.compress(body.encode()))
+    spec = project / "pumps" / "csvs.yaml"
+    spec.write_text(
+        spec_text(
+            name="csvs", src="./csv/", glob="*.csv.gz", out="./out/csvs", max_invalid_ratio=0.5
+        ).replace("  glob:", '  csv: {delimiter: ";"}\n  glob:')
+    )
+    s = _run(spec)
+    assert (s["rows_read"], s["rows_rejected"], s["rows_written"]) == (3, 1, 2)
+    assert landed("out/csvs") == {
+        1: ("c1", 10.5, "paid", "2026-01-01T00:00:00Z"),
+        2: (None, None, "open", "2025-12-31T23:00:00Z"),
+    }
+    duckdb.sql(
+        "COPY (SELECT * FROM read_parquet('out/csvs/data/**/*.parquet', hive_partitioning=true)) TO 'in.parquet'"
+    )
+    (project / "pq").mkdir()
+    Path("in.parquet").rename(project / "pq" / "a.parquet")
+    spec2 = project / "pumps" / "pq.yaml"
+    spec2.write_text(spec_text(name="pq", src="./pq/", glob="*.parquet", out="./out/pq"))
+    s2 = _run(spec2)
+    assert (s2["rows_read"], s2["rows_written"]) == (2, 2)
+    assert landed("out/pq") == landed("out/csvs")
