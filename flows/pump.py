@@ -17,7 +17,7 @@ from prefect.futures import PrefectFuture, as_completed
 from schemas.errors import DataError, PumpError, TransientError
 from schemas.loader import load_spec, resolve_mapping
 from schemas.spec import Spec
-from tasks import sink_parquet
+from tasks import faults, sink_parquet
 from tasks.contract import schema_problems
 from tasks.guard import filter_problems
 from tasks.listing import SourceFile
@@ -100,6 +100,7 @@ def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
             if full_refresh:
                 _forget(spec, store)
             manifest, summary.resumed = plan_task(spec, store)
+            faults.point("planned")
             summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
             run_dir = str(store.run_dir(manifest.run_id))
             if manifest.phase == "staging":
@@ -107,6 +108,7 @@ def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
             else:
                 summary.counts = Counts(**manifest.staged)
             loaded = load_task(spec, run_dir, manifest.run_id, manifest.hwm_before)
+            faults.point("loaded")
             summary.rows_written, summary.rows_duplicate = (
                 loaded.rows_written,
                 loaded.rows_duplicate,
@@ -149,11 +151,13 @@ def _stage_all(spec: Spec, store: StateStore, manifest: Manifest, run_dir: str) 
         i = pending.pop(fut)
         done[i] = fut.result()
         total.add(done[i])
+        faults.point("staged_file")
     _gate(spec, total)
     # Freeze what this run covers before anything reaches the sink.
     manifest.inputs = [manifest.inputs[i] for i in sorted(done)]
     manifest.phase, manifest.staged = "loading", total.to_dict()
     store.save_manifest(manifest)
+    faults.point("staged")
     return total
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from schemas.errors import NotSupportedYet
 from schemas.loader import resolve_mapping
 from schemas.spec import ParquetSink, Spec
-from tasks import sink_parquet
+from tasks import faults, sink_parquet
 from tasks._duckdb import Connection, connect, ident, quote, scalar
 from tasks.transform import dedup_sql, numbered_sql
 
@@ -85,6 +85,7 @@ def _write_batches(
         sink_parquet.write(
             con, sql, fs, dest, f"part-{run_id}-{k:05d}", partition_by, str(run / "tmp")
         )
+        faults.point("loaded_batch")
     return n
 
 

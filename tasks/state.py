@@ -25,6 +25,7 @@ from typing import Any
 
 from schemas.errors import BusyError, PumpError
 from schemas.settings import Settings, settings
+from tasks import faults
 
 STATE_VERSION = 1
 
@@ -80,6 +81,7 @@ class StateStore:
             "state.json",
             {"version": STATE_VERSION, "hwm": committed.hwm, "files": committed.files},
         )
+        faults.point("state_written")
         self.record_run(summary)
         self.drop_manifest()
 
