@@ -14,10 +14,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
-from schemas.errors import DataError, PumpError, TransientError
+from schemas.errors import DataError, TransientError
 from schemas.loader import load_spec, resolve_mapping
 from schemas.spec import Spec
-from tasks import faults, sink_parquet
+from tasks import faults, progress, sink_parquet
 from tasks.contract import schema_problems
 from tasks.guard import filter_problems
 from tasks.listing import SourceFile
@@ -94,33 +94,12 @@ def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
     store = StateStore(spec.name)
     summary = Summary(pump=spec.name, run_id="-", output=spec.sink.url)
     summary.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    manifest: Manifest | None = None
     try:
         with store.lock():
-            if full_refresh:
-                _forget(spec, store)
-            manifest, summary.resumed = plan_task(spec, store)
-            faults.point("planned")
-            summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
-            run_dir = str(store.run_dir(manifest.run_id))
-            if manifest.phase == "staging":
-                summary.counts = _stage_all(spec, store, manifest, run_dir)
-            else:
-                summary.counts = Counts(**manifest.staged)
-            loaded = load_task(spec, run_dir, manifest.run_id, manifest.hwm_before)
-            faults.point("loaded")
-            summary.rows_written, summary.rows_duplicate = (
-                loaded.rows_written,
-                loaded.rows_duplicate,
-            )
-            summary.hwm_after = loaded.hwm_after
-            summary.seconds = time.perf_counter() - started
-            commit_task(store, manifest, loaded.hwm_after, summary.to_dict())
-    except PumpError as e:
+            _locked_run(spec, store, summary, full_refresh, started)
+    except Exception as e:
         summary.status, summary.error = "failed", str(e)
         summary.seconds = time.perf_counter() - started
-        if manifest is not None and manifest.phase == "staging":
-            store.drop_manifest()  # nothing was loaded: the next run starts afresh
         store.record_run(summary.to_dict())
         _publish(spec, summary)
         logger.error(summary.one_line() + f": {e}")
@@ -128,6 +107,33 @@ def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
     _publish(spec, summary)
     logger.info(summary.one_line())
     return summary.to_dict()
+
+
+def _locked_run(
+    spec: Spec, store: StateStore, summary: Summary, full_refresh: bool, started: float
+) -> None:
+    """Plan, stage, load, commit: everything that must hold the pump's lock."""
+    if full_refresh:
+        _forget(spec, store)
+    manifest, summary.resumed = plan_task(spec, store)
+    faults.point("planned")
+    progress.emit("total_files", len(manifest.inputs))
+    summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
+    run_dir = str(store.run_dir(manifest.run_id))
+    if manifest.phase == "staging":
+        try:
+            summary.counts = _stage_all(spec, store, manifest, run_dir)
+        except Exception:
+            store.drop_manifest()  # nothing reached the sink: the next run lists afresh
+            raise
+    else:
+        summary.counts = Counts(**manifest.staged)
+    loaded = load_task(spec, run_dir, manifest.run_id, manifest.hwm_before)
+    faults.point("loaded")
+    summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
+    summary.hwm_after = loaded.hwm_after
+    summary.seconds = time.perf_counter() - started
+    commit_task(store, manifest, loaded.hwm_after, summary.to_dict())
 
 
 def _stage_all(spec: Spec, store: StateStore, manifest: Manifest, run_dir: str) -> Counts:

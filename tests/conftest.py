@@ -25,14 +25,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Prefect reads its settings when it is first imported, which may be while pytest
+# collects a test module; so the server's address is fixed here, before any import,
+# and the `prefect_server` fixture starts the server there. A test that runs a flow
+# without that fixture fails to connect instead of quietly starting another server.
+PREFECT_HOME = tempfile.mkdtemp(prefix="prefect-home-")
+PREFECT_PORT = _free_port()
+os.environ.update(
+    {
+        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+        "PREFECT_HOME": PREFECT_HOME,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        "DO_NOT_TRACK": "1",
+    }
+)
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real Prefect server, started once for the session by the first test that asks for it.
 
     In-process flows and CLI subprocesses of the tests record there.
     """
-    home = tempfile.mkdtemp(prefix="prefect-home-")
-    port = _free_port()
+    home, port = PREFECT_HOME, PREFECT_PORT
     env = {
         **os.environ,
         "PREFECT_HOME": home,
@@ -68,14 +84,6 @@ def prefect_server() -> Iterator[str]:
             proc.kill()
             raise RuntimeError(f"prefect server did not start; see {home}/server.log")
         time.sleep(0.3)
-    os.environ.update(
-        {
-            "PREFECT_API_URL": url,
-            "PREFECT_HOME": home,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-        }
-    )
     yield url
     from prefect.logging.handlers import APILogWorker
 

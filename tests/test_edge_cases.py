@@ -1,0 +1,71 @@
+"""Real-data edge cases end to end: BOMs, empty files, NA strings, DST, NULLs, ties on the dedup key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SPEC = """\
+name: edge
+source: {type: files, url: ./in/, glob: "*.csv", csv: {null_values: ["", "NA"]}}
+schema:
+  columns:
+    id:    {type: int64, nullable: false}
+    at:    {type: timestamp}
+    score: {type: float64, nullable: true, checks: {le: 200}}
+    note:  {type: string}
+transform:
+  dedup: {key: [id], order_by: at, keep: latest}
+sink: {type: parquet, url: ./out/edge}
+limits: {max_invalid_ratio: 0.5}
+"""
+
+
+def test_edge_cases_land_exactly(project: Path) -> None:
+    src = project / "in"
+    src.mkdir()
+    # a BOM before the header; CRLF line ends; NA and empty as NULL; a NULL score passes `le`
+    (src / "a.csv").write_bytes(
+        "\ufeffid,at,score,note\r\n"
+        "1,2024-11-03 01:30:00,NA,first\r\n"  # a DST-repeated local time: naive means UTC
+        "2,2024-03-10T01:59:59-05:00,,\r\n"  # just before the spring-forward gap, with offset
+        "3,2024-03-10T03:00:00-04:00,250,too high\r\n"  # fails le(200)
+        "4,NA,1,no time\r\n".encode()
+    )
+    (src / "b.csv").write_text("")  # an empty export
+    # a tie on (id, at) across files: the later file wins, deterministically
+    (src / "c.csv").write_text(
+        "id,at,score,note\n1,2024-11-03 01:30:00,5,second\n2,2024-03-10T06:59:59Z,7,later same instant\n"
+    )
+    from flows.pump import pump
+
+    s = (
+        pump(spec_path="pumps/edge.yaml")
+        if (project / "pumps" / "edge.yaml").write_text(SPEC)
+        else {}
+    )
+    assert (s["rows_read"], s["rows_rejected"], s["rows_duplicate"], s["rows_written"]) == (
+        6,
+        1,
+        2,
+        3,
+    )
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.sql(
+        "SELECT id, strftime(\"at\", '%Y-%m-%d %H:%M:%S'), score, note "
+        "FROM read_parquet('out/edge/data/**/*.parquet') ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        (1, "2024-11-03 01:30:00", 5.0, "second"),
+        (2, "2024-03-10 06:59:59", 7.0, "later same instant"),
+        (4, None, 1.0, "no time"),
+    ]
+    rejected = con.sql(
+        "SELECT id, score, _errors, _row FROM read_parquet('out/edge/rejected/*.parquet')"
+    ).fetchall()
+    assert rejected == [("3", "250", ["score: less_than_or_equal_to(200)"], 4)]
