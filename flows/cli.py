@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas.errors import PumpError, SpecError, UsageError
+from schemas.secrets import redact, redact_all
 
 app = typer.Typer(
     name="pumphouse",
@@ -28,12 +30,15 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_prefect(argv: list[str]) -> None:
-    """Before Prefect is imported: its console shows warnings only (-v shows all), and the
-    embedded server sends no telemetry (the network is often closed; it would print a traceback).
-    Logs still reach the Prefect API in full."""
+    """Before Prefect is imported: its console stays silent (-v shows it), and the embedded
+    server sends no telemetry (the network is often closed; it would print a traceback).
+
+    The command reports a failed run itself in one or two lines; Prefect's console would add
+    the run's ERROR lines and a traceback. Only the console handler is quieted: the loggers
+    keep their level, so the flow's logs still reach the Prefect API in full.
+    """
     if "-v" not in argv and "--verbose" not in argv:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -41,7 +46,8 @@ def main() -> None:
     """Entry point: no bare tracebacks, exit codes as the contract says."""
     _quiet_prefect(sys.argv[1:])
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode typer returns a command's `raise typer.Exit(code)` as a value.
+        code = app(standalone_mode=False)
     except PumpError as e:
         _print_error(e)
         sys.exit(e.exit_code)
@@ -52,38 +58,57 @@ def main() -> None:
         err.print("aborted")
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print(
-            "interrupted; run again to finish: an interrupted run is resumed with the same inputs"
-        )
-        sys.exit(130)
-    except Exception as e:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
+        code = 130
+    except typer.TyperException as e:  # typer's (vendored click) usage errors
+        _print_usage_error(e)
+        sys.exit(e.exit_code)
+    except Exception as e:  # anything unexpected
         if os.environ.get("PUMPHOUSE_DEBUG"):
             traceback.print_exc()
-        err.print(f"error: {type(e).__name__}: {e}", markup=False, highlight=False)
-        err.print(
-            "this looks like a bug in pumphouse; rerun with PUMPHOUSE_DEBUG=1 for details",
-            markup=False,
-        )
+        _say(f"error: {type(e).__name__}: {e}")
+        _say("this looks like a bug in pumphouse; rerun with PUMPHOUSE_DEBUG=1 for details")
         sys.exit(1)
+    if code == 130:  # Ctrl-C: typer turns it into Exit(130) when it reaches typer first
+        _say("interrupted; run again to finish: an interrupted run is resumed with the same inputs")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _print_usage_error(e: typer.TyperException) -> None:
+    """A bad command line in two plain lines: what is wrong, where the help is."""
+    ctx = getattr(e, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "pumphouse"
+    if type(e).__name__ == "NoArgsIsHelpError":
+        return  # the help has been printed already
+    _say(f"error: {e.format_message()}")
+    _say(f"see `{command} --help`")
 
 
 def _print_error(e: PumpError) -> None:
-    if isinstance(e, SpecError) and len(e.problems) > 1:
+    if isinstance(e, SpecError):  # as `validate` prints them: FILE:LINE key.path: message
         for p in e.problems:
-            err.print(p, markup=False, highlight=False)
+            _say(p)
     else:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        _say(f"error: {e}")
+
+
+def _say(text: str) -> None:
+    """One plain line on stderr, secrets masked."""
+    err.print(redact(text), markup=False, highlight=False)
 
 
 def _load(spec: str) -> Any:
+    """The spec with every preflight check a run makes (imports Prefect and pandera: seconds)."""
     from flows.pump import load
 
     return load(spec)
+
+
+def _read_spec(spec: str) -> Any:
+    """The spec, parsed and validated without the run's preflight: enough for status, query and
+    reset, which need the pump's name and sink, and start in a second instead of several."""
+    from schemas.loader import load_spec
+
+    return load_spec(spec)
 
 
 @app.command()
@@ -98,7 +123,7 @@ def validate(
         except SpecError as e:
             bad += 1
             for p in e.problems:
-                err.print(p, markup=False, highlight=False)
+                _say(p)
         else:
             out.print(f"ok: {path} (pump {spec.name})", markup=False, highlight=False)
     if bad:
@@ -118,40 +143,47 @@ def run(
         ),
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines on the console.")
     ] = False,
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
-    _load(str(spec))  # spec errors exit 2 before Prefect starts
+    _read_spec(str(spec))  # most spec errors exit 2 within a second
+    _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
     from flows.pump import pump
     from tasks import progress
 
     show_bar = not as_json and err.is_terminal
     stop = _progress_bar(progress) if show_bar else (lambda: None)
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         summary = pump(spec_path=str(spec), full_refresh=full_refresh)
-    except PumpError as e:
+    except Exception as e:
         stop()
-        if as_json:
-            print(json.dumps(_failed_summary(spec, e)))
+        if as_json:  # --json promises one object, whatever went wrong
+            print(json.dumps(redact_all(_failed_summary(spec, e, started_at)), default=str))
+        if not isinstance(e, PumpError):
+            raise  # main() reports it
         _print_error(e)
         raise typer.Exit(e.exit_code) from None
     finally:
         stop()
     if as_json:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(redact_all(summary), default=str))
     else:
         _print_summary(summary)
 
 
-def _failed_summary(spec: Path, e: PumpError) -> dict[str, Any]:
+def _failed_summary(spec: Path, e: Exception, started_at: str) -> dict[str, Any]:
+    """The failed run's own record when it left one, else zeros; `error` says what went wrong."""
     from tasks.state import StateStore
 
     try:
-        name = _load(str(spec)).name
+        name = _read_spec(str(spec)).name
         last = StateStore(name).runs(1)
     except PumpError:
         last = []
+    if last and str(last[-1].get("started_at") or "") < started_at:
+        last = []  # an earlier run's record, not this one's
     base = {
         "status": "failed",
         "rows_read": 0,
@@ -169,7 +201,7 @@ def _progress_bar(progress: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
-        TextColumn("[bold]pumping"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("files · {task.fields[rows]:,} rows"),
@@ -177,11 +209,12 @@ def _progress_bar(progress: Any) -> Any:
         console=err,
         transient=True,
     )
-    task_id = bar.add_task("files", total=None, rows=0)
+    # Until the flow reports its plan, Prefect is starting (its temporary server can take seconds).
+    task_id = bar.add_task("starting Prefect", total=None, rows=0)
 
     def on_event(what: str, amount: int) -> None:
         if what == "total_files":
-            bar.update(task_id, total=amount)
+            bar.update(task_id, total=amount, description="pumping")
         elif what == "files":
             bar.advance(task_id, amount)
         elif what == "rows":
@@ -197,6 +230,14 @@ def _progress_bar(progress: Any) -> Any:
     return stop
 
 
+def _print_table(table: Table) -> None:
+    """On a terminal, fit the screen; piped or redirected, never cut a value short."""
+    if out.is_terminal:
+        out.print(table)
+    else:  # a Console caps every print at its own width, 80 columns when not on a terminal
+        Console(file=out.file, width=100_000, soft_wrap=True).print(table)
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     table = Table(title=f"pump {s['pump']}: {s['status']}", show_header=False, title_justify="left")
     for key in (
@@ -204,8 +245,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         "rows_duplicate", "rows_written", "hwm_before", "hwm_after", "output", "seconds",
     ):  # fmt: skip
         value = s.get(key)
-        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
-    out.print(table)
+        table.add_row(key.replace("_", " "), "-" if value is None else redact(str(value)))
+    _print_table(table)
 
 
 @app.command()
@@ -226,12 +267,12 @@ def status(
         "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark", "open run"
     )
     for path in paths:
-        spec = _load(str(path))
+        spec = _read_spec(str(path))
         store = StateStore(spec.name)
         runs = store.runs(1)
         last = runs[-1] if runs else {}
         open_run = store.manifest()
-        table.add_row(
+        cells = (
             spec.name,
             last.get("started_at") or "never",
             (last.get("status") or "-") + (f": {last['error']}" if last.get("error") else ""),
@@ -241,7 +282,8 @@ def status(
             str(store.committed().hwm or "-"),
             f"{open_run.run_id} ({open_run.phase})" if open_run else "-",
         )
-    out.print(table)
+        table.add_row(*(redact(c) for c in cells))
+    _print_table(table)
 
 
 @app.command()
@@ -250,12 +292,15 @@ def query(
     sql: Annotated[str, typer.Argument(help="SQL over the views NAME (output) and NAME_rejected")],
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
-    """Run SQL with the output as a view named after the pump and rejected rows as NAME_rejected."""
+    """Run SQL with the output as a view named after the pump and rejected rows as NAME_rejected.
+
+    SQL that fails (a syntax error, an unknown view or column) exits 2 with DuckDB's message and the views there are.
+    """
     if fmt not in ("table", "csv", "json"):
         raise UsageError(f"--format {fmt!r} is not a format; valid: table, csv, json")
     from tasks.query import run_query
 
-    columns, rows = run_query(_load(str(spec)), sql)
+    columns, rows = run_query(_read_spec(str(spec)), sql)
     if fmt == "json":
         print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
     elif fmt == "csv":
@@ -266,7 +311,7 @@ def query(
         table = Table(*columns)
         for r in rows:
             table.add_row(*("NULL" if v is None else str(v) for v in r))
-        out.print(table)
+        _print_table(table)
 
 
 @app.command()
@@ -277,7 +322,7 @@ def reset(
     """Forget the pump's state (high-water mark, files read, open run). The output stays."""
     from tasks.state import StateStore
 
-    loaded = _load(str(spec))
+    loaded = _read_spec(str(spec))
     store = StateStore(loaded.name)
     if not yes:
         if not sys.stdin.isatty():

@@ -1,198 +1,22 @@
-"""The pandera side of the contract: a spec's pandera (ibis) schema, inline or `module:Class`,
-and each of its checks as a per-row ibis expression that compiles to DuckDB SQL."""
+"""Each pandera check of a schema as a per-row ibis expression (TRUE where the row fails),
+compiled together into one DuckDB SELECT over the typed batch."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import re
-import sys
-import threading
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pandera.backends.ibis.builtin_checks  # noqa: F401  (registers Check.ge & co. for ibis)
 import pandera.ibis as pa
-from ibis.backends.sql.datatypes import DuckDBType
 from pandera.api.ibis.types import IbisData
 
 from schemas.errors import SpecError
-from schemas.spec import DECIMAL_RE, SchemaSpec, Spec
 
-# The CTE the compiled checks read; tasks.contract defines it.
+# The CTE the compiled checks read; tasks._query_plan defines it.
 TYPED = "__ph_typed"
-
-TYPES: dict[str, dt.DataType] = {
-    "int32": dt.int32,
-    "int64": dt.int64,
-    "float64": dt.float64,
-    "bool": dt.boolean,
-    "string": dt.string,
-    "date": dt.date,
-    "timestamp": dt.Timestamp(timezone="UTC"),
-}
-# Inline check name -> pandera built-in check.
-INLINE_CHECKS = {
-    "eq": "equal_to",
-    "ne": "not_equal_to",
-    "gt": "greater_than",
-    "ge": "greater_than_or_equal_to",
-    "lt": "less_than",
-    "le": "less_than_or_equal_to",
-    "isin": "isin",
-    "notin": "notin",
-    "str_matches": "str_matches",
-}
-
-
-# ---------------------------------------------------------------- the schema
-
-
-def load_schema(spec: Spec) -> pa.DataFrameSchema | None:
-    """The spec's pandera schema: built from inline columns or loaded from "module:Class"."""
-    s = spec.schema_
-    if s is None:
-        return None
-    if isinstance(s, str):
-        return _load_ref(s)
-    try:
-        return inline_schema(s, spec.name)
-    except ValueError as e:
-        raise SpecError(f"schema: {e}") from None
-
-
-def inline_schema(s: SchemaSpec, name: str | None = None) -> pa.DataFrameSchema:
-    """An inline `schema:` section as a pandera DataFrameSchema; ValueError for a bad check."""
-    columns = {
-        col: pa.Column(
-            column_dtype(c.type),
-            checks=[inline_check(k, v) for k, v in c.checks.given()],
-            nullable=c.nullable,
-            unique=c.unique,
-            coerce=s.coerce,
-            name=col,
-        )
-        for col, c in s.columns.items()
-    }
-    return pa.DataFrameSchema(columns, strict=s.strict, coerce=s.coerce, name=name)
-
-
-def column_dtype(type_name: str) -> dt.DataType:
-    """A contract type name (int64, decimal(10,2), ...) as an ibis dtype."""
-    m = DECIMAL_RE.match(type_name)
-    return dt.Decimal(int(m.group(1)), int(m.group(2))) if m else TYPES[type_name]
-
-
-def inline_check(name: str, value: Any) -> pa.Check:
-    """One inline check (`ge: 0`, `in_range: {min, max}`) as the pandera check it stands for."""
-    if name in ("in_range", "str_length"):
-        lo, hi = value.min, value.max
-        if lo is None and hi is None:
-            raise ValueError(f"{name} needs min, max or both")
-        if name == "str_length":
-            return pa.Check.str_length(lo, hi)
-        # pandera's in_range needs both ends; one open end is the matching comparison.
-        if hi is None:
-            return pa.Check.greater_than_or_equal_to(lo)
-        if lo is None:
-            return pa.Check.less_than_or_equal_to(hi)
-        return pa.Check.in_range(lo, hi)
-    return getattr(pa.Check, INLINE_CHECKS[name])(value)
-
-
-_lock = threading.Lock()
-_modules: dict[Path, tuple[int, ModuleType]] = {}
-
-
-def _load_ref(ref: str) -> pa.DataFrameSchema:
-    module, _, cls = ref.partition(":")
-    rel = "schemas/" + module.replace(".", "/") + ".py"
-
-    def fail(what: str) -> SpecError:
-        return SpecError(
-            f"schema {ref!r}: {what}; define class {cls}(pandera.ibis.DataFrameModel) in {rel}"
-        )
-
-    path = Path.cwd() / rel
-    try:
-        mod = (
-            _module_at(path, module)
-            if path.is_file()
-            else importlib.import_module(f"schemas.{module}")
-        )
-    except ModuleNotFoundError as e:
-        parts = f"schemas.{module}".split(".")
-        if e.name in {".".join(parts[: i + 1]) for i in range(len(parts))}:
-            raise fail(
-                f"there is no {rel} in {Path.cwd()} and no module schemas.{module}"
-            ) from None
-        raise fail(f"importing {rel} failed: {type(e).__name__}: {e}") from None
-    except Exception as e:
-        raise fail(f"importing {rel} failed: {type(e).__name__}: {e}") from None
-    obj = getattr(mod, cls, None)
-    if isinstance(obj, pa.DataFrameSchema):
-        return obj
-    if obj is None:
-        raise fail(f"{rel} has no {cls}")
-    if not (isinstance(obj, type) and issubclass(obj, pa.DataFrameModel)):
-        what = f"the class {obj.__qualname__}" if isinstance(obj, type) else repr(obj)[:60]
-        raise fail(f"{cls} in {rel} is {what}, not a pandera.ibis.DataFrameModel")
-    try:
-        return obj.to_schema()
-    except Exception as e:
-        raise fail(f"{cls} is not a valid model: {type(e).__name__}: {e}") from None
-
-
-def _module_at(path: Path, module: str) -> ModuleType:
-    """Import a schemas/ file by path, once per version of the file (batches reuse it)."""
-    stamp = path.stat().st_mtime_ns
-    with _lock:
-        hit = _modules.get(path)
-        if hit and hit[0] == stamp:
-            return hit[1]
-        name = "_pumphouse_schemas_" + re.sub(r"\W", "_", module)
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        # pandera resolves a model's annotations through sys.modules[cls.__module__].
-        sys.modules[name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-        _modules[path] = (stamp, mod)
-        return mod
-
-
-# ---------------------------------------------------------------- types
-
-
-def sql_type(dtype: dt.DataType) -> str:
-    """The DuckDB type a pandera/ibis dtype is stored as (timestamps with a zone are TIMESTAMPTZ)."""
-    if dtype.is_string():
-        return "VARCHAR"
-    return str(DuckDBType.to_string(dtype))
-
-
-def type_label(dtype: dt.DataType) -> str:
-    """The dtype as users wrote it: the contract's names (bool, timestamp, decimal(P,S)) where one fits."""
-    if dtype.is_boolean():
-        return "bool"
-    if dtype.is_timestamp() and dtype.timezone is not None:
-        return "timestamp"
-    if dtype.is_decimal():
-        return f"decimal({dtype.precision},{dtype.scale})"
-    return str(dtype)
-
-
-# ---------------------------------------------------------------- checks
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import fsspec
 import pyarrow as pa
 
 Connection = duckdb.DuckDBPyConnection
+Error = duckdb.Error  # what a query that DuckDB refuses raises
 
 
 def connect(
@@ -48,9 +49,26 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def tokens(sql: str) -> list[tuple[int, Any]]:
-    """DuckDB's own lexer: (offset, token type) pairs, no connection needed."""
-    return list(duckdb.tokenize(sql))
+def tokens(sql: str) -> list[tuple[int, str]]:
+    """DuckDB's own lexer: (offset, token type) pairs, no connection needed. The types are
+    identifier, numeric_const, string_const, operator, keyword and comment."""
+    return [(start, kind.name) for start, kind in duckdb.tokenize(sql)]
+
+
+def type_name(sql_type: str) -> str:
+    """DuckDB's own spelling of a SQL type: INT and int4 are INTEGER."""
+    return str(duckdb.sqltype(sql_type))
+
+
+def execute(con: Connection, sql: str) -> None:
+    """Run a statement that returns nothing (CREATE, COPY, SET)."""
+    con.execute(sql)
+
+
+def column_types(con: Connection, sql: str) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of each column of a query's result, without running it."""
+    rel = con.sql(sql)
+    return [(name, str(t)) for name, t in zip(rel.columns, rel.types, strict=True)]
 
 
 def arrow(con: Connection, sql: str, params: list[Any] | None = None) -> pa.Table:
@@ -63,9 +81,14 @@ def batches(con: Connection, sql: str, rows: int) -> Iterator[pa.RecordBatch]:
     yield from con.sql(sql).to_arrow_reader(rows)
 
 
+def rows(con: Connection, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run a query and return its whole result as Python tuples (for small results)."""
+    return con.sql(sql, params=params).fetchall()
+
+
 def scalar(con: Connection, sql: str, params: list[Any] | None = None) -> Any:
     """The first column of the first row, or None."""
     # DuckDB 2 relations have no fetchone(), and an unfinished execute() result
     # blocks the connection: fetch the (one-row) result whole.
-    rows = con.sql(sql, params=params).fetchall()
-    return rows[0][0] if rows else None
+    found = rows(con, sql, params)
+    return found[0][0] if found else None

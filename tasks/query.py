@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-from schemas.errors import PumpError, UsageError
+from schemas.errors import UsageError
 from schemas.loader import resolve_mapping
 from schemas.spec import ParquetSink, Spec
 from tasks import sink_parquet
@@ -37,9 +37,10 @@ def run_query(spec: Spec, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
             raise UsageError("the query returned nothing; give a SELECT")
         return list(rel.columns), rel.fetchall()
     except duckdb.Error as e:
+        # The SQL is the caller's: a query that fails is a usage error (exit 2), not a failed run.
         have = ", ".join(views) or f"none yet (run the pump first; output goes to {sink.url})"
-        first_line = str(e).splitlines()[0]
-        raise PumpError(f"query failed: {first_line}. Views here: {have}") from None
+        first_line = str(e).splitlines()[0].rstrip(".!")
+        raise UsageError(f"query failed: {first_line}; views here: {have}") from None
     finally:
         con.close()
 

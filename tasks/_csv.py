@@ -1,0 +1,126 @@
+"""CSV records: the header's column names, then each record's fields put into columns,
+with its text and first line kept and any problem as its parse error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from schemas.errors import DataError
+from schemas.spec import CsvOptions, FilesSource
+from tasks._csvblocks import CsvBlocks, Oversize
+from tasks._records import META, Group, Record
+from tasks._stream import SUFFIX_CODECS
+from tasks.listing import SourceFile, safe_url
+
+
+def csv_options(source: FilesSource, file: SourceFile) -> CsvOptions:
+    """source.csv, with a tab delimiter for a .tsv file unless the spec names a delimiter."""
+    name = file.url.lower()
+    for suffix in SUFFIX_CODECS:
+        name = name.removesuffix(suffix)
+    if name.endswith(".tsv") and "delimiter" not in source.csv.model_fields_set:
+        return source.csv.model_copy(update={"delimiter": "\t"})
+    return source.csv
+
+
+def csv_records(
+    stream: io.BufferedReader[Any], opts: CsvOptions, limit: int, url: str
+) -> tuple[list[str], Iterator[Record]]:
+    """The column names (from the header, or column0...) and an iterator of the records."""
+    # csv's own per-field cap (128 KiB by default, process-wide) would reject records our
+    # limit allows; only ever raise it.
+    csv.field_size_limit(max(csv.field_size_limit(), limit))
+    rows = _csv_rows(CsvBlocks(stream, limit), opts)
+    first = next(rows, None)
+    if first is None:
+        return [], iter(())
+    if first[2] is not None and (opts.header or first[4] is None):
+        what = "header" if opts.header else "first record"
+        raise DataError(
+            f"{safe_url(url)}: line {first[0]}: cannot read the CSV {what} ({first[2]}); fix the file"
+        )
+    if opts.header:
+        return _header_names(first[4], url, first[0]), rows
+    return [f"column{i}" for i in range(len(first[4]))], itertools.chain([first], rows)
+
+
+def csv_groups(
+    records: Iterator[Record], width: int, max_rows: int, max_bytes: int
+) -> Iterator[Group]:
+    """Like _records.bounded, with the fields put into columns as they come (a list held per
+    record doubles the time, through garbage collection). A record of the wrong width gets
+    an error and null fields."""
+    nulls = (None,) * width
+    rows: list[int] = []
+    raws: list[str] = []
+    bad: dict[int, str] = {}
+    columns: list[list[str | None]] = [[] for _ in range(width)]
+    size = 0
+    for start, text, error, k, fields in records:
+        if error is None and len(fields) != width:
+            error = f"expected {width} fields, got {len(fields)}"
+        if rows and (len(rows) >= max_rows or size + k > max_bytes):
+            yield rows, raws, bad, columns
+            rows, raws, bad, size = [], [], {}, 0
+            columns = [[] for _ in range(width)]
+        if error:
+            bad[len(rows)] = error
+        deque(map(list.append, columns, nulls if error else fields), 0)
+        rows.append(start)
+        raws.append(text)
+        size += k
+    if rows:
+        yield rows, raws, bad, columns
+
+
+def _csv_rows(blocks: CsvBlocks, opts: CsvOptions) -> Iterator[Record]:
+    """(first line, text, error, bytes held, fields) per non-blank CSV record."""
+    while True:  # a new csv.reader after each record cut for its size
+        offset = blocks.loaded
+        lines = itertools.chain.from_iterable(iter(blocks.next_block, []))
+        reader = csv.reader(lines, delimiter=opts.delimiter, quotechar=opts.quote, strict=False)
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except Oversize:
+                yield *blocks.take(blocks.loaded, cut=True), None
+                break
+            except csv.Error as e:
+                start, text, error, size = blocks.take(offset + reader.line_num)
+                yield start, text, error or _csv_problem(e), size, None
+                continue
+            start, text, error, size = blocks.take(offset + reader.line_num)
+            if fields or error:
+                yield start, text, error, size, fields
+
+
+def _csv_problem(e: csv.Error) -> str:
+    if "new-line character" in str(e):  # csv's own words point at open(), not at the data
+        return (
+            "not valid CSV: a carriage return (\\r) inside an unquoted field; "
+            "if the file's lines end in \\r alone, convert them to \\n"
+        )
+    return f"not valid CSV: {e}"
+
+
+def _header_names(fields: list[str], url: str, line: int) -> list[str]:
+    names = [name or f"column{i}" for i, name in enumerate(fields)]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen or name in META:
+            why = (
+                "twice" if name in seen else "but that name is reserved for pumphouse's own columns"
+            )
+            raise DataError(
+                f"{safe_url(url)}: line {line}: the CSV header has column {name!r} {why}; "
+                "rename it in the file, or set source.csv.header: false"
+            )
+        seen.add(name)
+    return names

@@ -1,0 +1,176 @@
+"""The contract query's pieces, filled column by column (typed values, their text, failure
+flags) and put together as one SELECT that lists each row's failed checks in `_errors`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import pandera.ibis as pa
+
+from tasks import _checks
+from tasks._casts import as_text, cast, same_type
+from tasks._columns import Column, type_label
+from tasks._duckdb import ident, quote
+from tasks._json_fields import extract, json_kind_matches
+from tasks._records import META
+
+_BOOKKEEPING = (*META, "__ph_ok")
+
+
+@dataclass
+class QueryPlan:
+    """The query's pieces, filled column by column, then put together by `sql`."""
+
+    kind: str
+    source: str
+    dtypes: dict[str, dt.DataType]
+    checks: list[_checks.RowCheck] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # json keys; index i+1 in __ph_s, __ph_j
+    need_json: bool = False  # json: also extract each value's JSON text, __ph_j
+    typed: list[tuple[str, str]] = field(default_factory=list)  # (SQL, alias) of __ph_typed
+    flags: list[tuple[str, str]] = field(default_factory=list)  # (error label, condition)
+    outputs: list[str] = field(default_factory=list)
+    original: list[tuple[str, str]] = field(default_factory=list)  # (field, alias)
+
+    def _path(self, key: str) -> int:
+        self.paths.append(key)
+        return len(self.paths)
+
+    def add_column(self, c: Column, source_type: str) -> None:
+        """A schema column: its typed value and text, and the flags of its type, nullability,
+        checks and uniqueness. `source_type` is its type in a columns batch ("" = missing)."""
+        o = f"__ph_o{len(self.typed)}"
+        if self.kind == "json":
+            i = self._path(c.name)
+            text, value = f"__ph_s[{i}]", cast(f"__ph_s[{i}]", "VARCHAR", c)
+            if not c.coerce:
+                self.need_json = True
+                matches = json_kind_matches(f"CAST(__ph_j[{i}] AS VARCHAR)", c.dtype)
+                value = f"CASE WHEN {matches} THEN {value} END"
+        elif not source_type:  # a missing field is NULL
+            text, value = "CAST(NULL AS VARCHAR)", f"CAST(NULL AS {c.sql})"
+        else:
+            text = as_text(ident(c.name), source_type)
+            value = cast(ident(c.name), source_type, c)
+            if not c.coerce and not same_type(source_type, c.sql):
+                value = f"CAST(NULL AS {c.sql})"  # pandera's coerce=False: the type must match
+        self.typed += [(text, o), (value, c.name)]
+        self.outputs.append(c.name)
+        self.original.append((c.name, o))
+        v = ident(c.name)
+        if not c.nullable:
+            nan = f" OR COALESCE(isnan({v}), FALSE)" if c.dtype.is_floating() else ""
+            self.flags.append((f"{c.name}: not_nullable", f"{o} IS NULL{nan}"))
+        if value != text:  # else the value is the text itself and cannot fail its type
+            label = f"{c.name}: dtype('{type_label(c.dtype)}')"
+            self.flags.append((label, f"{o} IS NOT NULL AND {v} IS NULL"))
+        self._add_checks(c.name)
+        if c.unique:
+            self.flags.append((f"{c.name}: unique", _duplicate([c.name], c.unique)))
+
+    def add_extra(
+        self, name: str, source_type: str, *, keep: bool, unknown: bool, named: bool
+    ) -> None:
+        """A field the schema does not name: kept as an output column, kept in `_original`
+        (`named`), and/or flagged as an unknown column (`unknown`, strict schemas)."""
+        x = f"__ph_x{len(self.typed)}"
+        if self.kind == "json":
+            i = self._path(name)
+            text, present = f"__ph_s[{i}]", f"__ph_j[{i}] IS NOT NULL"  # JSON null is present
+            value = f"TRY_CAST({text} AS {source_type})" if source_type else text
+        else:
+            text, value = as_text(ident(name), source_type), ident(name)
+            present = f"{value} IS NOT NULL"
+        if named:
+            self.typed.append((text, x))
+            self.original.append((name, x))
+        if keep:
+            self.typed.append((value, name))
+            self.outputs.append(name)
+        if unknown:
+            self.need_json = self.need_json or self.kind == "json"
+            u = f"__ph_u{len(self.typed)}"
+            self.typed.append((present, u))
+            self.flags.append((f"_record: unknown column {name!r}", u))
+
+    def add_table_rules(self, schema: pa.DataFrameSchema) -> None:
+        """The schema's table-level checks and unique column groups."""
+        self._add_checks(None)
+        unique = schema.unique or []
+        for g in [unique] if all(isinstance(u, str) for u in unique) else unique:
+            if g:
+                label = f"_record: unique({', '.join(g)})"
+                self.flags.append((label, _duplicate(list(g), schema.report_duplicates)))
+
+    def _add_checks(self, column: str | None) -> None:
+        self.flags += [
+            (c.label, f"__ph_c{i}") for i, c in enumerate(self.checks) if c.column == column
+        ]
+
+    def sql(self) -> str:
+        """The whole query: typed values, compiled checks, flags, then `_errors`."""
+        ctes = []
+        if self.kind == "json":
+            sel = f"SELECT _source, _row, _raw, _parse_error, {extract(self.paths, self.need_json)}"
+            ctes.append(f"__ph_in AS (\n  {sel}\n  FROM {self.source}\n)")
+            head, source = (
+                "SELECT _source, _row, _raw, _parse_error, __ph_s IS NOT NULL AS __ph_ok",
+                "__ph_in",
+            )
+        else:
+            head, source = (
+                "SELECT _source, _row, _raw, _parse_error, _parse_error IS NULL AS __ph_ok",
+                self.source,
+            )
+        typed = "".join(f",\n    {sql} AS {ident(alias)}" for sql, alias in self.typed)
+        ctes.append(f"{_checks.TYPED} AS (\n  {head}{typed}\n  FROM {source}\n)")
+        checked = _checks.TYPED
+        if self.checks:
+            aliases = [*_BOOKKEEPING, *(a for _, a in self.typed)]
+            # Only the schema columns' types matter to the checks; the rest pass through.
+            columns: dict[str, Any] = {a: self.dtypes.get(a, dt.string) for a in aliases}
+            table = ibis.table(self.dtypes, name=_checks.TYPED)
+            ctes.append(
+                f"__ph_checked AS (\n{_checks.compile_checks(self.checks, table, columns)}\n)"
+            )
+            checked = "__ph_checked"
+        flags = "".join(f", {cond} AS __ph_f{i}" for i, (_, cond) in enumerate(self.flags))
+        ctes.append(f"__ph_flags AS (\n  SELECT *{flags} FROM {checked}\n)")
+        return "WITH " + ",\n".join(ctes) + "\n" + self._final()
+
+    def _final(self) -> str:
+        errors = "CASE WHEN _parse_error IS NOT NULL THEN ['_record: ' || _parse_error]"
+        if self.kind == "json":
+            errors += " WHEN NOT __ph_ok THEN ['_record: not a JSON object']"
+        if self.flags:
+            # Most rows are valid: one OR over the flags spares them building a list.
+            failed = " OR ".join(f"__ph_f{i}" for i in range(len(self.flags)))
+            items = ", ".join(
+                f"CASE WHEN __ph_f{i} THEN {quote(label)} END"
+                for i, (label, _) in enumerate(self.flags)
+            )
+            errors += f" WHEN NOT ({failed}) THEN CAST([] AS VARCHAR[])"
+            errors += f" ELSE list_filter([{items}], lambda e: e IS NOT NULL) END"
+        else:
+            errors += " ELSE CAST([] AS VARCHAR[]) END"
+        outputs = "".join(f"{ident(n)}, " for n in self.outputs)
+        # DuckDB cannot unnest an empty struct: with no fields at all the record is the value.
+        original = ", ".join(f"{ident(n)} := {a}" for n, a in self.original) or "_record := _raw"
+        return (
+            f"SELECT {outputs}_source, _row, _raw,\n  {errors} AS _errors,\n"
+            f"  struct_pack({original}) AS _original\nFROM __ph_flags"
+        )
+
+
+def _duplicate(columns: list[str], report: str) -> str:
+    """TRUE on rows whose values in `columns` occur more than once in the batch (NULLs never do)."""
+    part = ", ".join(ident(c) for c in columns)
+    present = " AND ".join(f"{ident(c)} IS NOT NULL" for c in columns)
+    if report in ("exclude_first", "exclude_last"):
+        desc = " DESC" if report == "exclude_last" else ""
+        order = f"_source{desc}, _row{desc}"
+        return f"{present} AND row_number() OVER (PARTITION BY {part} ORDER BY {order}) > 1"
+    return f"{present} AND count(*) OVER (PARTITION BY {part}) > 1"

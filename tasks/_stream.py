@@ -1,0 +1,106 @@
+"""The bytes of one source file: decompressed, counted, capped against decompression bombs,
+with storage and codec failures turned into pumphouse errors."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import zstandard
+
+from schemas.errors import DataError, PumpError, TransientError
+from schemas.spec import FilesSource
+from tasks.listing import SourceFile, safe_url
+
+CHUNK = 1 << 20  # read size: large enough that Python overhead per read does not matter
+# Decompression bomb guard: a compressed file may expand to BOMB_RATIO x its size, and
+# always to BOMB_FLOOR. Reading streams, so memory stays bounded anyway; the cap stops a
+# tiny file from keeping a run busy for hours. Typical text compresses 5-20x.
+BOMB_RATIO = 100
+BOMB_FLOOR = 1 << 30
+SUFFIX_CODECS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+
+
+def codec_of(source: FilesSource, file: SourceFile, fmt: str) -> str:
+    """The file's compression: source.compression, or inferred from the name's suffix."""
+    codec: str = source.compression
+    if codec == "infer":
+        name = file.url.lower()
+        codec = next((c for ext, c in SUFFIX_CODECS.items() if name.endswith(ext)), "none")
+    if fmt == "parquet" and codec != "none":
+        raise DataError(
+            f"{safe_url(file.url)}: parquet files carry their own compression and cannot be "
+            f"read through {codec}; store them uncompressed or set source.compression: none"
+        )
+    return codec
+
+
+def decompressed(raw: Any, codec: str, file: SourceFile) -> Meter:
+    """`raw` read through `codec`, counted, and capped at max(BOMB_RATIO x size, BOMB_FLOOR)."""
+    if codec == "none":
+        return Meter(raw, file.url)
+    inner: Any = (
+        gzip.GzipFile(fileobj=raw, mode="rb")
+        if codec == "gzip"
+        else zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    )
+    return Meter(inner, file.url, codec=codec, cap=max(BOMB_RATIO * file.size, BOMB_FLOOR))
+
+
+class Meter(io.RawIOBase):
+    """A raw stream over `src` that counts bytes and turns codec failures into DataError."""
+
+    def __init__(self, src: Any, url: str, codec: str = "", cap: int | None = None) -> None:
+        self.src, self.url, self.codec, self.cap = src, url, codec, cap
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.codec:  # the decompressor is ours; the file underneath belongs to the caller
+            self.src.close()
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.src.read(len(buffer))
+        except (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError) as e:
+            raise DataError(
+                f"{safe_url(self.url)}: not valid {self.codec} data after {self.count} bytes ({e}); "
+                "check source.compression or re-export the file"
+            ) from None
+        n = len(data)
+        buffer[:n] = data
+        self.count += n
+        if self.cap is not None and self.count > self.cap:
+            raise DataError(
+                f"{safe_url(self.url)}: decompresses to more than {self.cap} bytes, over "
+                f"{BOMB_RATIO}x its size; refused as a possible decompression bomb. "
+                "If the file is genuine, split it into smaller files"
+            )
+        return n
+
+
+@contextmanager
+def io_errors(url: str) -> Iterator[None]:
+    """Storage failures as errors by what to do: a vanished or forbidden file is for the user
+    to fix (DataError), anything else (network, throttling) may pass on retry."""
+    try:
+        yield
+    except PumpError:
+        raise
+    except FileNotFoundError:
+        raise DataError(
+            f"{safe_url(url)}: the file is gone since it was listed; restore it, or reset the pump"
+        ) from None
+    except PermissionError:
+        raise DataError(
+            f"{safe_url(url)}: access denied; check the credentials in source.storage_options"
+        ) from None
+    except OSError as e:
+        raise TransientError(f"{safe_url(url)}: reading failed ({e}); run again later") from None

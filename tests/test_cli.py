@@ -1,0 +1,426 @@
+"""The `pumphouse` command as users type it (CONTRACT §3, §4): the real command in a subprocess.
+
+Exit codes, stdout and stderr are checked through a subprocess; a few exit-0 checks of
+output content run in-process (typer's CliRunner) where a subprocess would only add
+seconds of imports. No call may ever print a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import PUMPHOUSE
+from tests.data import expected, is_valid, landed, spec_text, write_orders
+
+COMMANDS = ("validate", "run", "status", "query", "deploy", "reset")
+SECRET = "hunter2-Zq8v-not-for-print"
+
+
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The real `pumphouse`, stdin not a terminal; `env` replaces the environment when given."""
+    done = subprocess.run(
+        [PUMPHOUSE, *args],
+        cwd=cwd,
+        env=os.environ.copy() if env is None else env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    return done
+
+
+def in_process(*args: str) -> str:
+    """`pumphouse ARGS` in this process (cwd is the caller's); returns stdout of a run that exits 0."""
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0 and result.exception is None, (result.exception, result.output)
+    assert "Traceback" not in result.output
+    return result.stdout
+
+
+def one_json_object(stdout: str) -> dict[str, Any]:
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1, stdout
+    data = json.loads(lines[0])
+    assert isinstance(data, dict)
+    return data
+
+
+def plain_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def flat(help_text: str) -> str:
+    """Help text with rich's wrapping and panel borders folded away."""
+    return re.sub(r"[\s│╭╮╰╯─]+", " ", help_text)
+
+
+# ---------------------------------------------------------------- help and usage
+
+
+def test_help_explains_every_command(tmp_path: Path) -> None:
+    top = cli("--help", cwd=tmp_path)
+    assert top.returncode == 0
+    for command in COMMANDS:
+        assert command in top.stdout
+    words = {
+        "validate": "problem",
+        "run": "Prefect flow",
+        "status": "high-water mark",
+        "query": "NAME_rejected",
+        "deploy": "deployment",
+        "reset": "state",
+    }
+    helps = {}
+    for command, word in words.items():
+        sub = cli(command, "--help", cwd=tmp_path)
+        assert sub.returncode == 0, sub.stderr
+        helps[command] = flat(sub.stdout)
+        assert f"pumphouse {command}" in helps[command] and word in helps[command]
+    assert "--json" in helps["run"] and "--full-refresh" in helps["run"]
+    assert "--format" in helps["query"] and "exits 2" in helps["query"]
+    assert "--yes" in helps["reset"] and "--pool" in helps["deploy"]
+    # a wrong command line is a usage error: exit 2, two plain lines
+    bare = cli(cwd=tmp_path)
+    assert bare.returncode == 2 and "Commands" in bare.stdout
+    for bad in (("frobnicate",), ("run",), ("run", "pumps/x.yaml", "--no-such-flag")):
+        done = cli(*bad, cwd=tmp_path)
+        assert done.returncode == 2, (bad, done.stderr)
+        lines = plain_lines(done.stderr)
+        assert 1 <= len(lines) <= 2 and lines[0].startswith("error: "), done.stderr
+        assert "bug" not in done.stderr
+
+
+# ---------------------------------------------------------------- validate
+
+
+BAD_SPEC_EDITS = {
+    "on_invalid: quarantine\n": "on_invalid: explode\n",
+    "  batch_rows: 1000\n": "  batch_rows: 1000\n  batch_rowz: 10\n",
+}
+
+
+def _bad_spec() -> str:
+    text = spec_text(name="bad")
+    for old, new in BAD_SPEC_EDITS.items():
+        assert old in text
+        text = text.replace(old, new)
+    return text + 'schedule:\n  cron: "every tuesday"\n'
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_validate_reports_every_problem_with_file_line_and_key(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pumps = project / "pumps"
+    (pumps / "orders.yaml").write_text(spec_text())
+    bad = _bad_spec()
+    (pumps / "bad.yaml").write_text(bad)
+    hostile = spec_text(name="hostile").replace(
+        "filter: \"status <> 'void'\"", "filter: \"read_csv('/etc/passwd') IS NOT NULL\""
+    )
+    assert "read_csv" in hostile
+    (pumps / "hostile.yaml").write_text(hostile)
+
+    assert in_process("validate", "pumps/orders.yaml").strip() == (
+        "ok: pumps/orders.yaml (pump orders)"
+    )
+
+    done = cli(
+        "validate",
+        "pumps/orders.yaml",
+        "pumps/bad.yaml",
+        "pumps/missing.yaml",
+        "pumps/hostile.yaml",
+        cwd=project,
+    )
+    assert done.returncode == 2
+    assert done.stdout.strip() == "ok: pumps/orders.yaml (pump orders)"
+    lines = plain_lines(done.stderr)
+    by_file: dict[str, list[str]] = {}
+    for line in lines:
+        by_file.setdefault(line.split(":", 1)[0], []).append(line)
+    assert set(by_file) == {"pumps/bad.yaml", "pumps/missing.yaml", "pumps/hostile.yaml"}
+
+    # FILE:LINE key.path: message, one problem a line, in the order of the file
+    found = []
+    for line in by_file["pumps/bad.yaml"]:
+        m = re.fullmatch(r"pumps/bad\.yaml:(\d+) ([a-z_][a-z0-9_.\[\]]*): (.+)", line)
+        assert m, line
+        found.append((int(m[1]), m[2], m[3]))
+    assert [(n, key) for n, key, _ in found] == [
+        (_line_of(bad, "on_invalid:"), "on_invalid"),
+        (_line_of(bad, "batch_rowz"), "limits.batch_rowz"),
+        (_line_of(bad, "cron:"), "schedule.cron"),
+    ]
+    messages = [msg for _, _, msg in found]
+    assert "'explode'" in messages[0] and "quarantine" in messages[0]
+    assert "batch_rows" in messages[1]
+    assert "5" in messages[2] and "*/15 * * * *" in messages[2]
+
+    (missing,) = by_file["pumps/missing.yaml"]
+    assert "no such spec file" in missing
+
+    (guard,) = by_file["pumps/hostile.yaml"]
+    assert guard.startswith(f"pumps/hostile.yaml:{_line_of(hostile, 'filter:')} transform.filter: ")
+    assert "read_csv is not allowed" in guard
+
+
+# ---------------------------------------------------------------- one pump through its life
+
+
+@pytest.fixture(scope="module")
+def pumped(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> dict[str, Any]:
+    """A project whose pump `orders` has run once through `pumphouse run --json`."""
+    project = tmp_path_factory.mktemp("cli-project")
+    (project / "pumps").mkdir()
+    records = write_orders(project / "in", files=3, rows=100, seed=21)
+    (project / "pumps" / "orders.yaml").write_text(spec_text(batch_rows=80))
+    done = cli("run", "pumps/orders.yaml", "--json", cwd=project)
+    return {"project": project, "records": records, "run": done}
+
+
+def test_run_json_prints_one_object_with_exact_counts(pumped: dict[str, Any]) -> None:
+    done, records = pumped["run"], pumped["records"]
+    assert done.returncode == 0, done.stderr
+    summary = one_json_object(done.stdout)
+    want = expected(records)
+    assert summary["status"] == "ok"
+    assert summary["rows_read"] == len(records) == 300
+    assert summary["rows_rejected"] == sum(1 for r in records if not is_valid(r))
+    assert summary["rows_written"] == len(want)
+    assert isinstance(summary["seconds"], int | float) and summary["seconds"] >= 0
+    assert summary["error"] is None
+    assert landed(str(pumped["project"] / "out" / "orders")) == want
+    assert plain_lines(done.stderr) == []  # a quiet success: the summary is the output
+
+
+def test_run_publishes_its_summary_as_a_prefect_artifact(pumped: dict[str, Any]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    summary = one_json_object(pumped["run"].stdout)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-orders"]))
+        )
+    # other tests run pumps named orders on the same server: this run's artifact names its run id
+    (mine,) = [a for a in artifacts if summary["run_id"] in str(a.data)]
+    assert mine.type == "markdown"
+    markdown = str(mine.data)
+    assert f"| rows read | {summary['rows_read']} |" in markdown
+    assert f"| rows rejected (invalid) | {summary['rows_rejected']} |" in markdown
+    assert f"| rows written | {summary['rows_written']} |" in markdown
+    assert f"| high-water mark after | {summary['hwm_after']} |" in markdown
+
+
+def test_status_reads_the_pumps_folder(pumped: dict[str, Any], tmp_path: Path) -> None:
+    summary = one_json_object(pumped["run"].stdout)
+    done = cli("status", cwd=pumped["project"])
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if " orders " in line]
+    cells = [c.strip() for c in re.split(r"[│|┃]", row) if c.strip()]
+    assert cells[0] == "orders"
+    assert cells[1] == summary["started_at"]
+    assert cells[2] == "ok"
+    assert cells[3:6] == [
+        str(summary["rows_read"]),
+        str(summary["rows_written"]),
+        str(summary["rows_rejected"]),
+    ]
+    assert cells[6] == summary["hwm_after"]  # the committed high-water mark, never cut short
+    assert cells[7] == "-"  # no open run
+
+    (tmp_path / "pumps").mkdir()
+    nothing = cli("status", cwd=tmp_path)
+    assert nothing.returncode == 2
+    (line,) = plain_lines(nothing.stderr)
+    assert "no specs" in line and "pumphouse status pumps/NAME.yaml" in line
+
+
+def test_query_formats_views_and_errors(
+    pumped: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, records = pumped["project"], pumped["records"]
+    monkeypatch.chdir(project)
+    want = Counter(row[2] for row in expected(records).values())
+    invalid = sum(1 for r in records if not is_valid(r))
+    by_status = "SELECT status, count(*) AS n FROM orders GROUP BY status ORDER BY status"
+
+    as_json = json.loads(in_process("query", "pumps/orders.yaml", by_status, "--format", "json"))
+    assert as_json == [{"status": s, "n": n} for s, n in sorted(want.items())]
+
+    as_csv = list(csv.reader(io.StringIO(in_process("query", "pumps/orders.yaml", by_status, "--format", "csv"))))  # fmt: skip
+    assert as_csv == [["status", "n"], *([s, str(n)] for s, n in sorted(want.items()))]
+
+    table = in_process("query", "pumps/orders.yaml", by_status)
+    for status, n in want.items():
+        assert re.search(rf"\b{status}\b\W+{n}\b", table), table
+
+    rejected = json.loads(
+        in_process(
+            "query",
+            "pumps/orders.yaml",
+            "SELECT count(*) AS n, count(_errors) AS e FROM orders_rejected",
+            "--format",
+            "json",
+        )
+    )
+    assert rejected == [{"n": invalid, "e": invalid}]
+
+    # the real command: a failing query is a usage error, said in one line naming the views
+    bad_sql = cli("query", "pumps/orders.yaml", "SELECT nope FROM orderz", cwd=project)
+    assert bad_sql.returncode == 2 and bad_sql.stdout == ""
+    (line,) = plain_lines(bad_sql.stderr)
+    assert line.startswith("error: query failed: ") and "orderz" in line
+    assert "orders, orders_rejected" in line
+
+    bad_format = cli("query", "pumps/orders.yaml", "SELECT 1", "--format", "xml", cwd=project)
+    assert bad_format.returncode == 2 and bad_format.stdout == ""
+    (line,) = plain_lines(bad_format.stderr)
+    assert "'xml'" in line and "table, csv, json" in line
+
+
+def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
+    pumped: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Last of the `pumped` tests: it changes the shared project."""
+    project, records = pumped["project"], pumped["records"]
+    first = one_json_object(pumped["run"].stdout)
+    state = project / ".pumphouse" / "orders" / "state.json"
+    assert state.exists()
+
+    refused = cli("reset", "pumps/orders.yaml", cwd=project)
+    assert refused.returncode == 2
+    (line,) = plain_lines(refused.stderr)
+    assert "--yes" in line
+    assert state.exists()
+
+    monkeypatch.chdir(project)
+    assert "reset: pump orders" in in_process("reset", "pumps/orders.yaml", "--yes")
+    assert not state.exists()
+
+    again = cli("run", "pumps/orders.yaml", cwd=project)  # the summary for people
+    assert again.returncode == 0, again.stderr
+    assert re.search(rf"rows read\W+{first['rows_read']}\b", again.stdout), again.stdout
+    assert re.search(rf"rows written\W+{first['rows_written']}\b", again.stdout), again.stdout
+    assert "pump orders: ok" in again.stdout
+    out = str(project / "out" / "orders")
+    count = (
+        f"SELECT count(*) FROM read_parquet('{out}/data/**/*.parquet', hive_partitioning = true)"
+    )
+    doubled = duckdb.sql(count).fetchall()[0][0]
+    assert doubled == 2 * first["rows_written"]  # reset keeps the output: append adds again
+
+    rebuilt = cli("run", "pumps/orders.yaml", "--json", "--full-refresh", cwd=project)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    summary = one_json_object(rebuilt.stdout)
+    assert summary["rows_read"] == first["rows_read"]
+    assert summary["rows_written"] == first["rows_written"]
+    assert landed(out) == expected(records)
+
+
+# ---------------------------------------------------------------- failures
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_failed_run_exits_1_with_one_json_object_and_a_short_error(project: Path) -> None:
+    write_orders(project / "in", files=1, rows=100, seed=22)
+    (project / "in" / "orders-zz.ndjson").write_text("not json\n" * 50)
+    text = spec_text(max_invalid_ratio=0.05).replace(
+        '  glob: "*.ndjson"\n',
+        '  glob: "*.ndjson"\n  storage_options: {password: "${env:PUMP_SECRET}"}\n',
+    )
+    (project / "pumps" / "orders.yaml").write_text(text)
+    done = cli(
+        "run",
+        "pumps/orders.yaml",
+        "--json",
+        cwd=project,
+        env={**os.environ, "PUMP_SECRET": SECRET},
+    )
+    assert done.returncode == 1
+    summary = one_json_object(done.stdout)
+    assert summary["status"] == "failed"
+    assert "max_invalid_ratio" in summary["error"] and "nothing was loaded" in summary["error"]
+    for key in ("rows_read", "rows_written", "rows_rejected", "seconds"):
+        assert isinstance(summary[key], int | float)
+    assert summary["rows_written"] == 0
+    lines = plain_lines(done.stderr)
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("error: "), done.stderr
+    assert "max_invalid_ratio" in lines[0]
+    assert SECRET not in done.stdout + done.stderr
+    assert not (project / "out").exists()
+
+
+def test_secrets_never_reach_the_output(project: Path, prefect_server: str) -> None:
+    env = {**os.environ, "PUMP_SECRET": SECRET}
+    # a spec error that involves the secret: exit 2 before any run, the reference shown as written
+    broken = spec_text().replace("  batch_rows: 1000\n", '  batch_rows: "${env:PUMP_SECRET}"\n')
+    (project / "pumps" / "broken.yaml").write_text(broken)
+    refused = cli("run", "pumps/broken.yaml", "--json", cwd=project, env=env)
+    assert refused.returncode == 2 and refused.stdout == ""
+    (line,) = plain_lines(refused.stderr)
+    assert line.startswith(f"pumps/broken.yaml:{_line_of(broken, 'batch_rows')} limits.batch_rows")
+    assert "${env:PUMP_SECRET}" in line
+    assert not (project / ".pumphouse").exists()  # no run started
+
+    # a source that cannot be reached, with the secret in its storage options and URL
+    s3 = spec_text(name="s3", src="s3://bucket/orders/", out="./out/s3").replace(
+        '  glob: "*.ndjson"\n',
+        '  glob: "*.ndjson"\n'
+        "  storage_options:\n"
+        '    key: "AKIA${env:PUMP_SECRET}"\n'
+        '    secret: "${env:PUMP_SECRET}"\n'
+        '    client_kwargs: {endpoint_url: "http://127.0.0.1:9/${env:PUMP_SECRET}", region_name: us-east-1}\n'
+        "    config_kwargs: {retries: {max_attempts: 1}, connect_timeout: 2}\n",
+    )
+    (project / "pumps" / "s3.yaml").write_text(s3)
+    failed = cli("run", "pumps/s3.yaml", "--json", cwd=project, env=env)
+    assert failed.returncode == 1
+    assert one_json_object(failed.stdout)["status"] == "failed"
+    assert 1 <= len(plain_lines(failed.stderr)) <= 2, failed.stderr
+    status = cli("status", "pumps/s3.yaml", cwd=project, env=env)
+    assert status.returncode == 0 and "failed" in status.stdout
+    for done in (refused, failed, status):
+        assert SECRET not in done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------- Prefect's embedded default
+
+
+@pytest.mark.slow
+def test_run_works_on_prefects_embedded_default(project: Path, tmp_path_factory: Any) -> None:
+    records = write_orders(project / "in", files=2, rows=60, seed=23)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    home = tmp_path_factory.mktemp("prefect-home-embedded")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(home)
+    done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env)
+    assert done.returncode == 0, done.stderr
+    summary = one_json_object(done.stdout)
+    assert summary["status"] == "ok"
+    assert summary["rows_read"] == len(records)
+    assert summary["rows_written"] == len(expected(records)) > 0
+    assert landed(str(project / "out" / "orders")) == expected(records)
+    assert any(home.iterdir())  # the embedded server kept its database in this PREFECT_HOME
