@@ -98,7 +98,7 @@ def _say(text: str) -> None:
 
 def _load(spec: str) -> Any:
     """The spec with every preflight check a run makes (imports Prefect and pandera: seconds)."""
-    from flows.pump import load
+    from tasks.preflight import load
 
     return load(spec)
 

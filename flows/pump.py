@@ -9,80 +9,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
-from schemas.errors import DataError, TransientError
-from schemas.loader import load_spec, resolve_mapping
+from schemas.errors import DataError
+from schemas.loader import resolve_mapping
+from schemas.secrets import redact, redact_all
 from schemas.spec import Spec
 from tasks import faults, progress, sink_parquet
-from tasks.contract import schema_problems
-from tasks.guard import filter_problems
-from tasks.listing import SourceFile
-from tasks.load import Loaded, load_run
-from tasks.plan import plan_run
-from tasks.stage import stage_file
-from tasks.state import Committed, Manifest, StateStore
+from tasks.preflight import load
+from tasks.state import Manifest, StateStore
+from tasks.steps import commit_task, load_task, masked, plan_task, stage_task
 from tasks.summary import Counts, Summary
-
-CHECKS = (filter_problems, schema_problems)
-
-
-def load(spec_path: str) -> Spec:
-    """Parse, validate and preflight a spec (what `pumphouse validate` checks)."""
-    return load_spec(spec_path, checks=CHECKS)
-
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may pass on a second try; a spec or data error never will."""
-    try:
-        state.result()
-    except TransientError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(name="plan", cache_policy=NO_CACHE)
-def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
-    return plan_run(spec, store)
-
-
-@task(
-    name="stage",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=_transient,
-)
-def stage_task(
-    spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
-) -> Counts:
-    return stage_file(spec, run_dir, index, SourceFile.from_dict(file), hwm)
-
-
-@task(
-    name="load",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=_transient,
-)
-def load_task(spec: Spec, run_dir: str, run_id: str, hwm: str | None) -> Loaded:
-    return load_run(spec, run_dir, run_id, hwm)
-
-
-@task(name="commit", cache_policy=NO_CACHE)
-def commit_task(
-    store: StateStore, manifest: Manifest, hwm_after: str | None, summary: dict[str, Any]
-) -> None:
-    committed = store.committed()
-    files = dict(committed.files)
-    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs})
-    store.commit(Committed(hwm=hwm_after, files=files), summary)
 
 
 @flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
@@ -98,15 +37,18 @@ def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
         with store.lock():
             _locked_run(spec, store, summary, full_refresh, started)
     except Exception as e:
-        summary.status, summary.error = "failed", str(e)
+        clean = masked(e)
+        summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started
-        store.record_run(summary.to_dict())
+        store.record_run(redact_all(summary.to_dict()))
         _publish(spec, summary)
-        logger.error(summary.one_line() + f": {e}")
-        raise
+        logger.error(redact(f"{summary.one_line()}: {clean}"))
+        if clean is e:
+            raise
+        raise clean from None
     _publish(spec, summary)
-    logger.info(summary.one_line())
-    return summary.to_dict()
+    logger.info(redact(summary.one_line()))
+    return redact_all(summary.to_dict())
 
 
 def _locked_run(
@@ -122,10 +64,15 @@ def _locked_run(
     run_dir = str(store.run_dir(manifest.run_id))
     if manifest.phase == "staging":
         try:
-            summary.counts = _stage_all(spec, store, manifest, run_dir)
+            summary.counts = _stage_all(spec, manifest, run_dir)
+            _gate(spec, summary.counts)
         except Exception:
             store.drop_manifest()  # nothing reached the sink: the next run lists afresh
             raise
+        # Freeze what this run covers before anything reaches the sink.
+        manifest.phase, manifest.staged = "loading", summary.counts.to_dict()
+        store.save_manifest(manifest)
+        faults.point("staged")
     else:
         summary.counts = Counts(**manifest.staged)
     loaded = load_task(spec, run_dir, manifest.run_id, manifest.hwm_before)
@@ -136,7 +83,7 @@ def _locked_run(
     commit_task(store, manifest, loaded.hwm_after, summary.to_dict())
 
 
-def _stage_all(spec: Spec, store: StateStore, manifest: Manifest, run_dir: str) -> Counts:
+def _stage_all(spec: Spec, manifest: Manifest, run_dir: str) -> Counts:
     """Stage the inputs, at most max_concurrency at once, stopping at max_rows_per_run."""
     limits = spec.limits
     total = Counts()
@@ -158,12 +105,7 @@ def _stage_all(spec: Spec, store: StateStore, manifest: Manifest, run_dir: str) 
         done[i] = fut.result()
         total.add(done[i])
         faults.point("staged_file")
-    _gate(spec, total)
-    # Freeze what this run covers before anything reaches the sink.
-    manifest.inputs = [manifest.inputs[i] for i in sorted(done)]
-    manifest.phase, manifest.staged = "loading", total.to_dict()
-    store.save_manifest(manifest)
-    faults.point("staged")
+    manifest.inputs = [manifest.inputs[i] for i in sorted(done)]  # what the row limit let in
     return total
 
 

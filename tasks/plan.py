@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
 
 from schemas.spec import FilesSource, Spec
@@ -24,6 +25,11 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     """
     open_run = store.manifest()
     if open_run is not None:
+        if open_run.phase == "staging":
+            # Staging starts over. What the interrupted attempt staged goes, torn files
+            # included: this attempt may stage fewer files (max_rows_per_run), and the load
+            # reads every staged file.
+            shutil.rmtree(store.run_dir(open_run.run_id), ignore_errors=True)
         return open_run, True
     if not isinstance(spec.source, FilesSource):
         from schemas.errors import NotSupportedYet

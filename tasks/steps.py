@@ -1,0 +1,113 @@
+"""The run's steps as Prefect tasks: each a thin wrapper over one pure function.
+
+Retries are declared here, once, by error type. Errors leave a step with secrets
+masked, so nothing Prefect records (states, logs, tracebacks) can hold one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.errors import PumpError, SpecError, TransientError
+from schemas.secrets import redact
+from schemas.spec import Spec
+from tasks.listing import SourceFile
+from tasks.load import Loaded, load_run
+from tasks.plan import plan_run
+from tasks.stage import stage_file
+from tasks.state import Committed, Manifest, StateStore
+from tasks.summary import Counts
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on a second try; a spec or data error never will."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def masked(error: BaseException) -> BaseException:
+    """The error with secrets masked: the same one if it holds none, else a PumpError of its kind."""
+    text = str(error)
+    clean = redact(text)
+    if isinstance(error, SpecError):
+        problems = [redact(p) for p in error.problems]
+        if clean == text and tuple(problems) == error.problems:
+            return error
+        return SpecError(clean, problems)
+    if clean == text:
+        return error
+    if isinstance(error, PumpError):
+        return type(error)(clean)
+    return PumpError(f"{type(error).__name__}: {clean}")
+
+
+def secret_safe(fn: Callable[P, R]) -> Callable[P, R]:
+    """Re-raise any error with secrets masked and without its chain (which would show them)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            clean = masked(e)
+            if clean is e:
+                raise
+            raise clean from None
+
+    return wrapper
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+@secret_safe
+def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
+    return plan_run(spec, store)
+
+
+@task(
+    name="stage",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=transient,
+)
+@secret_safe
+def stage_task(
+    spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
+) -> Counts:
+    return stage_file(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+
+
+@task(
+    name="load",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=transient,
+)
+@secret_safe
+def load_task(spec: Spec, run_dir: str, run_id: str, hwm: str | None) -> Loaded:
+    return load_run(spec, run_dir, run_id, hwm)
+
+
+@task(name="commit", cache_policy=NO_CACHE)
+@secret_safe
+def commit_task(
+    store: StateStore, manifest: Manifest, hwm_after: str | None, summary: dict[str, Any]
+) -> None:
+    """Add the run's files to those read, move the mark, close the run."""
+    files = dict(store.committed().files)
+    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs})
+    store.commit(Committed(hwm=hwm_after, files=files), summary)

@@ -1,0 +1,57 @@
+"""A secret named in a spec never reaches run history, state, artifacts or Prefect's logs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import PumpError
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SECRET = "pump-s3cr3t-4711"
+SPEC = """\
+name: leaky
+source:
+  type: files
+  url: s3://bucket/exports/
+  format: ndjson
+  storage_options:
+    key: "${env:PUMP_SECRET}"
+    secret: "${env:PUMP_SECRET}"
+    client_kwargs: {endpoint_url: "http://127.0.0.1:9/${env:PUMP_SECRET}"}
+    config_kwargs: {retries: {max_attempts: 1}, connect_timeout: 1}
+    skip_instance_cache: true
+sink: {type: parquet, url: ./out/leaky}
+"""
+
+
+async def _prefect_text() -> str:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        logs = await client.read_logs()
+        artifacts = await client.read_artifacts()
+    return "\n".join(
+        [*(log.message for log in logs), *(str(a.data) + str(a.description) for a in artifacts)]
+    )
+
+
+def test_a_failing_run_leaks_no_secret(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUMP_SECRET", SECRET)
+    (project / "pumps" / "leaky.yaml").write_text(SPEC)
+    from flows.pump import pump
+
+    with pytest.raises(PumpError) as failure:
+        pump(spec_path="pumps/leaky.yaml")
+    assert "***" in str(failure.value) and SECRET not in str(failure.value)
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    written = [p.read_text(errors="replace") for p in project.rglob("*") if p.is_file()]
+    assert any('"status": "failed"' in text for text in written)  # the failure was recorded
+    assert not [text for text in written if SECRET in text]
+    prefect_text = asyncio.run(_prefect_text())
+    assert "leaky" in prefect_text and SECRET not in prefect_text
