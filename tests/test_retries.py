@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prefect.states import Completed, Failed
 
-from tasks.steps import load_task, masked, stage_task, transient
 from schemas.errors import DataError, NotSupportedYet, PumpError, SpecError, TransientError
+from tasks.steps import load_task, masked, stage_task, transient
 
 
 @pytest.mark.parametrize(
