@@ -266,8 +266,14 @@ def status(
     table = Table(
         "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark", "open run"
     )
+    broken = 0
     for path in paths:
-        spec = _read_spec(str(path))
+        try:
+            spec = _read_spec(str(path))
+        except SpecError as e:
+            broken += 1
+            table.add_row(str(path), "-", redact(f"invalid spec: {e.problems[0]}"), *("-" * 5))
+            continue
         store = StateStore(spec.name)
         runs = store.runs(1)
         last = runs[-1] if runs else {}
@@ -284,6 +290,8 @@ def status(
         )
         table.add_row(*(redact(c) for c in cells))
     _print_table(table)
+    if broken:
+        raise typer.Exit(2)  # the others are shown; `pumphouse validate` tells what is wrong
 
 
 @app.command()
