@@ -248,22 +248,23 @@ def _one_or_many(v: Any) -> Any:
 Names = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
 
 
-class ParquetSink(Model):
+class _TableSink(Model):
+    """A sink that is a dataset at a storage URL (files on disk or in a bucket)."""
+
+    type: str  # narrowed by each sink; declared here to keep it first among the keys
+    url: str = Field(min_length=1)
+    mode: str = "append"
+    key: Names | None = None
+    partition_by: Names = ()
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ParquetSink(_TableSink):
     type: Literal["parquet"]
-    url: str = Field(min_length=1)
-    mode: str = "append"
-    key: Names | None = None
-    partition_by: Names = ()
-    storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeltaSink(Model):
+class DeltaSink(_TableSink):
     type: Literal["delta"]
-    url: str = Field(min_length=1)
-    mode: str = "append"
-    key: Names | None = None
-    partition_by: Names = ()
-    storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
 class HttpSink(Model):
