@@ -1,0 +1,661 @@
+"""CONTRACT §2 with real processes: `kill -9` at every step boundary and at random moments,
+concurrent runs of one pump, and a stale lock. Every test compares rows exactly.
+
+Each `pumphouse run` here is the real command in a subprocess, recorded on the session's
+Prefect server. A crashed run's outcome is compared with clean runs of the same input in a
+separate project folder: the sink's rows, the rejected rows (every column), the files the sink
+holds (run ids masked) and the committed state (files read, fingerprints, high-water mark).
+Inputs are copied with their modification times, so fingerprints (`size:mtime`) match too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from schemas.errors import BusyError
+from tests.conftest import PUMPHOUSE, run_cli
+from tests.data import expected, is_valid, landed, spec_text, write_orders
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SPEC = "pumps/orders.yaml"
+SINK = "out/orders"
+STATE = ".pumphouse/orders"
+# Small enough that the load has several batches, and batch 1 straddles status=open and
+# status=paid: a load killed after its 2nd batch has files in two partition folders.
+BATCH_ROWS = 250
+# Soaks load in small batches: a load of many files lasts long enough to be killed in.
+SOAK_BATCH_ROWS = 100
+ROWS = 300  # per file; write_orders timestamps are a minute apart, so 6 files span 30 h
+
+
+# ---- what a project folder holds after runs -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything a run leaves that a user or the next run can see."""
+
+    rows: Counter[tuple[Any, ...]]  # sink rows as an analyst reads them (a multiset)
+    rejected: Counter[tuple[Any, ...]]  # every column, `_source` as the file's base name
+    layout: Counter[str]  # sink files, run ids masked
+    files: dict[str, str]  # committed: file base name -> fingerprint
+    hwm: str | None
+
+
+def outcome(folder: Path) -> Outcome:
+    sink = folder / SINK
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows: Counter[tuple[Any, ...]] = Counter()
+    if list((sink / "data").rglob("*.parquet")):
+        rows.update(
+            con.sql(
+                "SELECT order_id, customer, amount, status, "
+                "strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') "
+                f"FROM read_parquet('{sink}/data/**/*.parquet', hive_partitioning = true)"
+            ).fetchall()
+        )
+    rejected: Counter[tuple[Any, ...]] = Counter()
+    if list((sink / "rejected").glob("*.parquet")):
+        rel = con.sql(
+            f"SELECT * FROM read_parquet('{sink}/rejected/*.parquet', union_by_name = true)"
+        )
+        for values in rel.fetchall():
+            row = dict(zip(rel.columns, values, strict=True))
+            row["_source"] = os.path.basename(row["_source"])
+            row["_errors"] = tuple(row["_errors"])
+            rejected[tuple(sorted(row.items()))] += 1
+    layout = Counter(
+        re.sub(r"part-\d{8}T\d{6}Z-[0-9a-f]{6}-", "part-RUN-", str(p.relative_to(sink)))
+        for p in sink.rglob("*")
+        if p.is_file()
+    )
+    state = json.loads((folder / STATE / "state.json").read_text())
+    files = {os.path.basename(url): fp for url, fp in state["files"].items()}
+    return Outcome(rows, rejected, layout, files, state["hwm"])
+
+
+def assert_same(got: Outcome, want: Outcome) -> None:
+    """Field by field, so a failure names what differs."""
+    assert got.rows == want.rows
+    assert got.rejected == want.rejected
+    assert got.layout == want.layout
+    assert got.files == want.files
+    assert got.hwm == want.hwm
+
+
+def as_rows(oracle: dict[int, tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
+    return Counter((oid, *rest) for oid, rest in oracle.items())
+
+
+# ---- projects and runs ---------------------------------------------------------------------
+
+
+def new_project(folder: Path, batch_rows: int = BATCH_ROWS) -> Path:
+    (folder / "pumps").mkdir(parents=True, exist_ok=True)
+    (folder / "in").mkdir(exist_ok=True)
+    (folder / SPEC).write_text(spec_text(batch_rows=batch_rows))
+    return folder
+
+
+def copy_inputs(src: Path, folder: Path, names: list[str] | None = None) -> None:
+    """Copy input files with their modification times (so their fingerprints match)."""
+    for path in sorted(src.glob("*.ndjson")):
+        if names is None or path.name in names:
+            shutil.copy2(path, folder / "in" / path.name)
+
+
+def pump_run(
+    folder: Path, fault: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    if fault:
+        env["PUMPHOUSE_FAULT"] = fault
+    return run_cli("run", SPEC, "--json", cwd=folder, env=env)
+
+
+def summary_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr
+    line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
+    return dict(json.loads(line))
+
+
+def manifest_of(folder: Path) -> dict[str, Any] | None:
+    """The open run's manifest, if there is one (written atomically, so never torn)."""
+    try:
+        return dict(json.loads((folder / STATE / "manifest.json").read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def committed_files(folder: Path) -> set[str]:
+    path = folder / STATE / "state.json"
+    if not path.exists():
+        return set()
+    return {os.path.basename(u) for u in json.loads(path.read_text())["files"]}
+
+
+def popen_run(folder: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PUMPHOUSE, "run", SPEC, "--json"],
+        cwd=folder,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_here(folder: Path) -> dict[str, Any]:
+    """One run in this process (the same flow, without a process start-up), in `folder`."""
+    from flows.pump import pump
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return dict(pump(spec_path=SPEC))
+    finally:
+        os.chdir(cwd)
+
+
+def per_file(records: list[dict[str, Any]], day: int) -> dict[str, list[dict[str, Any]]]:
+    """write_orders' records by the file they are in."""
+    files = len(records) // ROWS
+    return {
+        f"orders-{day:02d}-{f:03d}.ndjson": records[f * ROWS : (f + 1) * ROWS] for f in range(files)
+    }
+
+
+# ---- 1. a crash at every step boundary ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clean:
+    inputs: Path
+    records: list[dict[str, Any]]
+    outcome: Outcome
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_six(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Clean]:
+    """6 files x 300 rows (invalid rows, later versions of earlier orders) and one clean run.
+
+    That run also compiles the bytecode every later `pumphouse` process of this module
+    reuses, so that the runs timed and killed below all start alike. This file starts ~50
+    processes; where PYTHONDONTWRITEBYTECODE is set and the venv has no .pyc files, each
+    would first compile Prefect, pandas and pandera from source (~5 s of CPU). A private
+    cache folder then makes that once. Nothing the pump does changes.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+            mp.delenv("PYTHONDONTWRITEBYTECODE")
+            mp.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+        inputs = tmp_path_factory.mktemp("inputs")
+        records = write_orders(inputs, files=6, rows=ROWS, seed=11)
+        ref = new_project(tmp_path_factory.mktemp("clean"))
+        copy_inputs(inputs, ref)
+        summary = summary_of(pump_run(ref))
+        result = outcome(ref)
+        # the reference itself is right: exactly the oracle, several batches, both partitions
+        assert result.rows == as_rows(expected(records))
+        assert sum(result.rejected.values()) == sum(1 for r in records if not is_valid(r))
+        assert summary["batches"] >= 6 and summary["rows_written"] >= 3 * BATCH_ROWS
+        assert {p.split("/")[1] for p in result.layout if p.startswith("data/")} == {
+            "status=open",
+            "status=paid",
+        }
+        yield Clean(inputs, records, result, summary)
+
+
+def data_files(folder: Path) -> list[Path]:
+    return sorted((folder / SINK / "data").rglob("*.parquet")) if (folder / SINK).exists() else []
+
+
+POINTS = [
+    "planned",
+    "staged_file:1",
+    "staged_file:2",
+    "staged",
+    "loaded_batch:1",
+    "loaded_batch:2",
+    "loaded",
+    "state_written",
+]
+
+
+@pytest.mark.parametrize("fault", POINTS)
+def test_a_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
+    project: Path, clean_six: Clean, fault: str
+) -> None:
+    """`PUMPHOUSE_FAULT=point[:n]` kills the run (SIGKILL) the nth time it reaches a step
+    boundary. Every point is after the run's manifest is saved, so the next run resumes
+    that run: same run id, same inputs, and the project ends exactly as a clean run's."""
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+
+    crashed = pump_run(project, fault)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+
+    # where it died: what the killed run left behind
+    manifest = manifest_of(project)
+    assert manifest is not None, "every fault point is after the run's manifest is saved"
+    assert len(manifest["inputs"]) == 6
+    point = fault.partition(":")[0]
+    want_phase = "staging" if point in ("planned", "staged_file") else "loading"
+    assert manifest["phase"] == want_phase
+    written = data_files(project)
+    reference_files = sum(n for p, n in clean_six.outcome.layout.items() if p.startswith("data/"))
+    if point == "loaded_batch":
+        n = int(fault.partition(":")[2])
+        assert 0 < len(written) < reference_files
+        assert len({f.name.rsplit("-", 1)[0] for f in written}) == n  # n batches in place
+        if n == 2:
+            assert {f.parent.name for f in written} == {"status=open", "status=paid"}
+    elif point in ("loaded", "state_written"):
+        assert len(written) == reference_files
+    else:
+        assert written == []
+    if point == "state_written":
+        state = outcome(project)
+        assert (state.files, state.hwm) == (clean_six.outcome.files, clean_six.outcome.hwm)
+    else:
+        assert not (project / STATE / "state.json").exists()
+
+    # the next run finishes it, with the same inputs and the same run id
+    recovered = summary_of(pump_run(project))
+    assert recovered["resumed"] is True
+    assert recovered["run_id"] == manifest["run_id"]
+    for key in ("files", "rows_read", "rows_rejected", "rows_duplicate", "rows_written"):
+        assert recovered[key] == clean_six.summary[key], key
+    assert recovered["hwm_after"] == clean_six.summary["hwm_after"]
+    assert manifest_of(project) is None
+    assert_same(outcome(project), clean_six.outcome)
+    assert landed(str(project / SINK)) == expected(clean_six.records)
+
+    # and then there is nothing left to read
+    after = run_here(project)
+    assert (after["resumed"], after["files"], after["rows_read"], after["rows_written"]) == (
+        False,
+        0,
+        0,
+        0,
+    )
+    assert_same(outcome(project), clean_six.outcome)
+
+
+def test_a_resumed_run_that_stages_less_loads_only_what_it_staged(
+    project: Path, clean_six: Clean
+) -> None:
+    """Killed while staging four files at once; before the next run the spec is changed to
+    `max_rows_per_run: 300, max_concurrency: 1`, so the resumed run stages only the first
+    file. What the killed attempt had staged of the others must not reach the sink: they
+    are read by the next run, and no row may land twice."""
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    crashed = pump_run(project, "staged_file:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    limited = spec_text(batch_rows=BATCH_ROWS) + "  max_rows_per_run: 300\n  max_concurrency: 1\n"
+    (project / SPEC).write_text(limited)
+
+    first = run_here(project)
+    assert (first["resumed"], first["files"], first["rows_read"]) == (True, 1, ROWS)
+    assert committed_files(project) == {"orders-00-000.ndjson"}
+    runs = [first]
+    while runs[-1]["files"]:
+        runs.append(run_here(project))
+    assert [r["files"] for r in runs] == [1, 1, 1, 1, 1, 1, 0]
+
+    # an append sink receives each run's deduplicated rows: here, one run per file
+    files = per_file(clean_six.records, day=0)
+    got = outcome(project)
+    assert got.rows == sum((as_rows(expected(recs)) for recs in files.values()), Counter())
+    assert max(Counter((r[0], r[4]) for r in got.rows.elements()).values()) == 1
+    assert got.rejected == clean_six.outcome.rejected
+    assert (got.files, got.hwm) == (clean_six.outcome.files, clean_six.outcome.hwm)
+
+
+# ---- 2. kill -9 at random moments -----------------------------------------------------------
+
+
+@dataclass
+class Soak:
+    """What happened: per process (when it was killed, exit code, the open run it left:
+    phase, inputs, files written to the sink), and the groups of files runs committed
+    together, in order."""
+
+    trace: list[tuple[str, int, str]]
+    groups: list[list[str]]
+
+    def killed_mid_run(self, phase: str = "") -> int:
+        """Kills that left a run with inputs open (not before planning, not after commit),
+        in `phase` if given."""
+        return sum(
+            1
+            for _, code, left in self.trace
+            if code and left != "-" and left.split(":")[1] != "0" and left.startswith(phase)
+        )
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One clean `pumphouse run` here, in seconds from its start: when it held the lock,
+    when it began to load, when it had committed, when it exited."""
+
+    locked: float
+    loading: float
+    committed: float
+    exited: float
+
+    def delay(self, rnd: random.Random, k: int) -> tuple[str, float]:
+        """(the moment it counts from, seconds): in turn, a kill while the run plans and
+        stages (from when it holds the lock), one while it loads, one anywhere in it."""
+        if k % 3 == 0:
+            return "lock", rnd.uniform(0.0, self.loading - self.locked)
+        if k % 3 == 1:
+            return "loading", rnd.uniform(0.0, 0.9 * (self.committed - self.loading))
+        return "start", rnd.uniform(0.5, self.exited + 1.0)
+
+
+def holds_lock(folder: Path, proc: subprocess.Popen[str]) -> bool:
+    """Whether `proc` has taken the pump's lock (its pid is what the holder writes there)."""
+    try:
+        return (folder / STATE / "lock").read_text().startswith(f"pid {proc.pid} ")
+    except FileNotFoundError:
+        return False
+
+
+def reached(folder: Path, proc: subprocess.Popen[str], moment: str) -> bool:
+    """Whether `proc` is past `moment`: "start", "lock" (holds it) or "loading" (holds it
+    and its run's manifest says loading)."""
+    if moment == "start":
+        return True
+    if not holds_lock(folder, proc):
+        return False
+    m = manifest_of(folder)
+    return moment == "lock" or (m is not None and m["phase"] == "loading")
+
+
+def timed_run(folder: Path) -> Timing:
+    started = time.monotonic()
+    proc = popen_run(folder)
+    locked = planned = loading = committed = 0.0
+    while proc.poll() is None:
+        now = time.monotonic() - started
+        m = manifest_of(folder)
+        if not locked and holds_lock(folder, proc):
+            locked = now
+        if not planned and m is not None:
+            planned = now
+        if not loading and m is not None and m["phase"] == "loading":
+            loading = now
+        if planned and not committed and m is None:
+            committed = now
+        time.sleep(0.005)
+    exited = time.monotonic() - started
+    committed = committed or exited
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    timing = Timing(locked, loading, committed, exited)
+    assert 0 < locked <= planned < loading < committed <= exited, timing
+    return timing
+
+
+def kill_soak(
+    folder: Path,
+    inputs: Path,
+    *,
+    kills: int,
+    seed: int,
+    timing: Timing,
+    arrivals: dict[int, list[str]],
+) -> Soak:
+    """Start `pumphouse run` and SIGKILL it after a random delay, `kills` times; after the
+    processes numbered in `arrivals`, copy those files in (a new export arriving). Then run
+    without kills until a run reads nothing new.
+
+    Delays come from `timing`, one clean run of similar input measured first. A third of
+    the kills fall anywhere from 0.5 s to that run's duration + 1 s, start-up included;
+    since most of a run is Python and Prefect starting, the others fall while the run
+    plans and stages (counted from when it holds the lock) or while it loads (counted
+    from when its manifest says so).
+    """
+    rnd = random.Random(seed)
+    soak = Soak([], [])
+    done = committed_files(folder)
+
+    def observe(when: str, code: int) -> None:
+        nonlocal done
+        now = committed_files(folder)
+        if now - done:
+            soak.groups.append(sorted(now - done))
+        done = now
+        m = manifest_of(folder)
+        left = "-"
+        if m:  # the open run: phase, inputs, and files it has written to the sink so far
+            written = [f for f in data_files(folder) if f"part-{m['run_id']}-" in f.name]
+            left = f"{m['phase']}:{len(m['inputs'])}:{len(written)}"
+        soak.trace.append((when, code, left))
+
+    for k in range(kills):
+        moment, delay = timing.delay(rnd, k)
+        proc = popen_run(folder)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not reached(folder, proc, moment):
+            assert time.monotonic() < deadline, f"the run never reached {moment}"
+            time.sleep(0.005)
+        try:
+            _, err = proc.communicate(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate()
+        assert proc.returncode in (0, -signal.SIGKILL), err
+        observe(f"{moment}+{delay:.2f}s", proc.returncode)
+        if k in arrivals:
+            copy_inputs(inputs, folder, arrivals[k])
+    for _ in range(len(arrivals) + 2):
+        s = run_here(folder)  # the same flow, without a process start-up
+        observe("not killed", 0)
+        if not s["resumed"] and s["files"] == 0 and s["rows_read"] == 0:
+            return soak
+    raise AssertionError(f"the pump never settled: {soak}")
+
+
+def test_random_kills_leave_the_sink_as_one_clean_run_would(project: Path) -> None:
+    """Twelve files, all there before the first run; eight runs killed at random moments.
+
+    With every file present from the start, the first run's manifest freezes all twelve
+    and every later run finishes that same run, so one clean run of the same input is the
+    exact reference: same rows, rejected rows, sink files and state; it is also the run
+    that times the kills. (When files arrive
+    between kills, what an append sink receives depends on how files were grouped into
+    runs; that case is the slow test below.)
+    """
+    inputs = project / "inputs"
+    records = write_orders(inputs, files=12, rows=ROWS, seed=21)
+    clean = new_project(project / "clean", SOAK_BATCH_ROWS)
+    copy_inputs(inputs, clean)
+    timing = timed_run(clean)
+    soaked = new_project(project / "soak", SOAK_BATCH_ROWS)
+    copy_inputs(inputs, soaked)
+
+    soak = kill_soak(soaked, inputs, kills=8, seed=8, timing=timing, arrivals={})
+
+    assert soak.killed_mid_run() >= 1, soak
+    assert soak.groups == [sorted(p.name for p in inputs.glob("*.ndjson"))]
+    assert_same(outcome(soaked), outcome(clean))
+    assert landed(str(soaked / SINK)) == expected(records)
+
+
+@pytest.mark.slow
+def test_random_kills_while_new_exports_arrive(project: Path) -> None:
+    """Twenty-five runs killed at random moments while new exports arrive between kills.
+
+    An append sink receives each run's deduplicated rows, so the result depends on which
+    files ran together. The soak observes that grouping (the files each commit adds to the
+    state), then a clean reference replays it: each group copied in and run once, without
+    kills. The soaked project must equal it exactly, and both must equal the oracle: per
+    group, the valid, non-void, latest row per order. Each export is a later day than the
+    one before (also with later versions of earlier orders), so the high-water mark never
+    drops a row of a later group. Also asserted directly: no source row landed twice, and
+    every order's latest valid version landed.
+    """
+    inputs = project / "inputs"
+    files: dict[str, list[dict[str, Any]]] = {}
+    arrivals: dict[int, list[str]] = {}
+    # two files first, then one file (a later day) after every other kill, 12 files in all
+    for after, day, n in [(-1, 0, 2), *((2 * d - 1, d, 1) for d in range(1, 11))]:
+        batch = per_file(write_orders(inputs, files=n, rows=ROWS, seed=100 + day, day=day), day)
+        files.update(batch)
+        arrivals[after] = sorted(batch)
+    soaked = new_project(project / "soak", SOAK_BATCH_ROWS)
+    copy_inputs(inputs, soaked, arrivals.pop(-1))
+    scratch = new_project(project / "scratch", SOAK_BATCH_ROWS)  # times a run like the soak's first
+    copy_inputs(inputs, scratch, [p.name for p in (soaked / "in").iterdir()])
+    timing = timed_run(scratch)
+
+    soak = kill_soak(soaked, inputs, kills=25, seed=25, timing=timing, arrivals=arrivals)
+
+    assert soak.killed_mid_run("staging") >= 1 and soak.killed_mid_run("loading") >= 2, soak
+    assert sorted(n for g in soak.groups for n in g) == sorted(files)
+    ref = new_project(project / "ref", SOAK_BATCH_ROWS)
+    for group in soak.groups:
+        copy_inputs(inputs, ref, group)
+        s = run_here(ref)
+        assert (s["resumed"], s["files"]) == (False, len(group))
+    got = outcome(soaked)
+    assert_same(got, outcome(ref))
+    oracle: Counter[tuple[Any, ...]] = Counter()
+    for group in soak.groups:
+        oracle += as_rows(expected([r for name in group for r in files[name]]))
+    assert got.rows == oracle
+    assert max(Counter((r[0], r[4]) for r in got.rows.elements()).values()) == 1
+    latest = as_rows(expected([r for name in sorted(files) for r in files[name]]))
+    assert not latest - got.rows, "an order's latest version is missing"
+
+
+# ---- 3. runs at the same time ------------------------------------------------------------
+
+
+def test_two_runs_at_once_one_loads_and_the_other_says_so(project: Path, clean_six: Clean) -> None:
+    """Two `pumphouse run` started together: one loads, the other fails at once and says why.
+
+    Whichever takes the lock is paused (SIGSTOP) until the other has exited, so the two
+    overlap whatever the machine's speed: a slow run, as seen by the second one.
+    """
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+
+    procs = [popen_run(project), popen_run(project)]
+    deadline = time.monotonic() + 120
+    while not any(holds_lock(project, p) for p in procs):
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, "no run took the lock"
+        time.sleep(0.005)
+    win, lose = (0, 1) if holds_lock(project, procs[0]) else (1, 0)
+    procs[win].send_signal(signal.SIGSTOP)
+    try:
+        out, err = procs[lose].communicate(timeout=120)
+    finally:
+        procs[win].send_signal(signal.SIGCONT)
+    won_out, won_err = procs[win].communicate(timeout=120)
+
+    assert (procs[win].returncode, procs[lose].returncode) == (0, 1), (won_err, err)
+    assert "error: pump 'orders' is already running" in err
+    assert f"(pid {procs[win].pid} since " in err
+    assert "wait for that run to finish" in err
+    assert json.loads(out.splitlines()[-1])["status"] == "failed"
+    s = json.loads(won_out.splitlines()[-1])
+    assert (s["status"], s["resumed"], s["files"]) == ("ok", False, 6)
+    assert_same(outcome(project), clean_six.outcome)  # loaded once: no row twice, none lost
+    assert run_here(project)["rows_read"] == 0
+
+
+def test_a_killed_run_leaves_no_lock_behind(project: Path, clean_six: Clean) -> None:
+    """kill -9 a run holding the lock: the next run takes it at once and finishes the run."""
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    first = popen_run(project)
+    deadline = time.monotonic() + 120
+    while manifest_of(project) is None:  # planned: it holds the lock
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "the run never planned"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert first.returncode == -signal.SIGKILL
+    assert (project / STATE / "lock").read_text().startswith(f"pid {first.pid} ")
+
+    # waiting is allowed here, but only a lock still held would make it wait
+    s = summary_of(pump_run(project, PUMPHOUSE_LOCK_WAIT_SECONDS="120"))
+    assert s["resumed"] is True and s["seconds"] < 30
+    assert_same(outcome(project), clean_six.outcome)
+
+
+# ---- 4. two flow runs in one process ----------------------------------------------------------
+
+
+def test_two_flow_runs_in_one_process(project: Path) -> None:
+    """The lock is per run, not per process: two flow runs in two threads of one process.
+
+    The second starts once the first holds the lock and reads (the progress hook the CLI's
+    bar uses tells when), and the first reads on once the second has returned: so they
+    overlap whatever the machine's speed.
+    """
+    from flows.pump import pump
+    from tasks import progress
+    from tasks.state import StateStore
+
+    records = write_orders(project / "in", files=6, rows=1_000, seed=41)
+    (project / SPEC).write_text(spec_text(batch_rows=500))
+    reading, second_done = threading.Event(), threading.Event()
+    results: list[object] = [None, None]
+
+    def hold_first_read(what: str, amount: int) -> None:
+        if what == "rows" and not reading.is_set():
+            reading.set()
+            second_done.wait(120)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = pump(spec_path=SPEC)
+        except Exception as e:
+            results[i] = e
+        finally:
+            if i == 1:
+                second_done.set()
+
+    stop = progress.listen(hold_first_read)
+    try:
+        first = threading.Thread(target=run, args=(0,))
+        first.start()
+        assert reading.wait(120), "the first run never started reading"
+        second = threading.Thread(target=run, args=(1,))
+        second.start()
+        second.join(120)
+        first.join(120)
+    finally:
+        stop()
+    assert isinstance(results[1], BusyError), results
+    assert f"already running (pid {os.getpid()} since " in str(results[1])
+    assert isinstance(results[0], dict), results
+    assert (results[0]["status"], results[0]["rows_read"]) == ("ok", 6_000)
+    assert landed(SINK) == expected(records)
+    assert [r["status"] for r in StateStore("orders").runs()] == ["failed", "ok"]
+    assert StateStore("orders").manifest() is None
