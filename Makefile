@@ -4,6 +4,9 @@ PY ?= python3
 # Use uv from PATH when there is one; otherwise bootstrap it into .tools/ from PyPI.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
+# Compile .pyc at install: every `pumphouse` process otherwise recompiles Prefect and pandas (~5 s)
+# where PYTHONDONTWRITEBYTECODE is set.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo test lint typecheck unit clean bench
 

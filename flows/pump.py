@@ -55,7 +55,7 @@ def _locked_run(
     spec: Spec, store: StateStore, summary: Summary, full_refresh: bool, started: float
 ) -> None:
     """Plan, stage, load, commit: everything that must hold the pump's lock."""
-    if full_refresh:
+    if full_refresh or store.refresh_pending():
         _forget(spec, store)
     manifest, summary.resumed = plan_task(spec, store)
     faults.point("planned")
@@ -129,12 +129,19 @@ def _gate(spec: Spec, counts: Counts) -> None:
 
 
 def _forget(spec: Spec, store: StateStore) -> None:
-    """--full-refresh: drop the output and the state, keep the lock."""
+    """--full-refresh: drop the output and the state, keep the lock.
+
+    Marked first, so that a run killed half way through is finished by the next run
+    (output gone but state kept would otherwise leave the sink empty for good).
+    """
+    store.mark_refresh(True)
     fs, root = sink_parquet.target(
         spec.sink.url, resolve_mapping(getattr(spec.sink, "storage_options", {}))
     )
     sink_parquet.remove_all(fs, root)
+    faults.point("refresh_output_removed")
     store.reset()
+    store.mark_refresh(False)
 
 
 def _publish(spec: Spec, summary: Summary) -> None:

@@ -28,6 +28,7 @@ from schemas.settings import Settings, settings
 from tasks import faults
 
 STATE_VERSION = 1
+REFRESH = "refresh.pending"  # a --full-refresh that has not finished: the next run redoes it
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,23 @@ class StateStore:
         if not self.root.exists():
             return
         for entry in self.root.iterdir():
-            if entry.name == "lock":
+            if entry.name in ("lock", REFRESH):
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+    # ---- an unfinished --full-refresh
+    def refresh_pending(self) -> bool:
+        return (self.root / REFRESH).exists()
+
+    def mark_refresh(self, pending: bool) -> None:
+        if pending:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.root / REFRESH, b"")
+        else:
+            (self.root / REFRESH).unlink(missing_ok=True)
 
     # ---- the lock
     @contextlib.contextmanager

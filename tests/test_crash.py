@@ -659,3 +659,23 @@ def test_two_flow_runs_in_one_process(project: Path) -> None:
     assert landed(SINK) == expected(records)
     assert [r["status"] for r in StateStore("orders").runs()] == ["failed", "ok"]
     assert StateStore("orders").manifest() is None
+
+
+def test_a_full_refresh_killed_half_way_is_finished_by_the_next_run(project: Path) -> None:
+    """Output removed, state not yet reset, then kill -9: a plain next run must not leave the sink empty."""
+    records = write_orders(project / "in", files=2, rows=100, seed=11)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    assert run_cli("run", "pumps/orders.yaml", cwd=project).returncode == 0
+    killed = run_cli(
+        "run",
+        "pumps/orders.yaml",
+        "--full-refresh",
+        cwd=project,
+        env={"PUMPHOUSE_FAULT": "refresh_output_removed"},
+    )
+    assert killed.returncode == -9
+    assert not (project / "out" / "orders" / "data").exists()
+    again = run_cli("run", "pumps/orders.yaml", "--json", cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["rows_read"] == 200
+    assert landed("out/orders") == expected(records)
