@@ -18,8 +18,6 @@ from tasks.transform import dedup_sql, numbered_sql
 class Loaded:
     rows_duplicate: int = 0
     rows_written: int = 0
-    rows_rejected_written: int = 0
-    batches: int = 0
     hwm_after: str | None = None
 
 
@@ -52,7 +50,7 @@ def load_run(spec: Spec, run_dir: str, run_id: str, hwm_before: str | None) -> L
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
             out.rows_written = int(scalar(con, "SELECT count(*) FROM out"))
             out.rows_duplicate = total - out.rows_written
-            out.batches = _write_batches(
+            _write_batches(
                 con, "out", fs, f"{root}/data", run_id, sink.partition_by, run, ("_source", "_row")
             )
         rejected = sorted(str(p) for p in (run / "rejected").glob("*.parquet"))
@@ -61,7 +59,6 @@ def load_run(spec: Spec, run_dir: str, run_id: str, hwm_before: str | None) -> L
             con.execute(
                 f"CREATE TEMP TABLE rej AS {numbered_sql(f'SELECT * FROM {src}', spec.limits.batch_rows, ())}"
             )
-            out.rows_rejected_written = int(scalar(con, "SELECT count(*) FROM rej"))
             _write_batches(con, "rej", fs, f"{root}/rejected", run_id, (), run, ())
     finally:
         con.close()

@@ -21,7 +21,7 @@ def run_query(spec: Spec, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     fs, root = sink_parquet.target(sink.url, resolve_mapping(sink.storage_options))
     con = connect(memory_bytes=spec.limits.memory)
     register_fs(con, fs)
-    prefix = "" if sink_parquet._is_local(fs) else f"{_protocol(fs)}://"
+    prefix = "" if sink_parquet.is_local(fs) else f"{_protocol(fs)}://"
     views = []
     for view, sub in ((spec.name, "data"), (f"{spec.name}_rejected", "rejected")):
         if fs.glob(f"{root}/{sub}/**/*.parquet"):

@@ -22,7 +22,7 @@ from tasks._duckdb import Connection, ident, quote
 def target(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
     """The sink's filesystem and its root path (no trailing slash)."""
     fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    if _is_local(fs):
+    if is_local(fs):
         root = os.path.abspath(root)
     return fs, root.rstrip("/")
 
@@ -94,7 +94,7 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
     if rel.startswith(".."):
         raise PumpError(f"refusing to write {rel}: outside the sink folder")
     final = f"{dest}/{rel.replace(os.sep, '/')}"
-    if _is_local(fs):
+    if is_local(fs):
         Path(final).parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(file, final)
@@ -107,6 +107,6 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
     return final
 
 
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
     return "file" in protocols or "local" in protocols

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from schemas.spec import FilesSource, Spec
 from tasks import progress
-from tasks._duckdb import Connection, connect, quote, scalar
+from tasks._duckdb import Connection, connect, quote
 from tasks.contract import check_batch
 from tasks.listing import SourceFile
 from tasks.read import read_batches
@@ -53,8 +53,10 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
 
 def _stage_checked(con: Connection, spec: Spec, run: Path, name: str, hwm: str | None) -> Counts:
     counts = Counts(batches=1)
-    counts.rows_read = int(scalar(con, "SELECT count(*) FROM checked"))
-    counts.rows_rejected = int(scalar(con, "SELECT count(*) FROM checked WHERE len(_errors) > 0"))
+    read, rejected = con.sql(
+        "SELECT count(*), count(*) FILTER (WHERE len(_errors) > 0) FROM checked"
+    ).fetchall()[0]
+    counts.rows_read, counts.rows_rejected = int(read), int(rejected)
     if counts.rows_rejected:
         sample = con.sql(
             "SELECT _source, _row, _errors FROM checked WHERE len(_errors) > 0 ORDER BY _row LIMIT 3"
