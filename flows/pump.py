@@ -14,10 +14,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, as_completed
 
 from schemas.errors import DataError
-from schemas.loader import resolve_mapping
 from schemas.secrets import redact, redact_all
 from schemas.spec import Spec
-from tasks import faults, progress, sink_parquet
+from tasks import faults, progress, sinks
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task, stage_task
@@ -75,12 +74,12 @@ def _locked_run(
         faults.point("staged")
     else:
         summary.counts = Counts(**manifest.staged)
-    loaded = load_task(spec, run_dir, manifest.run_id, manifest.hwm_before)
+    loaded = load_task(spec, store, manifest)
     faults.point("loaded")
     summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
     summary.hwm_after = loaded.hwm_after
     summary.seconds = time.perf_counter() - started
-    commit_task(store, manifest, loaded.hwm_after, summary.to_dict())
+    commit_task(store, manifest, loaded, summary.to_dict())
 
 
 def _stage_all(spec: Spec, manifest: Manifest, run_dir: str) -> Counts:
@@ -135,10 +134,7 @@ def _forget(spec: Spec, store: StateStore) -> None:
     (output gone but state kept would otherwise leave the sink empty for good).
     """
     store.mark_refresh(True)
-    fs, root = sink_parquet.target(
-        spec.sink.url, resolve_mapping(getattr(spec.sink, "storage_options", {}))
-    )
-    sink_parquet.remove_all(fs, root)
+    sinks.remove_all(spec, store.root)
     faults.point("refresh_output_removed")
     store.reset()
     store.mark_refresh(False)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from schemas.errors import NotSupportedYet
-from schemas.loader import resolve_mapping
-from schemas.spec import ParquetSink, Spec
-from tasks import faults, sink_parquet
+from schemas.spec import Spec
+from tasks import sinks
 from tasks._duckdb import Connection, connect, ident, quote, scalar
 from tasks.transform import dedup_sql, numbered_sql
 
@@ -19,18 +16,24 @@ class Loaded:
     rows_duplicate: int = 0
     rows_written: int = 0
     hwm_after: str | None = None
+    batches: int = 0  # load batches of valid rows: the sink's batch sequence moves by this much
 
 
-def load_run(spec: Spec, run_dir: str, run_id: str, hwm_before: str | None) -> Loaded:
-    """Write the run's rows and rejected rows to the sink; idempotent for the same run."""
-    sink = spec.sink
-    if not isinstance(sink, ParquetSink):
-        raise NotSupportedYet(
-            f"sink.type {sink.type!r} is valid but not supported by this build yet; use sink.type parquet"
-        )
+def load_run(
+    spec: Spec,
+    run_dir: str,
+    run_id: str,
+    hwm_before: str | None,
+    seq_base: int = 0,
+    state_root: str = ".",
+) -> Loaded:
+    """Write the run's rows and rejected rows to the sink; idempotent for the same run.
+
+    Load batch k of the run is sink batch `seq_base + k + 1`: sinks that keep their own
+    record of what they hold (Delta) skip a batch they already have.
+    """
     run = Path(run_dir)
-    fs, root = sink_parquet.target(sink.url, resolve_mapping(sink.storage_options))
-    sink_parquet.remove_run(fs, root, run_id)  # a replay starts from nothing of its own
+    sinks.remove_run(spec, run_id, Path(state_root))  # a replay starts from nothing of its own
     con = connect(memory_bytes=spec.limits.memory, temp_dir=str(run / "tmp"))
     out = Loaded(hwm_after=hwm_before)
     try:
@@ -44,46 +47,32 @@ def load_run(spec: Spec, run_dir: str, run_id: str, hwm_before: str | None) -> L
                 )
                 out.hwm_after = top if top is not None else hwm_before
             numbered = numbered_sql(
-                dedup_sql(spec.transform.dedup, staged), spec.limits.batch_rows, sink.partition_by
+                dedup_sql(spec.transform.dedup, staged),
+                spec.limits.batch_rows,
+                spec.sink.partition_by,
             )
             con.execute(f"CREATE TEMP TABLE out AS {numbered}")
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
             out.rows_written = int(scalar(con, "SELECT count(*) FROM out"))
             out.rows_duplicate = total - out.rows_written
-            _write_batches(
-                con, "out", fs, f"{root}/data", run_id, sink.partition_by, run, ("_source", "_row")
-            )
+            out.batches = _batches(con, "out")
+            sinks.write_rows(con, "out", out.batches, spec, run, run_id, seq_base)
         rejected = sorted(str(p) for p in (run / "rejected").glob("*.parquet"))
         if rejected and spec.on_invalid == "quarantine":
             src = f"read_parquet({_list(rejected)}, union_by_name = true)"
             con.execute(
                 f"CREATE TEMP TABLE rej AS {numbered_sql(f'SELECT * FROM {src}', spec.limits.batch_rows, ())}"
             )
-            _write_batches(con, "rej", fs, f"{root}/rejected", run_id, (), run, ())
+            sinks.write_rejected(
+                con, "rej", _batches(con, "rej"), spec, run, run_id, Path(state_root)
+            )
     finally:
         con.close()
     return out
 
 
-def _write_batches(
-    con: Connection,
-    table: str,
-    fs: Any,
-    dest: str,
-    run_id: str,
-    partition_by: tuple[str, ...],
-    run: Path,
-    drop: tuple[str, ...],
-) -> int:
-    n = int(scalar(con, f"SELECT coalesce(max(_batch) + 1, 0) FROM {table}"))
-    exclude = ", ".join(("_batch", *drop))
-    for k in range(n):
-        sql = f"SELECT * EXCLUDE ({exclude}) FROM {table} WHERE _batch = {k}"
-        sink_parquet.write(
-            con, sql, fs, dest, f"part-{run_id}-{k:05d}", partition_by, str(run / "tmp")
-        )
-        faults.point("loaded_batch")
-    return n
+def _batches(con: Connection, table: str) -> int:
+    return int(scalar(con, f"SELECT coalesce(max(_batch) + 1, 0) FROM {table}"))
 
 
 def _list(paths: list[str]) -> str:

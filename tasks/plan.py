@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from typing import Any
 
-from schemas.spec import FilesSource, Spec
+from schemas.spec import HttpSource, Spec
+from tasks import sinks
 from tasks.listing import list_files
-from tasks.state import Manifest, StateStore
+from tasks.state import Committed, Manifest, StateStore
 
 
 def new_run_id() -> str:
@@ -31,22 +33,25 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
             # reads every staged file.
             shutil.rmtree(store.run_dir(open_run.run_id), ignore_errors=True)
         return open_run, True
-    if not isinstance(spec.source, FilesSource):
-        from schemas.errors import NotSupportedYet
-
-        raise NotSupportedYet(
-            f"source.type {spec.source.type!r} is valid but not supported by this build yet; "
-            "use source.type files"
-        )
     committed = store.committed()
-    files = list_files(spec.source)
-    if spec.source.new_files_only:
-        files = [f for f in files if not committed.is_read(f.url, f.fingerprint)]
     manifest = Manifest(
         run_id=new_run_id(),
         started_at=time.time(),
-        inputs=[f.to_dict() for f in files],
+        inputs=_inputs(spec, committed),
         hwm_before=committed.hwm,
+        seq_base=max(committed.seq, sinks.committed_seq(spec)),
     )
     store.save_manifest(manifest)
     return manifest, False
+
+
+def _inputs(spec: Spec, committed: Committed) -> list[dict[str, Any]]:
+    """The run's inputs: the files to read, or for an http source the one endpoint (its
+    pages are not known before they are read; the frozen cursor fixes what they hold)."""
+    source = spec.source
+    if isinstance(source, HttpSource):
+        return [{"kind": "http", "url": source.url, "size": 0, "fingerprint": ""}]
+    files = list_files(source)
+    if source.new_files_only:
+        files = [f for f in files if not committed.is_read(f.url, f.fingerprint)]
+    return [f.to_dict() for f in files]

@@ -16,6 +16,7 @@ from typing import Any
 import fsspec
 
 from schemas.errors import PumpError
+from tasks import faults
 from tasks._duckdb import Connection, ident, quote
 
 
@@ -56,6 +57,26 @@ def write(
         return [_place(fs, tmp, file, dest) for file in _files_under(tmp)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_batches(
+    con: Connection,
+    table: str,
+    batches: int,
+    fs: fsspec.AbstractFileSystem,
+    dest: str,
+    run_id: str,
+    partition_by: Sequence[str],
+    run: Path,
+    lineage: bool = False,
+) -> None:
+    """Write each `_batch` of `table` as `part-RUN-BATCH` file(s) under `dest`; `lineage` keeps
+    `_source` and `_row` (rejected rows say where they came from; loaded rows need not)."""
+    exclude = "_batch" if lineage else "_batch, _source, _row"
+    for k in range(batches):
+        sql = f"SELECT * EXCLUDE ({exclude}) FROM {table} WHERE _batch = {k}"
+        write(con, sql, fs, dest, f"part-{run_id}-{k:05d}", partition_by, str(run / "tmp"))
+        faults.point("loaded_batch")
 
 
 def remove_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> int:

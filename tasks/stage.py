@@ -7,14 +7,16 @@ lineage `_source`, `_row`) under valid/, rejected rows under rejected/.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from schemas.spec import FilesSource, Spec
+from schemas.spec import HttpSource, Spec
 from tasks import progress
 from tasks._duckdb import Connection, connect, quote
 from tasks.contract import check_batch
+from tasks.http_source import read_pages
 from tasks.listing import SourceFile
-from tasks.read import read_batches
+from tasks.read import Batch, read_batches
 from tasks.summary import Counts
 from tasks.transform import batch_sql, projection
 
@@ -23,7 +25,6 @@ INTERNAL = ("_source", "_row", "_raw", "_errors", "_original")
 
 def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
     """Stage every batch of one file; returns its counts. Safe to repeat: it overwrites its own output."""
-    assert isinstance(spec.source, FilesSource)
     run = Path(run_dir)
     for sub in ("valid", "rejected"):
         (run / sub).mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,7 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
     )
     counts = Counts(files=1, bytes=file.size)
     try:
-        for batch in read_batches(spec.source, file, limits):
+        for batch in _batches(spec, file, hwm):
             name = f"{index:05d}-{batch.seq:05d}"
             con.register("raw_batch", batch.table)
             con.execute(
@@ -49,6 +50,13 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
     finally:
         con.close()
     return counts
+
+
+def _batches(spec: Spec, file: SourceFile, hwm: str | None) -> Iterator[Batch]:
+    source = spec.source
+    if isinstance(source, HttpSource):
+        return read_pages(source, hwm, spec.limits)
+    return read_batches(source, file, spec.limits)
 
 
 def _stage_checked(con: Connection, spec: Spec, run: Path, name: str, hwm: str | None) -> Counts:

@@ -37,6 +37,7 @@ class Committed:
 
     hwm: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # url -> fingerprint
+    seq: int = 0  # load batches committed so far, over all runs: the sink's batch sequence
 
     def is_read(self, url: str, fingerprint: str) -> bool:
         return self.files.get(url) == fingerprint
@@ -52,6 +53,7 @@ class Manifest:
     hwm_before: str | None
     phase: str = "staging"  # staging -> loading
     staged: dict[str, Any] = field(default_factory=dict)  # filled when phase becomes loading
+    seq_base: int = 0  # the sink's batch sequence before this run: load batch k is seq_base + k + 1
 
 
 class StateStore:
@@ -74,13 +76,20 @@ class StateStore:
         data = self._read_json("state.json")
         if not data:
             return Committed()
-        return Committed(hwm=data.get("hwm"), files=dict(data.get("files", {})))
+        return Committed(
+            hwm=data.get("hwm"), files=dict(data.get("files", {})), seq=int(data.get("seq", 0))
+        )
 
     def commit(self, committed: Committed, summary: dict[str, Any]) -> None:
         """Commit state and close the run: state.json first, then the manifest goes."""
         self._write_json(
             "state.json",
-            {"version": STATE_VERSION, "hwm": committed.hwm, "files": committed.files},
+            {
+                "version": STATE_VERSION,
+                "hwm": committed.hwm,
+                "seq": committed.seq,
+                "files": committed.files,
+            },
         )
         faults.point("state_written")
         self.record_run(summary)

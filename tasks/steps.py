@@ -98,16 +98,24 @@ def stage_task(
     retry_condition_fn=transient,
 )
 @secret_safe
-def load_task(spec: Spec, run_dir: str, run_id: str, hwm: str | None) -> Loaded:
-    return load_run(spec, run_dir, run_id, hwm)
+def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
+    return load_run(
+        spec,
+        str(store.run_dir(manifest.run_id)),
+        manifest.run_id,
+        manifest.hwm_before,
+        manifest.seq_base,
+        str(store.root),
+    )
 
 
 @task(name="commit", cache_policy=NO_CACHE)
 @secret_safe
 def commit_task(
-    store: StateStore, manifest: Manifest, hwm_after: str | None, summary: dict[str, Any]
+    store: StateStore, manifest: Manifest, loaded: Loaded, summary: dict[str, Any]
 ) -> None:
-    """Add the run's files to those read, move the mark, close the run."""
+    """Add the run's files to those read, move the mark and the batch sequence, close the run."""
     files = dict(store.committed().files)
-    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs})
-    store.commit(Committed(hwm=hwm_after, files=files), summary)
+    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs if f.get("kind") != "http"})
+    seq = manifest.seq_base + loaded.batches
+    store.commit(Committed(hwm=loaded.hwm_after, files=files, seq=seq), summary)

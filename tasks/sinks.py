@@ -1,0 +1,79 @@
+"""The one place that knows which sink module serves which `sink.type`.
+
+Every sink offers the same three things: write a run's numbered rows (idempotently for a
+replay of the same run), remove all output (for --full-refresh), and say where rejected
+rows go. The load step and the flow call only these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from schemas.loader import resolve_mapping
+from schemas.spec import DeltaSink, HttpSink, ParquetSink, Spec
+from tasks import sink_delta, sink_http, sink_parquet
+from tasks._duckdb import Connection
+
+
+def write_rows(
+    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, seq_base: int
+) -> None:
+    """Write `table` (numbered by `_batch`, 0..batches-1, lineage `_source`, `_row` still on)."""
+    sink = spec.sink
+    if isinstance(sink, DeltaSink):
+        sink_delta.write_batches(con, table, batches, spec, run, run_id, seq_base)
+    elif isinstance(sink, HttpSink):
+        sink_http.deliver(con, table, batches, spec, run, run_id)
+    else:
+        fs, root = _parquet_target(sink)
+        sink_parquet.write_batches(
+            con, table, batches, fs, f"{root}/data", run_id, sink.partition_by, run
+        )
+
+
+def write_rejected(
+    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, state_root: Path
+) -> None:
+    """Rejected rows as parquet: under URL/rejected/, or under the pump's state for the http sink."""
+    sink = spec.sink
+    if isinstance(sink, HttpSink):
+        fs, root = sink_parquet.target(str(state_root), {})
+    else:
+        fs, root = _parquet_target(sink)
+    sink_parquet.write_batches(
+        con, table, batches, fs, f"{root}/rejected", run_id, (), run, lineage=True
+    )
+
+
+def remove_run(spec: Spec, run_id: str, state_root: Path) -> None:
+    """Delete the files an earlier attempt of this run wrote (the parquet parts, rejected rows)."""
+    sink = spec.sink
+    if isinstance(sink, HttpSink):
+        fs, root = sink_parquet.target(str(state_root), {})
+    else:
+        fs, root = _parquet_target(sink)
+    sink_parquet.remove_run(fs, root, run_id)
+
+
+def remove_all(spec: Spec, state_root: Path) -> None:
+    """--full-refresh: drop everything the pump has written (a webhook cannot be unsent)."""
+    sink = spec.sink
+    if isinstance(sink, DeltaSink):
+        sink_delta.remove_all(spec)
+    if isinstance(sink, HttpSink):
+        fs, root = sink_parquet.target(str(state_root), {})
+    else:
+        fs, root = _parquet_target(sink)
+    sink_parquet.remove_all(fs, root)
+
+
+def committed_seq(spec: Spec) -> int:
+    """The highest batch sequence the sink itself says it holds (0 when it keeps none)."""
+    if isinstance(spec.sink, DeltaSink):
+        return sink_delta.committed_seq(spec)
+    return 0
+
+
+def _parquet_target(sink: ParquetSink | DeltaSink) -> tuple[Any, str]:
+    return sink_parquet.target(sink.url, resolve_mapping(sink.storage_options))
