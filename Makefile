@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 # where PYTHONDONTWRITEBYTECODE is set.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: demo test lint typecheck unit clean bench
+.PHONY: demo test lint typecheck unit clean bench reliability
 
 .tools/bin/uv:
 	$(PY) -m venv .tools
@@ -34,6 +34,9 @@ unit: .venv/.synced
 	.venv/bin/pytest
 
 test: lint typecheck unit
+
+reliability: .venv/.synced
+	.venv/bin/python -m tests.reliability
 
 bench: .venv/.synced
 	.venv/bin/python -m bench

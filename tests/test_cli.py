@@ -344,6 +344,11 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
 
 
 @pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "bad data",
+    "a run that fails",
+    "exit 1, one JSON object, a short error, no traceback",
+)
 def test_a_failed_run_exits_1_with_one_json_object_and_a_short_error(project: Path) -> None:
     write_orders(project / "in", files=1, rows=100, seed=22)
     (project / "in" / "orders-zz.ndjson").write_text("not json\n" * 50)
@@ -373,6 +378,11 @@ def test_a_failed_run_exits_1_with_one_json_object_and_a_short_error(project: Pa
     assert not (project / "out").exists()
 
 
+@pytest.mark.reliability(
+    "secrets",
+    "a secret in the spec through ${env:}, on validate and failing runs",
+    "zero hits in stdout, stderr and --json output",
+)
 def test_secrets_never_reach_the_output(project: Path, prefect_server: str) -> None:
     env = {**os.environ, "PUMP_SECRET": SECRET}
     # a spec error that involves the secret: exit 2 before any run, the reference shown as written

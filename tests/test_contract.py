@@ -161,6 +161,11 @@ def test_several_failures_are_all_listed_in_column_order() -> None:
     ]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "NULL in a checked column (in SQL, NULL <= 200 is NULL, not true)",
+    "passes the check (pandera's rule) unless nullable: false",
+)
 def test_null_passes_checks_unless_the_column_is_not_nullable() -> None:
     checks = {"ge": 0, "le": 200}
     nullable = run({"columns": {"x": {"type": "int64", "checks": checks}}}, ['{"x": null}', "{}"])
@@ -181,6 +186,11 @@ def test_unique_is_checked_within_the_batch_and_nulls_are_not_duplicates() -> No
 # ---------------------------------------------------------------- types
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "values of the wrong type",
+    "rejected with a dtype error per column; the original text kept in rejected",
+)
 def test_values_that_do_not_convert_are_dtype_errors_and_keep_their_original() -> None:
     values = ['"abc"', '"1.5"', "1.5", '"12"', "12", '"1e3"', "true", '{"a": 1}', "[1]"]
     rows = one_column({"type": "int64", "checks": {"ge": 0}}, values)
@@ -191,6 +201,11 @@ def test_values_that_do_not_convert_are_dtype_errors_and_keep_their_original() -
     assert originals == ["abc", "1.5", "1.5", "12", "12", "1e3", "true", '{"a":1}', "[1]"]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "timestamps with offsets, naive times and a DST-repeated hour",
+    "converted to UTC; naive taken as UTC",
+)
 def test_timestamps_are_utc_offsets_converted_naive_taken_as_utc() -> None:
     values = [
         '"2024-01-01T10:00:00+02:00"',
@@ -332,6 +347,11 @@ def test_a_connection_not_in_utc_is_refused() -> None:
 # ---------------------------------------------------------------- records and strict
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "malformed JSON lines",
+    "rejected as unreadable with file and line; no check errors piled on",
+)
 def test_unreadable_records_get_one_record_error_only() -> None:
     schema = {"columns": {"a": {"type": "int64", "nullable": False}}}
     records = [

@@ -241,6 +241,11 @@ POINTS = [
 
 
 @pytest.mark.parametrize("fault", POINTS)
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 at each step boundary of a parquet run: after planning, after each staged file, after staging, after each load batch, after loading, after the state write",
+    "the next run finishes the interrupted run with its frozen inputs; sink, rejected rows, file layout and state equal one clean run",
+)
 def test_a_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     project: Path, clean_six: Clean, fault: str
 ) -> None:
@@ -300,6 +305,11 @@ def test_a_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     assert_same(outcome(project), clean_six.outcome)
 
 
+@pytest.mark.reliability(
+    "crash",
+    "a killed run resumed with a lower max_rows_per_run",
+    "the resumed run loads only what it staged now; the rest waits for the next run; nothing lost or doubled",
+)
 def test_a_resumed_run_that_stages_less_loads_only_what_it_staged(
     project: Path, clean_six: Clean
 ) -> None:
@@ -477,6 +487,11 @@ def kill_soak(
     raise AssertionError(f"the pump never settled: {soak}")
 
 
+@pytest.mark.reliability(
+    "soak",
+    "random kill -9 during runs over a multi-file input, then completion",
+    "sink, rejected rows and state equal one clean run row by row",
+)
 def test_random_kills_leave_the_sink_as_one_clean_run_would(project: Path) -> None:
     """Twelve files, all there before the first run; eight runs killed at random moments.
 
@@ -504,8 +519,13 @@ def test_random_kills_leave_the_sink_as_one_clean_run_would(project: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.reliability(
+    "soak",
+    "25 random kill -9 over a 40-file input while new exports keep arriving between kills",
+    "every row lands exactly once; equal to clean runs of the same input sequence",
+)
 def test_random_kills_while_new_exports_arrive(project: Path) -> None:
-    """Twenty-five runs killed at random moments while new exports arrive between kills.
+    """Twenty-five runs killed at random moments over 40 files, new exports arriving between kills.
 
     An append sink receives each run's deduplicated rows, so the result depends on which
     files ran together. The soak observes that grouping (the files each commit adds to the
@@ -519,8 +539,9 @@ def test_random_kills_while_new_exports_arrive(project: Path) -> None:
     inputs = project / "inputs"
     files: dict[str, list[dict[str, Any]]] = {}
     arrivals: dict[int, list[str]] = {}
-    # two files first, then one file (a later day) after every other kill, 12 files in all
-    for after, day, n in [(-1, 0, 2), *((2 * d - 1, d, 1) for d in range(1, 11))]:
+    # 16 files first (they span 80 hours), then two files of a later day after every other
+    # kill, 40 files in all; each group starts after the one before ends
+    for after, day, n in [(-1, 0, 16), *((2 * d - 1, 4 * d, 2) for d in range(1, 13))]:
         batch = per_file(write_orders(inputs, files=n, rows=ROWS, seed=100 + day, day=day), day)
         files.update(batch)
         arrivals[after] = sorted(batch)
@@ -553,6 +574,11 @@ def test_random_kills_while_new_exports_arrive(project: Path) -> None:
 # ---- 3. runs at the same time ------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "concurrency",
+    "two `pumphouse run` processes of one pump at the same time",
+    "one loads; the other exits 1 saying the pump is already running; no duplicates",
+)
 def test_two_runs_at_once_one_loads_and_the_other_says_so(project: Path, clean_six: Clean) -> None:
     """Two `pumphouse run` started together: one loads, the other fails at once and says why.
 
@@ -587,6 +613,11 @@ def test_two_runs_at_once_one_loads_and_the_other_says_so(project: Path, clean_s
     assert run_here(project)["rows_read"] == 0
 
 
+@pytest.mark.reliability(
+    "concurrency",
+    "a run killed while holding the lock",
+    "the lock dies with the process; the next run is not blocked",
+)
 def test_a_killed_run_leaves_no_lock_behind(project: Path, clean_six: Clean) -> None:
     """kill -9 a run holding the lock: the next run takes it at once and finishes the run."""
     new_project(project)
@@ -611,6 +642,11 @@ def test_a_killed_run_leaves_no_lock_behind(project: Path, clean_six: Clean) -> 
 # ---- 4. two flow runs in one process ----------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "concurrency",
+    "two flow runs of one pump in one process",
+    "one loads, the other fails with BusyError; no duplicates",
+)
 def test_two_flow_runs_in_one_process(project: Path) -> None:
     """The lock is per run, not per process: two flow runs in two threads of one process.
 
@@ -661,6 +697,11 @@ def test_two_flow_runs_in_one_process(project: Path) -> None:
     assert StateStore("orders").manifest() is None
 
 
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 in the middle of --full-refresh (output removed, state not yet reset)",
+    "the next run redoes the refresh; the sink equals one clean run",
+)
 def test_a_full_refresh_killed_half_way_is_finished_by_the_next_run(project: Path) -> None:
     """Output removed, state not yet reset, then kill -9: a plain next run must not leave the sink empty."""
     records = write_orders(project / "in", files=2, rows=100, seed=11)

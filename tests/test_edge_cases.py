@@ -25,6 +25,11 @@ limits: {max_invalid_ratio: 0.5}
 """
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "BOM + CRLF, empty files, `NA` strings, DST repeats, NULL scores against `le`, dedup ties across files, end to end",
+    "exact rows land; the rest is rejected with reasons",
+)
 def test_edge_cases_land_exactly(project: Path) -> None:
     src = project / "in"
     src.mkdir()

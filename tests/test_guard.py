@@ -199,6 +199,11 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("expr", "message"), REFUSED, ids=[e[:40] for e, _ in REFUSED])
+@pytest.mark.reliability(
+    "hostile spec",
+    "filters with subqueries, table functions, read_csv('/etc/passwd'), getenv, `; DROP`, comments, volatile functions",
+    "refused at validate with the reason; nothing runs",
+)
 def test_refused(expr: str, message: str) -> None:
     assert filter_error(expr, COLUMNS) == message
 
@@ -271,6 +276,11 @@ def test_no_filter_no_problem() -> None:
     assert filter_problems(spec) == []
 
 
+@pytest.mark.reliability(
+    "hostile spec",
+    "a filter that closes its own parentheses to append SQL",
+    "refused at validate",
+)
 def test_a_parse_that_escapes_its_parentheses_is_refused_too() -> None:
     # The lexer's balance check stops this first; the parse check is the second wall.
     from tasks import guard

@@ -80,6 +80,11 @@ def test_next_runs_read_only_new_files_and_only_newer_rows(project: Path) -> Non
     )  # append: each run's deduplicated rows
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a source file replaced in place with new content",
+    "read again (its fingerprint changed)",
+)
 def test_a_replaced_file_is_read_again(project: Path) -> None:
     write_orders(project / "in", files=1, rows=50, seed=4)
     spec = project / "pumps" / "orders.yaml"
@@ -114,6 +119,11 @@ def test_full_refresh_rebuilds_from_scratch(project: Path) -> None:
     assert landed("out/orders") == expected(records)
 
 
+@pytest.mark.reliability(
+    "limits",
+    "more invalid rows than limits.max_invalid_ratio",
+    "the run fails before loading; nothing reaches the sink; state unchanged",
+)
 def test_too_many_invalid_rows_fail_before_anything_is_loaded(project: Path) -> None:
     write_orders(project / "in", files=1, rows=100, seed=6)
     (project / "in" / "orders-zz.ndjson").write_text("not json\n" * 50)

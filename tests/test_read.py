@@ -189,6 +189,11 @@ def test_ndjson_rows_are_line_numbers_blank_lines_skipped(tmp_path: Path) -> Non
     assert set(b.table.column("_source").to_pylist()) == {str(tmp_path / "x.ndjson")}
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a UTF-8 BOM, CRLF line ends and non-UTF-8 bytes",
+    "BOM and CR stripped; the non-UTF-8 line is a rejected row with its file and line; the rest loads",
+)
 def test_bom_crlf_and_invalid_utf8(tmp_path: Path) -> None:
     data = b'\xef\xbb\xbf{"a":1}\r\n{"b":"\xff\xfe"}\r\n\r\n{"c":"\xc3\xa9"}\r\n'
     assert records(read(write(tmp_path / "x.ndjson", data))) == [
@@ -198,6 +203,11 @@ def test_bom_crlf_and_invalid_utf8(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.reliability(
+    "limits",
+    "a file larger than limits.batch_rows",
+    "no batch holds more than batch_rows rows",
+)
 def test_batch_rows_bound(tmp_path: Path) -> None:
     data = b"".join(b'{"i":%d}\n' % i for i in range(10))
     batches = read(write(tmp_path / "x.ndjson", data), Limits(batch_rows=3))
@@ -207,6 +217,11 @@ def test_batch_rows_bound(tmp_path: Path) -> None:
     assert sum(b.source_bytes for b in batches) == len(data)
 
 
+@pytest.mark.reliability(
+    "limits",
+    "a file larger than limits.batch_bytes",
+    "no batch holds more than about batch_bytes of record text",
+)
 def test_batch_bytes_bound(tmp_path: Path) -> None:
     line = b'{"pad":"' + b"x" * 91 + b'"}'  # 101 bytes of record text
     data = (line + b"\n") * 25
@@ -214,6 +229,11 @@ def test_batch_bytes_bound(tmp_path: Path) -> None:
     assert sizes(batches) == [10, 10, 5]  # 10 x 101 = 1010 <= 1024 < 11 x 101
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "an ndjson record over max_record_bytes",
+    "rejected with that reason, file and line; the next records still read",
+)
 def test_record_over_max_record_bytes_is_rejected(tmp_path: Path) -> None:
     long = b'{"x":"' + b"y" * 4994 + b'"}'  # 5002 bytes
     exact = b'{"x":"' + b"z" * 92 + b'"}'  # 100 bytes: at the limit, allowed
@@ -233,6 +253,11 @@ def test_record_over_max_record_bytes_is_rejected(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "an empty file",
+    "no rows, no error",
+)
 def test_empty_file_yields_no_batches(tmp_path: Path) -> None:
     assert read(write(tmp_path / "x.ndjson", b"")) == []
     assert read(write(tmp_path / "y.ndjson", b"\n\n \n")) == []
@@ -296,6 +321,11 @@ def test_json_array_elements_across_read_chunks(tmp_path: Path) -> None:
     assert [r[1] for r in records(batches)] == texts
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a JSON array broken half way",
+    "the records before the break load; the rest is one rejected record",
+)
 def test_broken_json_array_keeps_the_rest_as_one_record(tmp_path: Path) -> None:
     data = b'[{"a":1}, {"b":2}}, {"c":3}]'
     assert records(read(write(tmp_path / "x.json", data))) == [
@@ -342,6 +372,11 @@ def test_json_top_level_object_is_one_record(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a JSON array element over max_record_bytes (e.g. a 10 MB string)",
+    "that element is rejected and skipped without holding it; the others load",
+)
 def test_json_element_over_max_record_bytes(tmp_path: Path) -> None:
     big = json.dumps({"x": "y" * 3000})
     data = f'[{{"a":1}}, {big}, {{"b":2}}]'.encode()
@@ -398,6 +433,11 @@ def test_json_splitter_reads_objects_one_after_another(
 # ---------------------------------------------------------------- csv
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "CSV rows of the wrong width, quoted delimiters and newlines, NA strings",
+    "wrong-width rows rejected with file and line; the others load",
+)
 def test_csv_quotes_multiline_delimiter_nulls_and_width(tmp_path: Path) -> None:
     data = (
         b"id;name;note\r\n"
@@ -478,6 +518,11 @@ def test_csv_without_header_and_custom_nulls(tmp_path: Path) -> None:
         ),
     ],
 )
+@pytest.mark.reliability(
+    "bad data",
+    "a CSV header with duplicate or empty column names",
+    "refused with a clear message naming the file",
+)
 def test_csv_bad_header_is_a_data_error(tmp_path: Path, header: bytes, message: str) -> None:
     path = write(tmp_path / "x.csv", header + b"1,2,3\n")
     with pytest.raises(DataError) as e:
@@ -498,6 +543,11 @@ def test_csv_record_over_max_record_bytes(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a CSV field with an unclosed quote",
+    "cut at max_record_bytes and rejected; no unbounded read",
+)
 def test_csv_unclosed_quote_is_cut_at_the_limit(tmp_path: Path) -> None:
     # A quote left open swallows line after line: reading stops holding it once it is over
     # the limit (at the next read block), then goes on with the next line.
@@ -535,6 +585,11 @@ def test_parquet_in_batches(tmp_path: Path) -> None:
     assert sum(b.source_bytes for b in batches) == path.stat().st_size
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a file that is not parquet where parquet is expected",
+    "DataError naming the file and the fix",
+)
 def test_not_a_parquet_file(tmp_path: Path) -> None:
     path = write(tmp_path / "x.parquet", b"this is not parquet")
     with pytest.raises(DataError, match=r"x\.parquet: not a readable parquet file"):
@@ -574,6 +629,11 @@ def test_compression_none_reads_a_gz_name_as_is(tmp_path: Path) -> None:
     assert records(batches) == [(1, '{"a":1}', None)]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a corrupt gzip file",
+    "DataError naming the file",
+)
 def test_corrupt_gzip_is_a_data_error(tmp_path: Path) -> None:
     path = write(tmp_path / "x.ndjson.gz", b"not gzip at all")
     with pytest.raises(DataError) as e:
@@ -582,6 +642,11 @@ def test_corrupt_gzip_is_a_data_error(tmp_path: Path) -> None:
     assert str(e.value).endswith("); check source.compression or re-export the file")
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a gzip bomb (tiny file expanding without bound)",
+    "refused at the decompressed-bytes cap as a possible bomb; no OOM",
+)
 def test_gzip_bomb_is_refused(tmp_path: Path) -> None:
     # 1.1 GiB of zeros in ~1 MB: gzip members concatenate.
     member = gzip.compress(b"\0" * 2**20, compresslevel=9)

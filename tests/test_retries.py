@@ -19,6 +19,11 @@ from tasks.steps import load_task, masked, stage_task, transient
         (RuntimeError("bug"), False),
     ],
 )
+@pytest.mark.reliability(
+    "transient faults",
+    "transient storage errors vs spec and data errors in a step",
+    "only transient errors are retried; a spec or data error fails at once",
+)
 def test_onlytransient_errors_are_retried(error: Exception, retried: bool) -> None:
     assert transient(None, None, Failed(data=error)) is retried
 

@@ -39,6 +39,11 @@ async def _prefect_text() -> str:
     )
 
 
+@pytest.mark.reliability(
+    "secrets",
+    "a known secret in storage_options and a failing run",
+    "zero hits of the secret in state, run history, artifacts and Prefect logs",
+)
 def test_a_failing_run_leaks_no_secret(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUMP_SECRET", SECRET)
     (project / "pumps" / "leaky.yaml").write_text(SPEC)

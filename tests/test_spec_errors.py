@@ -637,6 +637,11 @@ def test_the_base_specs_are_valid(text: str) -> None:
 
 
 @pytest.mark.parametrize("case", BAD_SPECS, ids=[case.id for case in BAD_SPECS])
+@pytest.mark.reliability(
+    "hostile spec",
+    "71 bad specs: unknown keys, wrong types, bad cron, impossible limits, unresolvable secrets",
+    "exit 2 with file:line key.path: message, valid values and the fix",
+)
 def test_bad_spec_message(case: Bad) -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(case.text(), FILE)
@@ -684,6 +689,11 @@ def test_cross_section_problems_are_all_listed() -> None:
     )
 
 
+@pytest.mark.reliability(
+    "secrets",
+    "a bad value that came from ${env:}",
+    "the message names the key, never the value",
+)
 def test_a_substituted_value_never_shows_in_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDERS_API", "ftp://robot:hunter2@api.example.com")
     text = BASE.replace(FILES_SOURCE, HTTP_SOURCE).replace(

@@ -33,6 +33,11 @@ def test_commit_then_read_back_and_manifest_goes(project: Path) -> None:
     assert store.runs() == [{"status": "ok", "rows_read": 3}]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "a damaged state file",
+    "a clear error saying to run `pumphouse reset`",
+)
 def test_damaged_state_file_says_how_to_recover(project: Path) -> None:
     store = StateStore("orders")
     store.root.mkdir(parents=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,6 +76,11 @@ def test_dedup_keeps_one_row_per_key_the_oracles_choice(
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(row, max_size=60))
+@pytest.mark.reliability(
+    "concurrency",
+    "dedup on 1 and 2 DuckDB threads, twice (Hypothesis)",
+    "the same rows every time: ties broken on every key column",
+)
 def test_dedup_is_idempotent_and_independent_of_threads(
     rows: list[tuple[int, int | None, str]],
 ) -> None:
@@ -115,6 +121,11 @@ def test_dedup_on_a_composite_key() -> None:
 @given(
     st.lists(st.one_of(st.none(), st.integers(0, 20)), max_size=50),
     st.one_of(st.none(), st.integers(0, 20)),
+)
+@pytest.mark.reliability(
+    "crash",
+    "incremental over arbitrary cursors and marks (Hypothesis)",
+    "exactly the rows above the committed mark are kept; none lost",
 )
 def test_incremental_keeps_exactly_the_rows_above_the_mark(
     cursors: list[int | None], hwm: int | None

@@ -1,0 +1,193 @@
+"""Bad data and hostile values end to end, and the limits that bound a run (issue 7).
+
+Every test runs the real flow on a real Prefect server and asserts what landed, what was
+rejected (with its file and line) and what the sink folder holds, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from tasks._duckdb import connect, scalar
+from tests.data import expected, is_valid, landed, spec_text, write_orders
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+GOOD = {"customer": "c1", "amount": 1.5, "status": "open", "updated_at": "2026-03-08T10:00:00Z"}
+
+
+def _run(spec: Path, **kw: object) -> dict[str, Any]:
+    from flows.pump import pump
+
+    return pump(spec_path=str(spec), **kw)  # type: ignore[arg-type]
+
+
+def _line(order_id: int, **over: Any) -> str:
+    return json.dumps({"order_id": order_id, **GOOD, **over})
+
+
+def _rejected(folder: str) -> list[tuple[str, int, list[str]]]:
+    con = duckdb.connect()
+    rows = con.sql(
+        f"SELECT _source, _row, _errors FROM read_parquet('{folder}/rejected/*.parquet', "
+        "union_by_name = true) ORDER BY _source, _row"
+    ).fetchall()
+    return [(os.path.basename(s), int(r), list(e)) for s, r, e in rows]
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "one run over malformed JSON lines, wrong types, non-UTF-8 bytes, a BOM, an empty file, "
+    "duplicate keys in a record, a record over max_record_bytes and a 10 MB single JSON string",
+    "each bad record is rejected with its file, line and reason; every good record loads; "
+    "the run succeeds without holding the big records",
+)
+def test_every_kind_of_bad_record_is_rejected_and_the_rest_loads(project: Path) -> None:
+    src = project / "in"
+    src.mkdir()
+    (src / "a-malformed.ndjson").write_text(
+        "\n".join([_line(1), '{"order_id": 2, "amount": ', "not json at all", _line(3)]) + "\n"
+    )
+    (src / "b-types.ndjson").write_text(
+        "\n".join([_line(4, amount="lots"), _line(5, updated_at="yesterday"), _line(6)]) + "\n"
+    )
+    (src / "c-latin1.ndjson").write_bytes(
+        _line(7).encode() + b"\n" + _line(8, customer="M-ller").encode().replace(b"-", b"\xfc") + b"\n"
+    )
+    (src / "d-bom.ndjson").write_bytes(b"\xef\xbb\xbf" + _line(9).encode() + b"\r\n")
+    (src / "e-empty.ndjson").write_bytes(b"")
+    (src / "f-dupkeys.ndjson").write_text(
+        '{"order_id": 10, "order_id": 11, "customer": "c1", "amount": 2.0, "status": "paid", '
+        '"updated_at": "2026-03-08T10:00:00Z"}\n' + _line(12) + "\n"
+    )
+    (src / "g-big.ndjson").write_text(
+        "\n".join([_line(13, customer="x" * (2 * 2**20)), _line(14)]) + "\n"
+    )
+    (src / "h-10mb-string.ndjson").write_text(
+        json.dumps("y" * (10 * 2**20)) + "\n" + _line(15) + "\n"
+    )
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(max_invalid_ratio=0.9) + "  max_record_bytes: 1MiB\n")
+
+    summary = _run(spec)
+
+    assert summary["status"] == "ok"
+    got = landed("out/orders")
+    # order 10/11: of duplicate keys in one record the first counts (DuckDB's JSON rule),
+    # every run alike; duplicate CSV header names are refused (tests/test_read.py)
+    assert sorted(got) == [1, 3, 6, 7, 9, 10, 12, 14, 15]
+    rejected = _rejected("out/orders")
+    where = [(f, r) for f, r, _ in rejected]
+    assert where == [
+        ("a-malformed.ndjson", 2),
+        ("a-malformed.ndjson", 3),
+        ("b-types.ndjson", 1),
+        ("b-types.ndjson", 2),
+        ("c-latin1.ndjson", 2),
+        ("g-big.ndjson", 1),
+        ("h-10mb-string.ndjson", 1),
+    ]
+    reasons = {(f, r): " ".join(e) for f, r, e in rejected}
+    assert "amount" in reasons[("b-types.ndjson", 1)]
+    assert "updated_at" in reasons[("b-types.ndjson", 2)]
+    assert "UTF-8" in reasons[("c-latin1.ndjson", 2)]
+    assert "max_record_bytes" in reasons[("g-big.ndjson", 1)]
+    assert summary["rows_rejected"] == len(rejected) == 7
+    assert summary["rows_read"] == 16
+
+
+@pytest.mark.reliability(
+    "hostile spec",
+    "partition values such as `../../x`, `/etc` and `..` in the partition column",
+    "every file lands inside the sink's data folder; nothing is written outside it",
+)
+def test_partition_values_cannot_write_outside_the_sink(project: Path) -> None:
+    src = project / "in"
+    src.mkdir()
+    values = ["../../x", "/etc", "..", "a/../../b", "open"]
+    (src / "p.ndjson").write_text(
+        "\n".join(_line(i, status=v) for i, v in enumerate(values)) + "\n"
+    )
+    spec = project / "pumps" / "orders.yaml"
+    text = spec_text().replace("checks: {isin: [open, paid, void]}", "nullable: true")
+    spec.write_text(text)
+    before = {p for p in project.rglob("*") if p.is_file()}
+
+    summary = _run(spec)
+
+    assert summary["rows_written"] == 5
+    sink = (project / "out" / "orders" / "data").resolve()
+    new = {p for p in project.rglob("*") if p.is_file()} - before
+    written = [p for p in new if p.suffix == ".parquet"]
+    assert written and all(sink in p.resolve().parents for p in written), written
+    outside = [p for p in new if not p.resolve().is_relative_to(project / "out")]
+    assert all(p.resolve().is_relative_to(project / ".pumphouse") for p in outside), outside
+    con = duckdb.connect()
+    back = con.sql(
+        f"SELECT status FROM read_parquet('{sink}/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    assert sorted(v for (v,) in back) == sorted(values)
+
+
+@pytest.mark.reliability(
+    "limits",
+    "limits.memory: 64MiB on a run that dedups 200k rows",
+    "DuckDB runs under that memory limit with a spill folder; the run completes with exact rows",
+)
+def test_memory_limit_bounds_the_engine_and_the_run_completes(project: Path) -> None:
+    con = connect(memory_bytes=64 * 2**20, temp_dir=str(project / "spill"))
+    assert scalar(con, "SELECT current_setting('memory_limit')") in ("64.0 MiB", "61.0 MiB")
+    assert scalar(con, "SELECT current_setting('temp_directory')") == str(project / "spill")
+    con.close()
+    records = write_orders(project / "in", files=4, rows=50_000, seed=3)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(batch_rows=20_000) + "  memory: 64MiB\n")
+
+    summary = _run(spec)
+
+    assert summary["status"] == "ok"
+    assert landed("out/orders") == expected(records)
+
+
+@pytest.mark.reliability(
+    "limits",
+    "max_rows_per_run below the input, batch_rows below a file",
+    "each run stops cleanly at the limit (whole files); the next runs go on from there; "
+    "no sink file holds more than batch_rows rows; together they land every row once",
+)
+def test_max_rows_per_run_stops_cleanly_and_the_next_run_goes_on(project: Path) -> None:
+    records = write_orders(project / "in", files=5, rows=300, seed=5)
+    per_file = [records[i * 300 : (i + 1) * 300] for i in range(5)]
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(batch_rows=120) + "  max_rows_per_run: 600\n  max_concurrency: 1\n")
+
+    runs = [_run(spec) for _ in range(4)]
+
+    assert [r["files"] for r in runs] == [2, 2, 1, 0]
+    assert [r["rows_read"] for r in runs] == [600, 600, 300, 0]
+    want: Counter[int] = Counter()
+    hwm = None
+    for group in (per_file[0:2], per_file[2:4], per_file[4:5]):
+        rows = [r for f in group for r in f]
+        want.update(expected(rows, hwm).keys())
+        hwm = max(r["updated_at"] for r in rows if is_valid(r) and r["status"] != "void")
+    con = duckdb.connect()
+    landed_ids = Counter(
+        oid
+        for (oid,) in con.sql(
+            "SELECT order_id FROM read_parquet('out/orders/data/**/*.parquet', hive_partitioning = true)"
+        ).fetchall()
+    )
+    assert landed_ids == want
+    sizes = [
+        pq.ParquetFile(p).metadata.num_rows for p in Path("out/orders/data").rglob("*.parquet")
+    ]
+    assert max(sizes) <= 120
