@@ -1,0 +1,303 @@
+"""The one HTTP client of the http source and the webhook sink: httpx with manners and safety.
+
+Manners: a token bucket holds `limits.requests_per_second`; 429, 5xx, dropped connections,
+cut-off bodies and timeouts are retried with exponential backoff and jitter, honouring
+`Retry-After` up to a cap; any other 4xx fails at once. Safety: every request, redirect
+and next-page link stays on the origin of the configured URL, TLS is verified (httpx's
+default; SSL_CERT_FILE names a private CA), a response is read up to a size cap, and no
+message holds a secret: URLs are shown without `user:password@` and with query values
+that are secrets masked.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+import httpx
+
+from schemas.errors import DataError, PumpError, TransientError
+from schemas.secrets import MASK, redact
+
+BACKOFF_BASE = 0.5  # seconds before the first retry; doubled for each one after
+MAX_REDIRECTS = 5
+SNIPPET = 200  # characters of an error response's body quoted in the message
+# Query parameters whose values are masked in messages even when no ${secret:} put them there.
+SENSITIVE = re.compile(r"(?i)token|key|secret|passw|auth|signature|^sig$|credential|session")
+REASONS = {
+    401: "unauthorized: check the credentials in {where}.headers",
+    403: "forbidden: the credentials in {where}.headers do not give access to it",
+    404: "not found: check {where}.url",
+}
+
+
+class HttpFailure(PumpError):
+    """A response that is not retried (a 4xx other than 429): the status is kept for the caller."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message, self.status))
+
+
+@dataclass(frozen=True)
+class Manners:
+    """How one client behaves: the spec's timeout, rate, retries and size cap."""
+
+    timeout: float
+    requests_per_second: float
+    retries: int = 5
+    max_wait: float = 60.0  # cap on any one wait, Retry-After included
+    max_bytes: int = 64 * 2**20  # a larger response body is refused (or, for the sink, cut)
+    cap_is_error: bool = True  # the sink only needs a reply's status: it reads a head of it
+    where: str = "source"  # the spec section named in messages
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    url: str  # the final URL, after redirects
+    headers: httpx.Headers
+    links: dict[str | None, dict[str, str]]
+    body: bytes
+    data: Any = None  # the parsed JSON, when asked for
+
+
+class _Retry(Exception):
+    """A failure worth another try: what it was, and the wait the server asked for."""
+
+    def __init__(self, what: str, retry_after: float | None = None, kind: str = "transient"):
+        super().__init__(what)
+        self.what, self.retry_after, self.kind = what, retry_after, kind
+
+
+class TokenBucket:
+    """At most `rate` requests per second, one at a time: a request that comes early waits."""
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            self.tokens -= 1.0  # reserved now; below zero means wait for it
+            wait = -self.tokens / self.rate
+        if wait > 0:
+            time.sleep(wait)
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in."""
+    u = httpx.URL(url)
+    return u.scheme, u.host, u.port or {"http": 80, "https": 443}.get(u.scheme, 0)
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """The URL for messages and lineage: no `user:password@`, secret query values masked."""
+    parts = urlsplit(str(url))
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else ():
+        name, eq, value = piece.partition("=")
+        plain = unquote_plus(value)
+        if eq and plain and (SENSITIVE.search(unquote_plus(name)) or redact(plain) != plain):
+            piece = f"{name}={MASK}"
+        pieces.append(piece)
+    netloc = parts.netloc.rpartition("@")[2]
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), "")))
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff(attempt: int, manners: Manners, asked: float | None, rnd: random.Random) -> float:
+    """The wait before retry number `attempt` (0-based): what the server asked, up to the cap;
+    else exponential with jitter (half fixed, half random), up to the cap."""
+    if asked is not None:
+        return min(asked, manners.max_wait)
+    ceiling = min(manners.max_wait, BACKOFF_BASE * 2**attempt)
+    return ceiling / 2 + rnd.uniform(0, ceiling / 2)
+
+
+class Client:
+    """An httpx client bound to one origin (that of `base_url`), with `Manners`."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], manners: Manners) -> None:
+        self.base, self.origin, self.manners = base_url, origin(base_url), manners
+        self.bucket = TokenBucket(manners.requests_per_second)
+        self.rnd = random.Random()
+        self.http = httpx.Client(headers=headers, timeout=manners.timeout, follow_redirects=False)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def get_json(self, url: str) -> Reply:
+        """GET `url` and parse its body as JSON (an unparsable body is retried like a cut one)."""
+        return self.request("GET", url, parse=True)
+
+    def post(self, url: str, content: bytes, headers: dict[str, str]) -> Reply:
+        return self.request("POST", url, content=content, headers=headers)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        parse: bool = False,
+    ) -> Reply:
+        """One request with retries. Raises HttpFailure (4xx), TransientError (retries spent),
+        DataError (a body over the cap, or still not JSON), PumpError (left the origin, TLS)."""
+        self.check_origin(url, "the URL")
+        started = time.monotonic()
+        for attempt in range(self.manners.retries + 1):
+            self.bucket.take()
+            try:
+                return self._once(method, url, content, headers, parse)
+            except _Retry as problem:
+                if attempt == self.manners.retries:
+                    self._give_up(method, url, problem, attempt + 1, started)
+                time.sleep(backoff(attempt, self.manners, problem.retry_after, self.rnd))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def check_origin(self, url: str, what: str) -> None:
+        """Refuse a URL on another origin than the configured one (credentials go with requests)."""
+        try:
+            there = origin(url)
+        except httpx.InvalidURL:
+            raise DataError(f"{what} {safe_url(url)!r} is not a valid URL") from None
+        if there != self.origin:
+            raise PumpError(
+                f"{what} {safe_url(url)} is on another origin than {self.manners.where}.url "
+                f"({safe_url(self.base)}); pumphouse never leaves the origin it was given, "
+                f"so its credentials cannot leak: point {self.manners.where}.url at that origin"
+            )
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str] | None,
+        parse: bool,
+    ) -> Reply:
+        for _ in range(MAX_REDIRECTS + 1):
+            deadline = time.monotonic() + self.manners.timeout
+            request = self.http.build_request(method, url, content=content, headers=headers)
+            try:
+                response = self.http.send(request, stream=True)
+                try:
+                    body = self._read(response, url, deadline)
+                finally:
+                    response.close()
+            except (httpx.TransportError, httpx.DecodingError) as e:
+                if "CERTIFICATE_VERIFY_FAILED" in str(e):
+                    raise PumpError(
+                        f"{method} {safe_url(url)}: the server's TLS certificate could not be "
+                        f"verified ({redact(str(e))}); fix its certificate, or trust its CA with "
+                        "SSL_CERT_FILE=/path/to/ca.pem"
+                    ) from None
+                detail = redact(str(e)).rstrip(".") or "no detail"
+                raise _Retry(f"{type(e).__name__}: {detail}") from None
+            if response.is_redirect:
+                url = self._redirect(method, url, response)
+                continue
+            return self._judge(method, url, response, body, parse)
+        raise PumpError(f"{method} {safe_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _read(self, response: httpx.Response, url: str, deadline: float) -> bytes:
+        """The decoded body, refused beyond the size cap; a body that trickles past the
+        timeout counts as a timeout."""
+        cap = self.manners.max_bytes
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > cap and not self.manners.cap_is_error:
+                chunks.append(chunk[: max(0, cap - size + len(chunk))])
+                break
+            if size > cap:
+                raise DataError(
+                    f"{response.request.method} {safe_url(url)}: the response is over "
+                    f"{cap} bytes; ask for smaller pages (source.paginate.page_size) or raise "
+                    f"{self.manners.where}.max_response_bytes"
+                )
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout("the response took longer than the timeout")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _redirect(self, method: str, url: str, response: httpx.Response) -> str:
+        target = str(httpx.URL(url).join(response.headers.get("location", "")))
+        self.check_origin(target, f"{method} {safe_url(url)} redirects to")
+        if method != "GET" and response.status_code not in (307, 308):
+            raise PumpError(
+                f"{method} {safe_url(url)} answered HTTP {response.status_code} (a redirect that "
+                f"would drop the body); set {self.manners.where}.url to {safe_url(target)}"
+            )
+        return target
+
+    def _judge(
+        self, method: str, url: str, response: httpx.Response, body: bytes, parse: bool
+    ) -> Reply:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status}", retry_after(response.headers.get("retry-after")))
+        if not 200 <= status < 300:
+            reason = REASONS.get(status, "{where} refused the request").format(
+                where=self.manners.where
+            )
+            said = redact(body[:SNIPPET].decode("utf-8", "replace")).replace("\n", " ").strip()
+            raise HttpFailure(
+                f"{method} {safe_url(url)} failed with HTTP {status}, {reason}"
+                + (f"; the server said: {said}" if said else ""),
+                status,
+            )
+        data = None
+        if parse:
+            try:
+                data = json.loads(body)
+            except ValueError as e:  # UnicodeDecodeError is a ValueError too
+                raise _Retry(f"the response is not valid JSON ({e})", kind="json") from None
+        return Reply(status, str(response.url), response.headers, response.links, body, data)
+
+    def _give_up(self, method: str, url: str, problem: _Retry, tries: int, started: float) -> None:
+        spent = time.monotonic() - started
+        where = self.manners.where
+        if problem.kind == "json":
+            raise DataError(
+                f"{method} {safe_url(url)}: {problem.what}, {tries} times; "
+                f"check that {where}.url is a JSON API"
+            )
+        raise TransientError(
+            f"{method} {safe_url(url)} failed {tries} times in {spent:.1f}s, last with "
+            f"{problem.what}; the server is failing or throttling: try again later "
+            f"({where}.retries and {where}.retry_max_wait set how long pumphouse keeps trying)"
+        )

@@ -1,0 +1,710 @@
+"""The http source against real local HTTP servers: every pagination style, the cursor,
+limits and manners (rate, retries, Retry-After, timeouts, size cap, gzip), safety (origin,
+TLS, secrets), and whole runs whose state moves only with what was loaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from schemas.errors import DataError, PumpError, SpecError, TransientError
+from schemas.loader import parse_spec
+from schemas.spec import HttpSource, Limits
+from tasks._http import Manners, backoff, retry_after, safe_url
+from tasks.http_source import cursor_value, read_pages
+from tests._http_servers import (
+    Answer,
+    App,
+    PagedAPI,
+    Scripted,
+    Seen,
+    api_orders,
+    self_signed,
+    serve,
+)
+from tests.data import expected, is_valid, landed
+
+RECORDS = api_orders(50, seed=3)
+FAST = {"retry_max_wait": 0.05}  # retries without the real waits, where waits are not the point
+
+
+def source(url: str, **kw: Any) -> HttpSource:
+    paginate = kw.pop("paginate", {})
+    if isinstance(paginate, str):
+        paginate = {"style": paginate}
+    paginate = {"next_url": "links.next", "cursor_path": "meta.next_cursor", **paginate}
+    return HttpSource.model_validate(
+        {"type": "http", "url": f"{url}/v1/orders", "records": "data", "paginate": paginate, **kw}
+    )
+
+
+def read(src: HttpSource, hwm: str | None = None, **limits: Any) -> pa.Table:
+    limits = {"requests_per_second": 1000, **limits}
+    batches = [b.table for b in read_pages(src, hwm, Limits(**limits))]
+    return pa.concat_tables(batches) if batches else pa.table({})
+
+
+def raws(table: pa.Table) -> list[Any]:
+    return [json.loads(x) for x in table.column("_raw").to_pylist()]
+
+
+# ---------------------------------------------------------------- pagination
+
+
+@pytest.mark.parametrize(
+    ("style", "requests"),
+    [
+        ("link_header", 8),  # the server's pages of 7: 50 records in 8 pages
+        ("next_url", 8),
+        ("cursor", 8),
+        ("offset", 6),  # pages of page_size 10, and an empty one that says it is over
+        ("page", 6),
+        ("none", 1),
+    ],
+)
+def test_every_pagination_style_reads_every_record_once(style: str, requests: int) -> None:
+    app = PagedAPI(RECORDS, style)
+    with serve(app) as base:
+        table = read(source(base, paginate={"style": style, "page_size": 10}), batch_rows=12)
+    assert raws(table) == RECORDS
+    assert table.column("_row").to_pylist() == list(range(1, 51))
+    assert table.column("_parse_error").null_count == 50
+    assert len(app.seen) == requests
+    # each record's _source is the page it came from
+    asked = [f"{base}{s.path}" for s in app.seen]
+    sources = table.column("_source").to_pylist()
+    assert sorted(set(sources), key=sources.index) == [u for u in asked if u in sources]
+    assert sources[0] == asked[0]
+
+
+def test_offset_and_page_ask_with_the_spec_s_parameter_names() -> None:
+    app = PagedAPI(RECORDS[:15], "offset")
+    with serve(app) as base:
+        read(source(base, paginate={"style": "offset", "page_size": 10}))
+    assert [s.query for s in app.seen] == [
+        {"limit": "10", "offset": "0"},
+        {"limit": "10", "offset": "10"},
+    ]
+    app = PagedAPI(RECORDS[:20], "page")
+    with serve(app) as base:
+        read(source(base, paginate={"style": "page", "page_size": 10}))
+    assert [s.query["page"] for s in app.seen] == ["1", "2", "3"]
+
+
+def test_a_body_that_is_the_list() -> None:
+    app = PagedAPI(RECORDS, "link_header", wrap="")
+    with serve(app) as base:
+        table = read(source(base, records="", paginate="link_header"))
+    assert raws(table) == RECORDS
+
+
+def test_pages_are_batched_by_batch_rows_across_pages() -> None:
+    app = PagedAPI(RECORDS, "cursor")  # pages of 7
+    with serve(app) as base:
+        src = source(base, paginate="cursor")
+        batches = list(read_pages(src, None, Limits(batch_rows=10, requests_per_second=1000)))
+    assert [b.table.num_rows for b in batches] == [10, 10, 10, 10, 10]
+    assert [b.seq for b in batches] == [0, 1, 2, 3, 4]
+    assert all(b.kind == "json" for b in batches)
+    second = batches[1].table  # rows 11..20: the end of page 2, page 3
+    assert second.column("_row").to_pylist() == list(range(11, 21))
+    pages = second.column("_source").to_pylist()
+    assert pages[:4] == [f"{base}{app.seen[1].path}"] * 4
+    assert pages[4:] == [f"{base}{app.seen[2].path}"] * 6
+
+
+def test_max_pages_stops_the_reading(caplog: pytest.LogCaptureFixture) -> None:
+    app = PagedAPI(RECORDS, "link_header")
+    with serve(app) as base:
+        table = read(source(base, paginate="link_header", max_pages=3))
+    assert len(app.seen) == 3
+    assert raws(table) == RECORDS[:21]
+    assert [r.getMessage() for r in caplog.records if r.name == "pumphouse.http"] == [
+        f"{base}/v1/orders: stopped after source.max_pages (3) pages; the pages after those "
+        "are not read (raise source.max_pages to read them)"
+    ]
+
+
+class Looping(App):
+    """A next link that points back at the page itself; empty pages if `empty`."""
+
+    def __init__(self, empty: bool) -> None:
+        super().__init__()
+        self.empty = empty
+
+    def answer(self, req: Seen) -> Answer:
+        data = [] if self.empty else RECORDS[:2]
+        return Answer.json({"data": data, "meta": {"next_cursor": "same"}})
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "an API page that repeats its next link",
+    "detected and refused, not looped",
+)
+def test_a_page_that_repeats_its_next_link_is_an_error_not_a_loop() -> None:
+    app = Looping(empty=False)
+    with serve(app) as base, pytest.raises(DataError) as caught:
+        read(source(base, paginate="cursor"))
+    assert len(app.seen) == 2
+    assert str(caught.value) == (
+        f"page 2 of {base}/v1/orders ({base}/v1/orders?cursor=same) links to a page already "
+        f"read ({base}/v1/orders?cursor=same): the API's pagination loops; check source.paginate"
+    )
+
+
+def test_an_empty_page_that_repeats_its_next_link_is_the_end() -> None:
+    app = Looping(empty=True)
+    with serve(app) as base:
+        assert read(source(base, paginate="cursor")).num_rows == 0
+    assert len(app.seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"items": []},
+            "expected a list of records at source.records 'data', found nothing "
+            "(keys there: items)",
+        ),
+        (
+            {"data": {"a": 1}},
+            "expected a list of records at source.records 'data', found dict (keys there: data)",
+        ),
+    ],
+)
+def test_no_record_list_where_records_points(body: Any, message: str) -> None:
+    class Fixed(App):
+        def answer(self, req: Seen) -> Answer:
+            return Answer.json(body)
+
+    with serve(Fixed()) as base, pytest.raises(DataError) as caught:
+        read(source(base))
+    assert str(caught.value) == (
+        f"{base}/v1/orders: {message}; set source.records to the dotted path of the record list"
+    )
+
+
+def test_a_null_record_list_is_an_empty_page() -> None:
+    class Fixed(App):
+        def answer(self, req: Seen) -> Answer:
+            return Answer.json({"data": None})
+
+    with serve(Fixed()) as base:
+        assert read(source(base)).num_rows == 0
+
+
+def test_a_record_over_max_record_bytes_is_a_parse_error() -> None:
+    big = [{**RECORDS[0], "note": "x" * 3000}, RECORDS[1]]
+    with serve(PagedAPI(big, "none")) as base:
+        table = read(source(base), max_record_bytes=200)
+    size = len(json.dumps(big[0], separators=(",", ":")))
+    errors = table.column("_parse_error").to_pylist()
+    assert errors == [f"record is {size} bytes, over limits.max_record_bytes (200)", None]
+    assert table.column("_raw")[0].as_py() == json.dumps(big[0], separators=(",", ":"))[:1024] + "…"
+
+
+def test_pagination_styles_that_read_a_path_need_it() -> None:
+    text = (
+        "name: t\nsource:\n  type: http\n  url: http://127.0.0.1:1/x\n"
+        "  paginate: {style: cursor}\nsink: {type: parquet, url: ./out}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "pumps/t.yaml")
+    assert caught.value.problems == (
+        "pumps/t.yaml:5 source.paginate.cursor_path: style cursor needs cursor_path: "
+        "the dotted path in the body, e.g. meta.next_cursor",
+    )
+
+
+# ---------------------------------------------------------------- the cursor
+
+
+@pytest.mark.parametrize(
+    ("hwm", "start", "want"),
+    [
+        (None, None, None),
+        (None, "1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        ("2026-03-08 00:30:00", None, "2026-03-08T00:30:00Z"),
+        ("2026-03-08 00:30:00.250000", "x", "2026-03-08T00:30:00.250000Z"),
+        ("2026-03-08 02:30:00+02", None, "2026-03-08T00:30:00Z"),
+        ("2026-03-08 00:30:00-05:30", None, "2026-03-08T06:00:00Z"),
+        ("2026-03-08", None, "2026-03-08"),
+        ("12345", None, "12345"),
+    ],
+)
+def test_the_cursor_is_the_high_water_mark_as_iso_8601(
+    hwm: str | None, start: str | None, want: str | None
+) -> None:
+    assert cursor_value(hwm, start) == want
+
+
+def test_the_cursor_goes_into_params() -> None:
+    app = PagedAPI(RECORDS, "cursor")
+    params = {"updated_since": "{cursor}", "fields": "all"}
+    with serve(app) as base:
+        src = source(base, paginate="cursor", params=params, cursor_start="2026-03-08T00:40:00Z")
+        first = read(src)
+        later = read(src, hwm="2026-03-08 00:45:00")
+        none = read(source(base, paginate="cursor", params=params))
+    assert raws(first) == RECORDS[40:]  # the API keeps updated_at >= updated_since
+    assert raws(later) == RECORDS[45:]
+    assert raws(none) == RECORDS
+    asked = [s.query for s in app.seen]
+    assert asked[0] == {"updated_since": "2026-03-08T00:40:00Z", "fields": "all"}
+    assert asked[1] == {
+        "updated_since": "2026-03-08T00:40:00Z",
+        "fields": "all",
+        "cursor": token(7),
+    }
+    assert asked[2] == {"updated_since": "2026-03-08T00:45:00Z", "fields": "all"}
+    assert asked[-1] == {
+        "fields": "all",
+        "cursor": "bzQ5",
+    }  # no cursor yet: the parameter is left out
+
+
+def token(offset: int) -> str:
+    """The PagedAPI's cursor for the page at `offset`."""
+    import base64
+
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
+
+
+# ---------------------------------------------------------------- manners
+
+
+@pytest.mark.reliability(
+    "limits",
+    "limits.requests_per_second against a fast API",
+    "the request rate holds (token bucket)",
+)
+def test_requests_per_second_holds() -> None:
+    app = PagedAPI(RECORDS, "link_header")  # 8 pages
+    with serve(app) as base:
+        read(source(base, paginate="link_header"), requests_per_second=5)
+    times = [s.at for s in app.seen]
+    assert len(times) == 8
+    # 8 requests at 5 per second: 7 gaps of 0.2 s (arrival times jitter a little on a busy box)
+    assert times[-1] - times[0] >= 1.35, times
+    assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 6, times
+
+
+@pytest.mark.reliability(
+    "transient faults",
+    "HTTP 429 with Retry-After",
+    "waits as told (up to a cap), then goes on",
+)
+def test_429_waits_as_retry_after_says() -> None:
+    app = Scripted([(429, {"Retry-After": "1"})], PagedAPI(RECORDS, "none"))
+    with serve(app) as base:
+        assert raws(read(source(base))) == RECORDS
+    assert len(app.seen) == 2
+    assert 0.95 <= app.seen[1].at - app.seen[0].at < 1.5
+
+
+def test_retry_after_is_capped() -> None:
+    app = Scripted([(503, {"Retry-After": "3600"})], PagedAPI(RECORDS, "none"))
+    with serve(app) as base:
+        assert raws(read(source(base, retry_max_wait=0.3))) == RECORDS
+    assert 0.28 <= app.seen[1].at - app.seen[0].at < 1.0
+
+
+@pytest.mark.reliability(
+    "transient faults",
+    "HTTP 500/502/503, connection resets, truncated bodies, invalid JSON and slow answers",
+    "retried with exponential backoff and jitter; the run reads every record once",
+)
+def test_5xx_resets_cut_bodies_invalid_json_and_slow_answers_are_retried() -> None:
+    script = [500, 503, "reset", "truncate", "invalid", ("slow", 2.5), 502]
+    app = Scripted(script, PagedAPI(RECORDS, "link_header"))
+    with serve(app) as base:
+        table = read(source(base, paginate="link_header", timeout=1.0, retries=7, **FAST))
+    assert raws(table) == RECORDS
+    assert len(app.seen) == 8 + len(script)
+    assert len({s.path for s in app.seen}) == 8  # every retry asked for the same page again
+
+
+def test_retries_are_spent_then_the_error_says_so() -> None:
+    app = Scripted([503] * 10, PagedAPI(RECORDS, "none"))
+    with serve(app) as base, pytest.raises(TransientError) as caught:
+        read(source(base, retries=2, **FAST))
+    assert len(app.seen) == 3
+    text = str(caught.value)
+    assert text.startswith(f"GET {base}/v1/orders failed 3 times in ")
+    assert text.endswith(
+        "s, last with HTTP 503; the server is failing or throttling: try again later "
+        "(source.retries and source.retry_max_wait set how long pumphouse keeps trying)"
+    )
+
+
+def test_a_body_that_is_never_json_is_a_data_error() -> None:
+    app = Scripted(["invalid"] * 3, PagedAPI(RECORDS, "none"))
+    with serve(app) as base, pytest.raises(DataError) as caught:
+        read(source(base, retries=2, **FAST))
+    assert str(caught.value) == (
+        f"GET {base}/v1/orders: the response is not valid JSON (Expecting property name "
+        "enclosed in double quotes: line 1 column 26 (char 25)), 3 times; "
+        "check that source.url is a JSON API"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (401, "unauthorized: check the credentials in source.headers"),
+        (403, "forbidden: the credentials in source.headers do not give access to it"),
+        (404, "not found: check source.url"),
+        (400, "source refused the request"),
+        (422, "source refused the request"),
+    ],
+)
+@pytest.mark.reliability(
+    "bad data",
+    "HTTP 401/403/404 and other 4xx from the source",
+    "fails at once with the status and the URL without secrets; no retry",
+)
+def test_other_4xx_fail_at_once(status: int, reason: str) -> None:
+    app = Scripted([status], PagedAPI(RECORDS, "none"))
+    with serve(app) as base, pytest.raises(PumpError) as caught:
+        read(source(base))
+    assert len(app.seen) == 1
+    assert str(caught.value) == (
+        f"GET {base}/v1/orders failed with HTTP {status}, {reason}; "
+        f'the server said: {{"error": "scripted {status}"}}'
+    )
+
+
+@pytest.mark.reliability(
+    "limits",
+    "an HTTP response over the size cap",
+    "refused with the cap named; nothing held beyond it",
+)
+def test_a_response_over_the_size_cap_is_refused() -> None:
+    app = PagedAPI(RECORDS, "none")
+    with serve(app) as base, pytest.raises(DataError) as caught:
+        read(source(base, max_response_bytes=2048))
+    assert str(caught.value) == (
+        f"GET {base}/v1/orders: the response is over 2048 bytes; ask for smaller pages "
+        "(source.paginate.page_size) or raise source.max_response_bytes"
+    )
+
+
+def test_gzip() -> None:
+    app = PagedAPI(RECORDS, "link_header", gzip=True)
+    with serve(app) as base:
+        assert raws(read(source(base, paginate="link_header"))) == RECORDS
+    assert all("gzip" in s.headers["accept-encoding"] for s in app.seen)
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
+    import random
+
+    rnd = random.Random(1)
+    m = Manners(timeout=1, requests_per_second=1, max_wait=5)
+    for attempt, (lo, hi) in enumerate([(0.25, 0.5), (0.5, 1), (1, 2), (2, 4), (2.5, 5), (2.5, 5)]):
+        waits = {backoff(attempt, m, None, rnd) for _ in range(50)}
+        assert lo <= min(waits) and max(waits) <= hi and len(waits) == 50
+    assert backoff(0, m, 3.0, rnd) == 3.0
+    assert backoff(0, m, 60.0, rnd) == 5.0
+    assert retry_after("7") == 7.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after("soon") is None
+
+
+# ---------------------------------------------------------------- safety
+
+
+class Elsewhere(App):
+    """Sends its client to `target` with a next link or a redirect."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.target = how, ""
+
+    def answer(self, req: Seen) -> Answer:
+        if self.how == "redirect":
+            return Answer(302, b"", {"Location": self.target})
+        return Answer.json({"data": RECORDS[:1]}, Link=f'<{self.target}>; rel="next"')
+
+
+@pytest.mark.parametrize("how", ["next", "redirect"])
+@pytest.mark.reliability(
+    "hostile spec",
+    "next links and redirects to another origin",
+    "not followed; the other server gets no request",
+)
+def test_pagination_and_redirects_never_leave_the_origin(how: str) -> None:
+    there, here = PagedAPI(RECORDS, "none"), Elsewhere(how)
+    with serve(there) as other, serve(here) as base:
+        here.target = f"{other}/v1/orders?page=2"
+        with pytest.raises(PumpError) as caught:
+            read(source(base, paginate="link_header"))
+    assert there.seen == []
+    what = (
+        f"page 1 ({base}/v1/orders) links to"
+        if how == "next"
+        else f"GET {base}/v1/orders redirects to"
+    )
+    assert str(caught.value) == (
+        f"{what} {other}/v1/orders?page=2 is on another origin than source.url "
+        f"({base}/v1/orders); pumphouse never leaves the origin it was given, so its "
+        "credentials cannot leak: point source.url at that origin"
+    )
+
+
+def test_a_redirect_on_the_same_origin_is_followed() -> None:
+    class Moved(PagedAPI):
+        def answer(self, req: Seen) -> Answer:
+            if req.path.startswith("/old"):
+                return Answer(301, b"", {"Location": req.path.replace("/old", "/v1/orders")})
+            return super().answer(req)
+
+    app = Moved(RECORDS, "none")
+    with serve(app) as base:
+        src = HttpSource.model_validate({"type": "http", "url": f"{base}/old", "records": "data"})
+        assert raws(read(src)) == RECORDS
+    assert [s.path for s in app.seen] == ["/old", "/v1/orders"]
+
+
+@pytest.mark.reliability(
+    "hostile spec",
+    "a self-signed TLS certificate",
+    "refused unless trusted via SSL_CERT_FILE",
+)
+def test_tls_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = self_signed(tmp_path)
+    app = PagedAPI(RECORDS, "none")
+    with serve(app, tls=(cert, key)) as base:
+        assert base.startswith("https://")
+        with pytest.raises(PumpError) as caught:
+            read(source(base))
+        assert str(caught.value).startswith(
+            f"GET {base}/v1/orders: the server's TLS certificate could not be verified ("
+        )
+        assert str(caught.value).endswith(
+            "; fix its certificate, or trust its CA with SSL_CERT_FILE=/path/to/ca.pem"
+        )
+        assert app.seen == []
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+        assert raws(read(source(base))) == RECORDS
+
+
+def test_secrets_in_headers_and_params_are_sent_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("API_TOKEN", "tok-3141592653")
+    monkeypatch.setenv("API_KEY", "key 2718/28")
+    app = PagedAPI(RECORDS, "link_header", token="tok-3141592653")
+    with serve(app) as base:
+        src = source(
+            base,
+            paginate="link_header",
+            headers={"Authorization": "Bearer ${env:API_TOKEN}"},
+            params={"api_key": "${env:API_KEY}", "region": "eu"},
+        )
+        table = read(src)
+        assert raws(table) == RECORDS
+        assert app.seen[0].query == {"api_key": "key 2718/28", "region": "eu"}
+        assert set(table.column("_source").to_pylist()) == {
+            f"{base}/v1/orders?api_key=***&region=eu",
+            *(f"{base}/v1/orders?api_key=***&region=eu&after={n}" for n in range(7, 50, 7)),
+        }
+        monkeypatch.setenv("API_TOKEN", "tok-wrong-value")
+        with pytest.raises(PumpError) as caught:
+            read(src)
+    text = str(caught.value)
+    assert text == (
+        f"GET {base}/v1/orders?api_key=***&region=eu failed with HTTP 401, unauthorized: "
+        'check the credentials in source.headers; the server said: {"error": "bad token"}'
+    )
+
+
+def test_safe_url_masks_what_looks_like_a_secret() -> None:
+    assert safe_url("https://u:p@h.example/x?token=abc&q=1&sig=zz&page=2") == (
+        "https://h.example/x?token=***&q=1&sig=***&page=2"
+    )
+
+
+# ---------------------------------------------------------------- whole runs
+
+
+HTTP_SPEC = """\
+name: orders
+source:
+  type: http
+  url: {url}/v1/orders
+  params: {{updated_since: "{{cursor}}"}}
+  records: data
+  paginate: {{style: cursor, cursor_path: meta.next_cursor}}
+  retries: 2
+  retry_max_wait: 0.05
+schema:
+  columns:
+    order_id:   {{type: int64, nullable: false, checks: {{ge: 0}}}}
+    customer:   {{type: string}}
+    amount:     {{type: float64, checks: {{ge: 0}}}}
+    status:     {{type: string, checks: {{isin: [open, paid, void]}}}}
+    updated_at: {{type: timestamp}}
+transform:
+  filter: "status <> 'void'"
+  incremental: {{cursor: updated_at}}
+  dedup: {{key: [order_id], order_by: updated_at, keep: latest}}
+sink:
+  type: parquet
+  url: ./out/orders
+limits:
+  batch_rows: 10
+  requests_per_second: 1000
+  max_invalid_ratio: 0.2
+"""
+
+
+def run_pump() -> dict[str, Any]:
+    from flows.pump import pump
+
+    return dict(pump(spec_path="pumps/orders.yaml"))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_runs_read_the_api_and_move_the_cursor_with_what_was_loaded(project: Path) -> None:
+    records = list(RECORDS)
+    app = PagedAPI(records, "cursor")
+    with serve(app) as base:
+        (project / "pumps" / "orders.yaml").write_text(HTTP_SPEC.format(url=base))
+        first = run_pump()
+        assert (first["status"], first["rows_read"]) == ("ok", 50)
+        assert first["rows_rejected"] == sum(1 for r in records if not is_valid(r))
+        assert landed("out/orders") == expected(records)
+        mark = max(r["updated_at"] for r in records if is_valid(r) and r["status"] != "void")
+        assert _iso(first["hwm_after"]) == mark
+        rejected = _rejected_sources(project)
+        assert len(rejected) == first["rows_rejected"]
+        assert all(s.startswith(f"{base}/v1/orders") for s in rejected)
+
+        records += api_orders(30, seed=4, start=_minute_after(records[-1]))
+        app.seen.clear()
+        second = run_pump()
+    # the second run asks from the mark; the API answers updated_at >= it
+    assert app.seen[0].query["updated_since"] == mark
+    again = [r for r in records if r["updated_at"] >= mark]
+    assert second["rows_read"] == len(again)
+    assert second["hwm_before"] == first["hwm_after"]
+    want = Counter(_rows(expected(RECORDS))) + Counter(_rows(expected(again, hwm=mark)))
+    assert Counter(_landed_rows(project)) == want
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_run_reads_the_api_from_cursor_start(project: Path) -> None:
+    app = PagedAPI(RECORDS, "cursor")
+    with serve(app) as base:
+        spec = HTTP_SPEC.format(url=base).replace(
+            "  records: data\n", '  records: data\n  cursor_start: "2026-03-08T00:20:00Z"\n'
+        )
+        (project / "pumps" / "orders.yaml").write_text(spec)
+        s = run_pump()
+    assert app.seen[0].query["updated_since"] == "2026-03-08T00:20:00Z"
+    assert s["rows_read"] == 30
+    assert landed("out/orders") == expected(RECORDS[20:])
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "transient faults",
+    "an http source failing on page N",
+    "nothing lands, state does not move; the next run lands each row once",
+)
+def test_a_failure_on_page_n_loses_nothing_and_doubles_nothing(project: Path) -> None:
+    records = list(RECORDS)
+    api = PagedAPI(records, "cursor")
+    app = Scripted([None, None, None, 404], api)  # page 4 fails
+    with serve(app) as base:
+        (project / "pumps" / "orders.yaml").write_text(HTTP_SPEC.format(url=base))
+        with pytest.raises(PumpError) as caught:
+            run_pump()
+        assert "failed with HTTP 404, not found: check source.url" in str(caught.value)
+        assert not (project / "out").exists()
+        assert not (project / ".pumphouse/orders/state.json").exists()
+        again = run_pump()
+    assert (again["status"], again["resumed"], again["rows_read"]) == ("ok", False, 50)
+    assert landed("out/orders") == expected(records)  # landed() fails on a row landed twice
+
+
+def _rejected_sources(project: Path) -> list[str]:
+    import duckdb
+
+    return [
+        r[0]
+        for r in duckdb.sql(
+            f"SELECT _source FROM read_parquet('{project}/out/orders/rejected/*.parquet')"
+        ).fetchall()
+    ]
+
+
+def _landed_rows(project: Path) -> list[tuple[Any, ...]]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con.sql(
+        "SELECT order_id, customer, amount, status, strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') "
+        f"FROM read_parquet('{project}/out/orders/data/**/*.parquet')"
+    ).fetchall()
+
+
+def _minute_after(record: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(record["updated_at"].replace("Z", "+00:00")) + dt.timedelta(
+        minutes=1
+    )
+
+
+def _rows(oracle: dict[int, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(k, *v) for k, v in oracle.items()]
+
+
+def _iso(hwm: str) -> str | None:
+    return cursor_value(hwm, None)
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "secrets",
+    "a secret token in http headers and params, with failing requests",
+    "zero hits in errors, state, run history, lineage columns and rejected files",
+)
+def test_secrets_never_reach_state_history_or_errors(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_TOKEN", "tok-1618033988")
+    monkeypatch.setenv("API_KEY", "apikey-141421356")
+    app = PagedAPI(RECORDS, "cursor", token="tok-1618033988")
+    with serve(app) as base:
+        spec = HTTP_SPEC.format(url=base).replace(
+            '  params: {updated_since: "{cursor}"}\n',
+            '  params: {updated_since: "{cursor}", key: "${env:API_KEY}"}\n'
+            '  headers: {Authorization: "Bearer ${env:API_TOKEN}"}\n',
+        )
+        (project / "pumps" / "orders.yaml").write_text(spec)
+        assert run_pump()["status"] == "ok"
+        assert app.seen[0].query["key"] == "apikey-141421356"
+        sources = _rejected_sources(project)
+        assert sources and all(s.startswith(f"{base}/v1/orders?key=***") for s in sources)
+        monkeypatch.setenv("API_TOKEN", "tok-wrong-2236067977")
+        with pytest.raises(PumpError) as caught:
+            run_pump()
+    assert "failed with HTTP 401, unauthorized: check the credentials in source.headers" in str(
+        caught.value
+    )
+    secrets = ("tok-1618033988", "apikey-141421356", "tok-wrong-2236067977")
+    assert not any(s in str(caught.value) for s in secrets)
+    for path in project.rglob("*"):
+        if path.is_file() and path.suffix != ".parquet":
+            text = path.read_bytes()
+            assert not any(s.encode() in text for s in secrets), path
