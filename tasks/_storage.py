@@ -1,0 +1,154 @@
+"""Storage failures (local disk, s3fs, botocore, aiohttp) as pumphouse errors, by what to do.
+
+s3fs has already retried throttling and dropped connections (and botocore under it, as
+`config_kwargs.retries` says) by the time an error gets here. What is left is sorted: a missing
+bucket or object and refused credentials are for the user to fix (DataError); throttling,
+timeouts and resets may pass on a later try (TransientError, which the stage and load steps
+retry); anything else is not a storage error and passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from schemas import secrets
+from schemas.errors import DataError, PumpError, SpecError, TransientError
+
+# errno values s3fs gives S3 error codes that a later request may not get: SlowDown,
+# ServiceUnavailable (EBUSY), InternalError (EREMOTEIO), an unknown code (EIO); and the
+# network's own.
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.EBUSY,
+        errno.EIO,
+        getattr(errno, "EREMOTEIO", errno.EIO),
+        errno.ETIMEDOUT,
+        errno.ECONNRESET,
+        errno.ECONNREFUSED,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.EAGAIN,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+    }
+)
+# botocore errors that mean "no usable credentials", whatever the store would say.
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+        "UnauthorizedSSOTokenError",
+        "TokenRetrievalError",
+    }
+)
+
+
+# Credentials s3fs (botocore) takes from the environment when storage_options give none.
+ENV_CREDENTIALS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def remember_env_credentials() -> None:
+    """Mask the AWS credentials in the environment, as if a spec had named them."""
+    for name in ENV_CREDENTIALS:
+        value = os.environ.get(name)
+        if value:
+            secrets.remember(value)
+
+
+def kind(e: BaseException) -> str | None:
+    """'missing', 'denied', 'no_credentials', 'refused' (a request the store will never
+    accept), 'bad_option', 'transient', or None when `e` is not a storage failure."""
+    names = {c.__name__ for c in type(e).__mro__}
+    if isinstance(e, PumpError):
+        return None
+    if isinstance(e, FileNotFoundError):
+        return "missing"
+    if isinstance(e, PermissionError):
+        return "denied"
+    if names & CREDENTIAL_ERRORS:
+        return "no_credentials"
+    if isinstance(e, TimeoutError | ConnectionError):
+        return "transient"
+    response = getattr(e, "response", None)
+    if "ClientError" in names and isinstance(response, dict) and "Error" in response:
+        from s3fs.errors import translate_boto_error  # an S3 answer s3fs has not translated
+
+        translated = translate_boto_error(e)
+        return kind(translated) if translated is not e else "transient"
+    if "ParamValidationError" in names:
+        return "refused"
+    if "BotoCoreError" in names or "ClientError" in names:  # botocore's, or aiohttp's
+        return "transient"
+    if isinstance(e, OSError):
+        if e.errno is None or e.errno in TRANSIENT_ERRNOS or "pre-condition" in str(e):
+            return "transient"  # a precondition: the object was replaced while it was read
+        return "refused"
+    if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
+        return "bad_option"  # s3fs passes unknown storage_options on to botocore's session
+    return None
+
+
+def storage_error(e: BaseException, where: str, doing: str, options: str) -> BaseException:
+    """The pumphouse error for storage failure `e` while `doing` (reading, listing, writing)
+    `where` (a key and a URL, without secrets); `options` names where credentials come from.
+    `e` itself when it is not a storage failure."""
+    found = kind(e)
+    detail = _detail(e)
+    if found == "missing":
+        if "bucket does not exist" in detail or "NoSuchBucket" in detail:
+            return DataError(
+                f"{where}: the bucket does not exist; create it, or fix the bucket name in the URL"
+            )
+        return DataError(
+            f"{where}: no such file or folder; check the path (relative paths start at the "
+            "working directory) and storage_options"
+        )
+    if found == "denied":
+        return DataError(
+            f"{where}: access denied ({detail}); check the credentials in {options} "
+            "and that they may read and write there"
+        )
+    if found == "no_credentials":
+        return DataError(
+            f"{where}: no credentials found ({detail}); set key and secret in {options}, "
+            "or the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables"
+        )
+    if found == "refused":
+        return DataError(
+            f"{where}: the store refused the request ({detail}); check the URL, the region "
+            f"and {options}"
+        )
+    if found == "bad_option":
+        return SpecError(
+            f"{where}: {options} holds an option this filesystem does not take ({detail}); "
+            "see the fsspec (s3fs) documentation for its options"
+        )
+    if found == "transient":
+        return TransientError(
+            f"{where}: {doing} failed after retries ({detail}); the store is unavailable or "
+            "throttling, run again later"
+        )
+    return e
+
+
+@contextmanager
+def storage_errors(where: str, doing: str, options: str) -> Iterator[None]:
+    """Raise storage failures inside the block as storage_error() says, without the chain
+    (a botocore chain holds request details, never wanted in a message)."""
+    try:
+        yield
+    except Exception as e:
+        mapped = storage_error(e, where, doing, options)
+        if mapped is e:
+            raise
+        raise mapped from None
+
+
+def _detail(e: BaseException) -> str:
+    text = str(e.args[1] if isinstance(e, OSError) and len(e.args) == 2 else e) or ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
