@@ -38,8 +38,14 @@ test: lint typecheck unit
 reliability: .venv/.synced
 	.venv/bin/python -m tests.reliability
 
-bench: .venv/.synced
-	.venv/bin/python -m bench
+# The bench's own environment (competitors and the chart), apart from the project's.
+bench/.venv/.synced: bench/requirements.txt | $(UV)
+	$(UV) venv --allow-existing --python $(PY) bench/.venv
+	$(UV) pip install --python bench/.venv/bin/python -r bench/requirements.txt
+	touch $@
+
+bench: .venv/.synced bench/.venv/.synced
+	bench/.venv/bin/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .pumphouse warehouse .pytest_cache .mypy_cache .ruff_cache

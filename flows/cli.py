@@ -1,4 +1,4 @@
-"""`pumphouse`: validate, run, status, query, reset (CONTRACT §4). Exit 0 ok, 1 run failed, 2 usage or spec."""
+"""`pumphouse`: validate, run, status, query, compact, reset (CONTRACT §4). Exit 0 ok, 1 run failed, 2 usage or spec."""
 
 from __future__ import annotations
 
@@ -145,9 +145,27 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines on the console.")
     ] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Where files are staged: local (this process) or dask (the workers of "
+            "--cluster). Default: PUMPHOUSE_EXECUTOR, else local.",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="The Dask scheduler's address, tcp://HOST:8786. Default: PUMPHOUSE_DASK_CLUSTER.",
+        ),
+    ] = None,
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
     _read_spec(str(spec))  # most spec errors exit 2 within a second
+    from flows.executor import choose
+
+    choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
     _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
     from flows.pump import pump
     from tasks import progress
@@ -156,7 +174,12 @@ def run(
     stop = _progress_bar(progress) if show_bar else (lambda: None)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        summary = pump(spec_path=str(spec), full_refresh=full_refresh)
+        from flows.local_server import use_local_server
+
+        use_local_server(_say)  # no server configured: a local one, started once and reused
+        summary = pump(
+            spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
+        )
     except Exception as e:
         stop()
         if as_json:  # --json promises one object, whatever went wrong
@@ -255,7 +278,11 @@ def status(
         list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
     ] = None,
 ) -> None:
-    """Per pump: last run, its outcome, rows, high-water mark."""
+    """Per pump: last run, its outcome, rows, high-water mark; recent runs and the next one.
+
+    Runs come from Prefect when a server is configured (PREFECT_API_URL), else from local state.
+    """
+    from flows.history import read_histories
     from tasks.state import StateStore
 
     paths = specs or sorted(Path("pumps").glob("*.yaml"))
@@ -263,34 +290,43 @@ def status(
         raise UsageError(
             "no specs given and none in pumps/; pass spec files: pumphouse status pumps/NAME.yaml"
         )
-    table = Table(
-        "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark", "open run"
-    )
-    broken = 0
+    read: list[tuple[Path, Any]] = []
     for path in paths:
         try:
-            spec = _read_spec(str(path))
+            read.append((path, _read_spec(str(path))))
         except SpecError as e:
-            broken += 1
-            table.add_row(str(path), "-", redact(f"invalid spec: {e.problems[0]}"), *("-" * 5))
+            read.append((path, e))
+    names = [s.name for _, s in read if not isinstance(s, SpecError)]
+    histories, source, warning = read_histories(names) if names else ({}, "", None)
+    if warning:
+        _say(f"warning: {warning}")
+    table = Table(
+        "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark",
+        "open run", "recent runs", "next run", caption=source or None, caption_justify="left",
+    )  # fmt: skip
+    for path, spec in read:
+        if isinstance(spec, SpecError):
+            table.add_row(str(path), "-", redact(f"invalid spec: {spec.problems[0]}"), *("-" * 7))
             continue
         store = StateStore(spec.name)
-        runs = store.runs(1)
-        last = runs[-1] if runs else {}
+        history = histories[spec.name]
+        last = history.runs[0] if history.runs else None
         open_run = store.manifest()
         cells = (
             spec.name,
-            last.get("started_at") or "never",
-            (last.get("status") or "-") + (f": {last['error']}" if last.get("error") else ""),
-            str(last.get("rows_read", "-")),
-            str(last.get("rows_written", "-")),
-            str(last.get("rows_rejected", "-")),
+            last.started_at if last else "never",
+            last.outcome if last else "-",
+            last.rows_read if last else "-",
+            last.rows_written if last else "-",
+            last.rows_rejected if last else "-",
             str(store.committed().hwm or "-"),
             f"{open_run.run_id} ({open_run.phase})" if open_run else "-",
+            " ".join(r.word for r in history.runs) or "-",
+            history.next_run or "-",
         )
         table.add_row(*(redact(c) for c in cells))
     _print_table(table)
-    if broken:
+    if any(isinstance(s, SpecError) for _, s in read):
         raise typer.Exit(2)  # the others are shown; `pumphouse validate` tells what is wrong
 
 
@@ -323,6 +359,39 @@ def query(
 
 
 @app.command()
+def compact(
+    spec: Annotated[Path, typer.Argument(help="The spec file (a delta sink)")],
+    retention_hours: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-hours",
+            min=0,
+            help="Keep files older versions need for this long (default: the table's, 7 days).",
+        ),
+    ] = None,
+) -> None:
+    """Compact a delta sink: small files into large ones, then vacuum files no recent version needs.
+
+    Takes the pump's lock, so it never runs during a load. Vacuum deletes only files the table's
+    log removed; rejected rows under URL/rejected/ stay.
+    """
+    from tasks.sink_delta import compact as compact_table
+    from tasks.state import StateStore
+
+    loaded = _read_spec(str(spec))
+    if loaded.sink.type != "delta":
+        raise UsageError(f"compact works on delta sinks; {spec} has sink.type {loaded.sink.type}")
+    with StateStore(loaded.name).lock():
+        done = compact_table(loaded, retention_hours)
+    out.print(
+        f"compacted: pump {loaded.name}, {done.files_before} -> {done.files_after} files, "
+        f"{done.files_deleted} old files deleted, table version {done.version}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
 def reset(
     spec: Annotated[Path, typer.Argument(help="The spec file")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
@@ -335,7 +404,7 @@ def reset(
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("reset asks for confirmation; pass --yes to reset without asking")
-        typer.confirm(f"Forget all state of pump {loaded.name!r} ({store.root})?", abort=True)
+        typer.confirm(f"Forget all state of pump {loaded.name!r} ({store.location})?", abort=True)
     with store.lock():
         store.reset()
     out.print(f"reset: pump {loaded.name} will read everything again on its next run", markup=False)
@@ -346,13 +415,64 @@ def deploy(
     specs: Annotated[
         list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
     ] = None,
-    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool")] = "pumphouse",
+    pool: Annotated[
+        str, typer.Option("--pool", help="Prefect work pool; created (type process) if missing")
+    ] = "pumphouse",
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            "--workdir",
+            help="The project folder as the worker sees it; default this folder. "
+            "For Docker or Kubernetes pools: the project folder inside the image.",
+        ),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Docker image (Docker and Kubernetes pools)")
+    ] = None,
 ) -> None:
-    """Create or update one Prefect deployment per spec (not in this build yet)."""
-    from schemas.errors import NotSupportedYet
+    """Create or update one Prefect deployment per spec, named after the pump, with the spec's
+    schedule; a process worker started in the project folder runs it.
 
-    raise NotSupportedYet(
-        "deploy is not supported by this build yet; run pumps with `pumphouse run SPEC`"
+    Needs a Prefect server (PREFECT_API_URL). Then: prefect worker start --pool pumphouse
+    """
+    from flows.deploy import deploy as deploy_specs
+    from tasks.deployment import spec_parameter
+
+    paths = specs or sorted(Path("pumps").glob("*.yaml"))
+    if not paths:
+        raise UsageError(
+            "no specs given and none in pumps/; pass spec files: pumphouse deploy pumps/NAME.yaml"
+        )
+    loaded: list[tuple[Any, str]] = []
+    bad = 0
+    for path in paths:
+        try:
+            loaded.append((_load(str(path)), spec_parameter(path, Path.cwd())))
+        except SpecError as e:
+            bad += 1
+            for p in e.problems:
+                _say(p)
+    if bad:
+        _say(f"nothing deployed: {bad} spec(s) have problems; fix them and deploy again")
+        raise typer.Exit(2)
+    named: dict[str, str] = {}
+    for spec, spec_path in loaded:
+        if spec.name in named:
+            raise UsageError(
+                f"{named[spec.name]} and {spec_path} both name pump {spec.name!r}; "
+                "a pump name is unique (it names the deployment, state and output)"
+            )
+        named[spec.name] = spec_path
+    report = deploy_specs(loaded, pool, workdir, image)
+    if report.pool_created:
+        out.print(f"created work pool {report.pool} (type process)", markup=False)
+    for d in report.deployments:
+        when = f"schedule {d.schedule}" if d.schedule else "no schedule: runs when triggered"
+        out.print(f"deployed {d.name} on pool {report.pool}, {when}", markup=False)
+    out.print(
+        f"runs in {report.workdir}; start a worker there: prefect worker start --pool {report.pool}",
+        markup=False,
+        highlight=False,
     )
 
 

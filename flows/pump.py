@@ -6,64 +6,82 @@ models, paths, counts) cross task boundaries. State is committed here, last.
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, as_completed
 
-from schemas.errors import DataError
+from flows.executor import Executor, Stager, choose, stager
+from flows.orchestration import one_run_at_a_time, publish, tag_run
+from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
 from schemas.spec import Spec
 from tasks import faults, progress, sinks
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
-from tasks.steps import commit_task, load_task, masked, plan_task, stage_task
+from tasks.steps import commit_task, load_task, masked, plan_task
 from tasks.summary import Counts, Summary
 
 
 @flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
-def pump(spec_path: str, full_refresh: bool = False) -> dict[str, Any]:
-    """Run the pump described by the spec at `spec_path` (relative to the project folder)."""
+def pump(
+    spec_path: str,
+    full_refresh: bool = False,
+    executor: str | None = None,
+    cluster: str | None = None,
+) -> dict[str, Any]:
+    """Run the pump described by the spec at `spec_path` (relative to the project folder);
+    `executor` "dask" stages on the Dask cluster at `cluster` (see flows/executor.py)."""
     started = time.perf_counter()
+    run_on = choose(executor, cluster)
     logger = get_run_logger()
     spec = load(spec_path)
+    tag_run(spec.name)
     store = StateStore(spec.name)
     summary = Summary(pump=spec.name, run_id="-", output=spec.sink.url)
     summary.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        with store.lock():
-            _locked_run(spec, store, summary, full_refresh, started)
+        with store.lock(), one_run_at_a_time(spec.name):
+            _locked_run(spec, store, summary, full_refresh, started, run_on)
     except Exception as e:
         clean = masked(e)
         summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started
         store.record_run(redact_all(summary.to_dict()))
-        _publish(spec, summary)
+        publish(summary)
         logger.error(redact(f"{summary.one_line()}: {clean}"))
         if clean is e:
             raise
         raise clean from None
-    _publish(spec, summary)
+    publish(summary)
     logger.info(redact(summary.one_line()))
     return redact_all(summary.to_dict())
 
 
 def _locked_run(
-    spec: Spec, store: StateStore, summary: Summary, full_refresh: bool, started: float
+    spec: Spec,
+    store: StateStore,
+    summary: Summary,
+    full_refresh: bool,
+    started: float,
+    run_on: Executor,
 ) -> None:
     """Plan, stage, load, commit: everything that must hold the pump's lock."""
     if full_refresh or store.refresh_pending():
-        _forget(spec, store)
-    manifest, summary.resumed = plan_task(spec, store)
+        with summary.step("refresh"):
+            _forget(spec, store)
+    with summary.step("plan"):
+        manifest, summary.resumed = plan_task(spec, store)
     faults.point("planned")
     progress.emit("total_files", len(manifest.inputs))
     summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
     run_dir = str(store.run_dir(manifest.run_id))
     if manifest.phase == "staging":
         try:
-            summary.counts = _stage_all(spec, manifest, run_dir)
+            with summary.step("stage"):
+                summary.counts = _stage_all(spec, manifest, run_dir, run_on)
             _gate(spec, summary.counts)
         except Exception:
             store.drop_manifest()  # nothing reached the sink: the next run lists afresh
@@ -72,18 +90,32 @@ def _locked_run(
         manifest.phase, manifest.staged = "loading", summary.counts.to_dict()
         store.save_manifest(manifest)
         faults.point("staged")
-    else:
+    elif store.staged_here(manifest.run_id):
         summary.counts = Counts(**manifest.staged)
-    loaded = load_task(spec, store, manifest)
+    else:
+        with summary.step("stage"):
+            summary.counts = _restage(spec, store, manifest, run_dir, run_on)
+    with summary.step("load"):
+        try:
+            loaded = load_task(spec, store, manifest)
+        except SinkRefused:
+            store.drop_manifest()  # nothing of this run reached the sink: read it afresh once fixed
+            raise
     faults.point("loaded")
     summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
     summary.hwm_after = loaded.hwm_after
     summary.seconds = time.perf_counter() - started
-    commit_task(store, manifest, loaded, summary.to_dict())
+    with summary.step("commit"):
+        commit_task(store, manifest, loaded, summary.to_dict())
 
 
-def _stage_all(spec: Spec, manifest: Manifest, run_dir: str) -> Counts:
-    """Stage the inputs, at most max_concurrency at once, stopping at max_rows_per_run."""
+def _stage_all(spec: Spec, manifest: Manifest, run_dir: str, run_on: Executor) -> Counts:
+    """Stage the inputs on `run_on`, at most max_concurrency at once, stopping at max_rows_per_run."""
+    with stager(spec, run_dir, run_on) as stage:
+        return _stage_each(stage, spec, manifest)
+
+
+def _stage_each(stage: Stager, spec: Spec, manifest: Manifest) -> Counts:
     limits = spec.limits
     total = Counts()
     done: dict[int, Counts] = {}
@@ -96,16 +128,30 @@ def _stage_all(spec: Spec, manifest: Manifest, run_dir: str) -> Counts:
             and total.rows_read < limits.max_rows_per_run
         ):
             i, f = queue.pop(0)
-            pending[stage_task.submit(spec, run_dir, i, f, manifest.hwm_before)] = i
+            pending[stage.submit(i, f, manifest.hwm_before)] = i
         if not pending:
             break  # the row limit is reached: the rest waits for the next run
         fut = next(as_completed(list(pending)))
         i = pending.pop(fut)
-        done[i] = fut.result()
+        done[i] = stage.result(fut, i)
         total.add(done[i])
         faults.point("staged_file")
     manifest.inputs = [manifest.inputs[i] for i in sorted(done)]  # what the row limit let in
     return total
+
+
+def _restage(
+    spec: Spec, store: StateStore, manifest: Manifest, run_dir: str, run_on: Executor
+) -> Counts:
+    """A run that was loading elsewhere (state in an object store) has no staged batches on
+    this machine: stage the same frozen inputs again, then load as usual (the load replaces
+    what this run wrote before). On failure the manifest stays: part of the run may be in the
+    sink already, and only a replay of this run removes it."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    counts = _stage_all(spec, manifest, run_dir, run_on)
+    manifest.staged = counts.to_dict()
+    store.save_manifest(manifest)  # the inputs the row limit let in this time, and the mark
+    return counts
 
 
 def _gate(spec: Spec, counts: Counts) -> None:
@@ -134,17 +180,7 @@ def _forget(spec: Spec, store: StateStore) -> None:
     (output gone but state kept would otherwise leave the sink empty for good).
     """
     store.mark_refresh(True)
-    sinks.remove_all(spec, store.root)
+    sinks.remove_all(spec, store.location)
     faults.point("refresh_output_removed")
     store.reset()
     store.mark_refresh(False)
-
-
-def _publish(spec: Spec, summary: Summary) -> None:
-    key = "pump-" + spec.name.replace("_", "-")
-    try:
-        create_markdown_artifact(
-            markdown=summary.to_markdown(), key=key, description=summary.one_line()
-        )
-    except Exception as e:  # the run's outcome must not depend on the artifact store
-        get_run_logger().warning(f"could not publish the run summary artifact: {e}")

@@ -48,6 +48,11 @@ class DataError(PumpError):
     """The data broke the contract (too many invalid rows, unreadable file): fix the data."""
 
 
+class SinkRefused(DataError):
+    """The sink refused the run's rows before writing any of them (a lossy schema change):
+    the run is dropped, so once the spec or the data is fixed its inputs are read afresh."""
+
+
 class TransientError(PumpError):
     """A temporary failure (network, throttling, a busy lock): retrying may succeed."""
 

@@ -37,6 +37,7 @@ EXTENSION_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+DELTA_SCHEMES = ("file", "s3", "s3a")  # where the delta sink writes: tested there
 SINK_MODES = {
     "parquet": ("append",),
     "delta": ("append", "merge", "overwrite"),
@@ -110,6 +111,9 @@ class HttpSource(Model):
     max_pages: int = Field(10_000, ge=1)
     timeout: Seconds = 30.0
     format: Literal["json"] = "json"
+    retries: int = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
+    retry_max_wait: Seconds = 60.0  # cap on one wait between tries, Retry-After included
+    max_response_bytes: ByteSize = Field(ByteSize(64 * 2**20), ge=1024)  # per page, decoded
 
 
 Source = Annotated[FilesSource | HttpSource, Field(discriminator="type")]
@@ -277,6 +281,8 @@ class HttpSink(Model):
     key: Names | None = None
     partition_by: Names = ()
     timeout: Seconds = 30.0
+    retries: int = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
+    retry_max_wait: Seconds = 60.0  # cap on one wait between tries, Retry-After included
 
 
 Sink = Annotated[ParquetSink | DeltaSink | HttpSink, Field(discriminator="type")]
@@ -412,6 +418,18 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
         problems.append(
             (("sink", "key"), "mode 'merge' needs a key: set sink.key or transform.dedup.key")
         )
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", sink.url)
+    if sink.type == "delta" and scheme and scheme.group(1).lower() not in DELTA_SCHEMES:
+        problems.append(
+            (
+                ("sink", "url"),
+                f"a delta table lives on a local path or an s3:// URL (got {scheme.group(1)}://); "
+                "e.g. ./warehouse/orders or s3://bucket/orders",
+            )
+        )
+
+    if isinstance(spec.source, HttpSource):
+        problems += _paginate_problems(spec.source.paginate)
 
     if isinstance(spec.source, FilesSource) and source_format(spec.source) is None:
         problems.append(
@@ -443,6 +461,20 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
         problems += _names_exist(out, sink.partition_by, ("sink", "partition_by"))
         problems += _names_exist(out, sink.key or (), ("sink", "key"))
     return problems
+
+
+def _paginate_problems(p: Paginate) -> list[tuple[tuple[str | int, ...], str]]:
+    """A pagination style that reads a path from the body needs that path."""
+    needs = {"next_url": "next_url", "cursor": "cursor_path"}.get(p.style)
+    if needs is None or getattr(p, needs):
+        return []
+    return [
+        (
+            ("source", "paginate", needs),
+            f"style {p.style} needs {needs}: the dotted path in the body, e.g. "
+            + ("links.next" if needs == "next_url" else "meta.next_cursor"),
+        )
+    ]
 
 
 def _names_exist(

@@ -3,32 +3,130 @@ from the relation, or from the JSON records' keys) made into one QueryPlan."""
 
 from __future__ import annotations
 
-import ibis
-import pandera.ibis as pa
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from tasks import _checks
-from tasks._columns import columns_of
+from tasks import _contract_cache
 from tasks._duckdb import Connection, column_types
 from tasks._json_fields import json_fields
-from tasks._query_plan import QueryPlan
 from tasks._records import META
+
+if TYPE_CHECKING:  # imported where a query is built: a cached query needs neither
+    import pandera.ibis as pa
 
 # The batch's own columns and the two the contract adds: never a data column's name.
 RESERVED = (*META, "_errors", "_original")
+_UNSET: Any = object()
 
 
-def batch_sql(con: Connection, schema: pa.DataFrameSchema | None, source: str, kind: str) -> str:
-    """SQL that checks the batch in `source` (an SQL relation) against `schema` (see check_batch)."""
+class Contract:
+    """A data contract as the queries need it. The pandera schema is built (or loaded) on first
+    use, so a run whose queries are all in the cache imports neither pandera nor ibis."""
+
+    def __init__(
+        self,
+        load: Callable[[], pa.DataFrameSchema | None],
+        *,
+        key: str | None = None,
+        present: bool = True,
+        strict: bool | str | None = None,
+    ) -> None:
+        self._load, self.key, self.present, self._strict = load, key, present, strict
+        self._schema: Any = _UNSET
+        self.plans: dict[Any, str] = {}
+
+    @classmethod
+    def of(cls, schema: pa.DataFrameSchema | None) -> Contract:
+        """A contract of a schema at hand (no cache: it has no name to be found by)."""
+        strict = schema.strict if schema is not None else False
+        return cls(lambda: schema, present=schema is not None, strict=strict)
+
+    def schema(self) -> pa.DataFrameSchema | None:
+        if self._schema is _UNSET:
+            self._schema = self._load()
+        return self._schema
+
+    @property
+    def strict(self) -> bool | str:
+        if self._strict is None:
+            schema = self.schema()
+            self._strict = schema.strict if schema is not None else False
+        return self._strict
+
+
+def batch_sql(
+    con: Connection,
+    contract: Contract,
+    source: str,
+    kind: str,
+    *,
+    carry: tuple[str, ...] = (),
+    lean: bool = False,
+) -> str:
+    """SQL that checks the batch in `source` (an SQL relation) against the contract (see
+    check_batch). `carry`: bookkeeping columns of `source` kept in the result, `unique`
+    checked within each of their values; `lean`: `_raw` and `_original` only on rejected rows.
+    """
+    fields = batch_fields(con, contract, source, kind)
+    return plan_sql(contract, source, kind, fields, carry=carry, lean=lean)
+
+
+def batch_fields(con: Connection, contract: Contract, source: str, kind: str) -> dict[str, str]:
+    """The batch's own fields and their types ("" = text): the JSON records' keys, or the
+    relation's columns."""
+    if kind == "json":
+        return json_fields(
+            con, source, contract.present, contract.strict if contract.present else False
+        )
+    described = column_types(con, f"SELECT * FROM {source} LIMIT 0")
+    return {n: t for n, t in described if n not in RESERVED}
+
+
+def plan_sql(
+    contract: Contract,
+    source: str,
+    kind: str,
+    fields: dict[str, str],
+    *,
+    carry: tuple[str, ...] = (),
+    lean: bool = False,
+) -> str:
+    """The contract query for a batch whose fields are `fields`. The same contract and fields
+    give the same SQL: it is built once (compiling pandera's checks costs ~20 ms), and for an
+    inline schema kept on disk for later runs."""
+    what = ["plan", source, kind, list(fields.items()), list(carry), lean]
+    key = repr(what)
+    sql = contract.plans.get(key)
+    if sql is None and contract.key is not None:
+        cached = _contract_cache.get(contract.key, what)
+        sql = cached if isinstance(cached, str) else None
+    if sql is None:
+        sql = _plan(contract.schema(), source, kind, fields, carry, lean)
+        if contract.key is not None:
+            _contract_cache.put(contract.key, what, sql)
+    contract.plans[key] = sql
+    return sql
+
+
+def _plan(
+    schema: pa.DataFrameSchema | None,
+    source: str,
+    kind: str,
+    fields: dict[str, str],
+    carry: tuple[str, ...],
+    lean: bool,
+) -> str:
+    import ibis
+
+    from tasks import _checks
+    from tasks._columns import columns_of
+    from tasks._query_plan import QueryPlan
+
     cols = columns_of(schema) if schema is not None else []
     strict = schema.strict if schema is not None else False
-    plan = QueryPlan(kind, source, dtypes={c.name: c.dtype for c in cols})
+    plan = QueryPlan(kind, source, dtypes={c.name: c.dtype for c in cols}, carry=carry, lean=lean)
     if schema is not None:
         plan.checks = _checks.row_checks(schema, ibis.table(plan.dtypes, name=_checks.TYPED))
-    if kind == "json":
-        fields = json_fields(con, source, schema is not None, strict)
-    else:
-        described = column_types(con, f"SELECT * FROM {source} LIMIT 0")
-        fields = {n: t for n, t in described if n not in RESERVED}
     for c in cols:
         plan.add_column(c, fields.get(c.name, ""))
     if strict != "filter":

@@ -4,11 +4,12 @@ and their types, and the one parse that extracts every field's text (and JSON)."
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import ibis.expr.datatypes as dt
+from typing import TYPE_CHECKING, Any
 
 from tasks._duckdb import Connection, quote, rows
+
+if TYPE_CHECKING:
+    import ibis.expr.datatypes as dt
 
 # Looks like a JSON object (valid if try(json_...) then parses it). The regex, for leading
 # whitespace, runs only on rows not starting with '{': ltrim(_raw, chars) costs twice as much.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import ibis.expr.datatypes as dt
+import pandera.backends.ibis.builtin_checks  # noqa: F401  (registers Check.ge & co. for ibis)
 import pandera.ibis as pa
 
 from schemas.errors import SpecError

@@ -34,6 +34,12 @@ class QueryPlan:
     flags: list[tuple[str, str]] = field(default_factory=list)  # (error label, condition)
     outputs: list[str] = field(default_factory=list)
     original: list[tuple[str, str]] = field(default_factory=list)  # (field, alias)
+    # Bookkeeping columns of the source passed through to the result; `unique` is then
+    # checked within each group of equal values of them (a file's batches in one query).
+    carry: tuple[str, ...] = ()
+    # `_raw` and `_original` only on rejected rows (NULL on valid ones): staging needs them
+    # nowhere else, and they are most of the bytes.
+    lean: bool = False
 
     def _path(self, key: str) -> int:
         self.paths.append(key)
@@ -69,7 +75,7 @@ class QueryPlan:
             self.flags.append((label, f"{o} IS NOT NULL AND {v} IS NULL"))
         self._add_checks(c.name)
         if c.unique:
-            self.flags.append((f"{c.name}: unique", _duplicate([c.name], c.unique)))
+            self.flags.append((f"{c.name}: unique", _duplicate([c.name], c.unique, self.carry)))
 
     def add_extra(
         self, name: str, source_type: str, *, keep: bool, unknown: bool, named: bool
@@ -103,7 +109,8 @@ class QueryPlan:
         for g in [unique] if all(isinstance(u, str) for u in unique) else unique:
             if g:
                 label = f"_record: unique({', '.join(g)})"
-                self.flags.append((label, _duplicate(list(g), schema.report_duplicates)))
+                flag = _duplicate(list(g), schema.report_duplicates, self.carry)
+                self.flags.append((label, flag))
 
     def _add_checks(self, column: str | None) -> None:
         self.flags += [
@@ -113,23 +120,18 @@ class QueryPlan:
     def sql(self) -> str:
         """The whole query: typed values, compiled checks, flags, then `_errors`."""
         ctes = []
+        meta = "_source, _row, _raw, _parse_error" + "".join(f", {ident(c)}" for c in self.carry)
         if self.kind == "json":
-            sel = f"SELECT _source, _row, _raw, _parse_error, {extract(self.paths, self.need_json)}"
+            sel = f"SELECT {meta}, {extract(self.paths, self.need_json)}"
             ctes.append(f"__ph_in AS (\n  {sel}\n  FROM {self.source}\n)")
-            head, source = (
-                "SELECT _source, _row, _raw, _parse_error, __ph_s IS NOT NULL AS __ph_ok",
-                "__ph_in",
-            )
+            head, source = f"SELECT {meta}, __ph_s IS NOT NULL AS __ph_ok", "__ph_in"
         else:
-            head, source = (
-                "SELECT _source, _row, _raw, _parse_error, _parse_error IS NULL AS __ph_ok",
-                self.source,
-            )
+            head, source = f"SELECT {meta}, _parse_error IS NULL AS __ph_ok", self.source
         typed = "".join(f",\n    {sql} AS {ident(alias)}" for sql, alias in self.typed)
         ctes.append(f"{_checks.TYPED} AS (\n  {head}{typed}\n  FROM {source}\n)")
         checked = _checks.TYPED
         if self.checks:
-            aliases = [*_BOOKKEEPING, *(a for _, a in self.typed)]
+            aliases = [*_BOOKKEEPING, *self.carry, *(a for _, a in self.typed)]
             # Only the schema columns' types matter to the checks; the rest pass through.
             columns: dict[str, Any] = {a: self.dtypes.get(a, dt.string) for a in aliases}
             table = ibis.table(self.dtypes, name=_checks.TYPED)
@@ -143,8 +145,10 @@ class QueryPlan:
 
     def _final(self) -> str:
         errors = "CASE WHEN _parse_error IS NOT NULL THEN ['_record: ' || _parse_error]"
+        bad = ["_parse_error IS NOT NULL"]
         if self.kind == "json":
             errors += " WHEN NOT __ph_ok THEN ['_record: not a JSON object']"
+            bad.append("NOT __ph_ok")
         if self.flags:
             # Most rows are valid: one OR over the flags spares them building a list.
             failed = " OR ".join(f"__ph_f{i}" for i in range(len(self.flags)))
@@ -154,20 +158,27 @@ class QueryPlan:
             )
             errors += f" WHEN NOT ({failed}) THEN CAST([] AS VARCHAR[])"
             errors += f" ELSE list_filter([{items}], lambda e: e IS NOT NULL) END"
+            bad.append(f"({failed})")
         else:
             errors += " ELSE CAST([] AS VARCHAR[]) END"
         outputs = "".join(f"{ident(n)}, " for n in self.outputs)
+        carry = "".join(f", {ident(c)}" for c in self.carry)
         # DuckDB cannot unnest an empty struct: with no fields at all the record is the value.
         original = ", ".join(f"{ident(n)} := {a}" for n, a in self.original) or "_record := _raw"
+        raw, original = "_raw", f"struct_pack({original})"
+        if self.lean:
+            rejected = " OR ".join(bad)
+            raw, original = (f"CASE WHEN {rejected} THEN {x} END" for x in (raw, original))
         return (
-            f"SELECT {outputs}_source, _row, _raw,\n  {errors} AS _errors,\n"
-            f"  struct_pack({original}) AS _original\nFROM __ph_flags"
+            f"SELECT {outputs}_source, _row{carry}, {raw} AS _raw,\n  {errors} AS _errors,\n"
+            f"  {original} AS _original\nFROM __ph_flags"
         )
 
 
-def _duplicate(columns: list[str], report: str) -> str:
-    """TRUE on rows whose values in `columns` occur more than once in the batch (NULLs never do)."""
-    part = ", ".join(ident(c) for c in columns)
+def _duplicate(columns: list[str], report: str, within: tuple[str, ...] = ()) -> str:
+    """TRUE on rows whose values in `columns` occur more than once in the batch (NULLs never do);
+    `within`: bookkeeping columns that tell the batches of one query apart."""
+    part = ", ".join(ident(c) for c in (*within, *columns))
     present = " AND ".join(f"{ident(c)} IS NOT NULL" for c in columns)
     if report in ("exclude_first", "exclude_last"):
         desc = " DESC" if report == "exclude_last" else ""

@@ -12,11 +12,15 @@ from typing import Any
 
 import zstandard
 
-from schemas.errors import DataError, PumpError, TransientError
+from schemas.errors import DataError
 from schemas.spec import FilesSource
+from tasks._storage import storage_error
 from tasks.listing import SourceFile, safe_url
 
 CHUNK = 1 << 20  # read size: large enough that Python overhead per read does not matter
+# Bytes an object store fetches ahead per request (s3fs's own default is 50 MiB): memory
+# per file read stays about CHUNK + READ_BLOCK, however big the object.
+READ_BLOCK = 8 << 20
 # Decompression bomb guard: a compressed file may expand to BOMB_RATIO x its size, and
 # always to BOMB_FLOOR. Reading streams, so memory stays bounded anyway; the cap stops a
 # tiny file from keeping a run busy for hours. Typical text compresses 5-20x.
@@ -68,14 +72,18 @@ class Meter(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         try:
-            data = self.src.read(len(buffer))
+            into = getattr(self.src, "readinto", None)
+            if into is not None:  # straight into the caller's buffer: no copy of large reads
+                n = into(buffer) or 0
+            else:
+                data = self.src.read(len(buffer))
+                n = len(data)
+                buffer[:n] = data
         except (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError) as e:
             raise DataError(
                 f"{safe_url(self.url)}: not valid {self.codec} data after {self.count} bytes ({e}); "
                 "check source.compression or re-export the file"
             ) from None
-        n = len(data)
-        buffer[:n] = data
         self.count += n
         if self.cap is not None and self.count > self.cap:
             raise DataError(
@@ -92,15 +100,12 @@ def io_errors(url: str) -> Iterator[None]:
     to fix (DataError), anything else (network, throttling) may pass on retry."""
     try:
         yield
-    except PumpError:
-        raise
     except FileNotFoundError:
         raise DataError(
             f"{safe_url(url)}: the file is gone since it was listed; restore it, or reset the pump"
         ) from None
-    except PermissionError:
-        raise DataError(
-            f"{safe_url(url)}: access denied; check the credentials in source.storage_options"
-        ) from None
-    except OSError as e:
-        raise TransientError(f"{safe_url(url)}: reading failed ({e}); run again later") from None
+    except Exception as e:
+        mapped = storage_error(e, safe_url(url), "reading", "source.storage_options")
+        if mapped is e:
+            raise
+        raise mapped from None

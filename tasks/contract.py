@@ -3,24 +3,25 @@ checks it fails (`_errors`), all inside DuckDB; plus the spec's schema problems 
 
 from __future__ import annotations
 
-from typing import Literal
-
-import ibis.expr.datatypes as dt
-import pandera.ibis as pa
+from typing import TYPE_CHECKING, Literal
 
 from schemas.errors import SpecError
 from schemas.loader import Problem
 from schemas.spec import Spec
-from tasks import _duckdb
-from tasks._batch_sql import batch_sql
-from tasks._columns import columns_of
+from tasks import _contract_cache, _duckdb
+from tasks._batch_sql import Contract, batch_sql
 from tasks._duckdb import Connection, connect, ident
-from tasks._pandera_schema import column_dtype, inline_check, load_schema
+
+if TYPE_CHECKING:  # pandera and ibis are imported only where a query is built
+    import ibis.expr.datatypes as dt
+    import pandera.ibis as pa
 
 
 def pandera_schema(spec: Spec) -> pa.DataFrameSchema | None:
     """The spec's pandera (ibis backend) schema: built from the inline columns or loaded from
     `schema: "module:Class"`; None without a schema. Raises SpecError."""
+    from tasks._pandera_schema import load_schema
+
     return load_schema(spec)
 
 
@@ -49,15 +50,60 @@ def check_batch(
         raise ValueError(
             f"the connection's TimeZone is {zone!r}; open it with tasks._duckdb.connect"
         )
-    return batch_sql(con, load_schema(spec), ident(relation), kind)
+    return batch_sql(con, contract_of(spec), ident(relation), kind)
+
+
+def contract_of(spec: Spec) -> Contract:
+    """The spec's contract for the queries; one per inline schema in a process, so that its
+    queries are built once (`module:Class` is loaded afresh each time: its file may change)."""
+    key = _contract_cache.schema_key(spec)
+    if key is None:
+        return Contract(lambda: pandera_schema(spec), present=spec.schema_ is not None)
+    key = f"{spec.name}\0{key}"
+    found = _CONTRACTS.get(key)
+    if found is None:
+        if len(_CONTRACTS) >= 64:
+            _CONTRACTS.clear()
+        s = spec.schema_
+        strict = s.strict if s is not None and not isinstance(s, str) else None
+        found = _CONTRACTS[key] = Contract(lambda: pandera_schema(spec), key=key, strict=strict)
+    return found
+
+
+_CONTRACTS: dict[str, Contract] = {}
 
 
 def schema_problems(spec: Spec) -> list[Problem]:
     """Problems `pumphouse validate` reports: a `schema: "module:Class"` that cannot be loaded or
     run, an inline check that cannot apply to its column's type (a loader check)."""
+    key = _contract_cache.schema_key(spec)
+    if key is None:
+        return _schema_problems(spec)
+    # An inline schema's problems depend on it alone: kept (on disk too), a run checks its
+    # spec before the flow and in it, and a later run again, without pandera's dry runs.
+    found = _PROBLEMS.get(key)
+    if found is None:
+        cached = _contract_cache.get(key, "problems")
+        if isinstance(cached, list):
+            found = [(tuple(loc), str(msg)) for loc, msg in cached]
+        else:
+            found = _schema_problems(spec)
+            _contract_cache.put(key, "problems", [[list(loc), msg] for loc, msg in found])
+        _PROBLEMS[key] = found
+    return list(found)
+
+
+_PROBLEMS: dict[str, list[Problem]] = {}
+
+
+def _schema_problems(spec: Spec) -> list[Problem]:
     s = spec.schema_
     if s is None:
         return []
+    import pandera.ibis as pa
+
+    from tasks._pandera_schema import column_dtype, inline_check, load_schema
+
     con = connect(memory_bytes=256 * 2**20)
     try:
         if isinstance(s, str):
@@ -89,6 +135,8 @@ def schema_problems(spec: Spec) -> list[Problem]:
 def _dry_run(con: Connection, schema: pa.DataFrameSchema) -> str | None:
     """Run the checks on one row of sample values: catches what only DuckDB notices (an RE2
     regex it rejects, `isin: [x]` on a number column). Returns the error's first line."""
+    from tasks._columns import columns_of
+
     values = "".join(f", {_sample(c.dtype, c.sql)} AS {ident(c.name)}" for c in columns_of(schema))
     try:
         _duckdb.execute(
@@ -97,7 +145,8 @@ def _dry_run(con: Connection, schema: pa.DataFrameSchema) -> str | None:
             f"NULL::VARCHAR AS _raw, NULL::VARCHAR AS _parse_error{values}",
         )
         # Select _errors: it needs every check, so none is optimised away.
-        _duckdb.rows(con, f"SELECT _errors FROM ({batch_sql(con, schema, 'probe', 'columns')})")
+        sql = batch_sql(con, Contract.of(schema), "probe", "columns")
+        _duckdb.rows(con, f"SELECT _errors FROM ({sql})")
     except _duckdb.Error as e:
         return str(e).strip().splitlines()[0]
     return None

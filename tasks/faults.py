@@ -1,7 +1,7 @@
 """Named crash points the tests switch on: `PUMPHOUSE_FAULT=NAME[:N]` kills the process
 (SIGKILL, no cleanup) the Nth time (default 1st) the run reaches NAME. Off otherwise.
 
-Points: refresh_output_removed, planned, staged_file, staged, loaded_batch, loaded, state_written.
+Points: refresh_output_removed, planned, staged_file, stage_written (a Dask worker, after uploading a staged file), staged, loaded_batch, loaded, state_written.
 """
 
 from __future__ import annotations

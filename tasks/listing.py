@@ -1,6 +1,7 @@
 """List the files a files source names (a folder, a file or a glob), with a fingerprint each.
 
 The fingerprint is what "a file already read" means: a file whose size or etag changed is new.
+Object stores are listed page by page (s3fs follows S3's continuation tokens past 1,000 keys).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from schemas.errors import DataError, SpecError, TransientError
+from schemas.errors import SpecError
 from schemas.loader import resolve_mapping
 from schemas.spec import FilesSource
+from tasks._storage import remember_env_credentials, storage_errors
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 # Keys under which fsspec filesystems report a modification time, most specific first.
@@ -51,23 +53,13 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         fs, path = url_to_fs(source.url, **resolve_mapping(source.storage_options))
     except (ValueError, ImportError) as e:
         raise SpecError(f"source.url {safe_url(source.url)}: cannot open it ({e})") from None
-    try:
+    remember_env_credentials()
+    where = f"source.url {safe_url(source.url)}"
+    with storage_errors(where, "listing", "source.storage_options"):
+        # A long-lived process (a worker, the tests) shares one filesystem per set of options;
+        # its listing cache would hide files added or replaced since the last run.
+        fs.invalidate_cache()
         entries = _entries(fs, path, source)
-    except FileNotFoundError:
-        raise DataError(
-            f"source.url {safe_url(source.url)}: no such file or folder; "
-            "check the path (relative paths start at the working directory) and storage_options"
-        ) from None
-    except PermissionError as e:
-        raise DataError(
-            f"source.url {safe_url(source.url)}: access denied ({type(e).__name__}); "
-            "check the credentials in source.storage_options"
-        ) from None
-    except OSError as e:
-        raise TransientError(
-            f"source.url {safe_url(source.url)}: listing failed ({type(e).__name__}: {e}); "
-            "run again later"
-        ) from None
     files = [
         SourceFile(
             url=_full_url(fs, name), size=int(info.get("size") or 0), fingerprint=fingerprint(info)
@@ -120,11 +112,12 @@ def _full_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 
 def fingerprint(info: dict[str, Any]) -> str:
-    """The file's etag when the filesystem has one (s3), else `size:mtime`."""
+    """`etag:size` when the filesystem has etags (s3), else `size:mtime`: a file replaced
+    under the same name gets a new fingerprint, so it is read again."""
     etag = info.get("ETag") or info.get("etag")
-    if etag:
-        return str(etag).strip('"')
     size = int(info.get("size") or 0)
+    if etag:
+        return str(etag).strip('"') + f":{size}"
     for key in MTIME_KEYS:
         value = info.get(key)
         if value is not None:

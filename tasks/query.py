@@ -8,22 +8,30 @@ import duckdb
 
 from schemas.errors import UsageError
 from schemas.loader import resolve_mapping
-from schemas.spec import ParquetSink, Spec
-from tasks import sink_parquet
+from schemas.spec import DeltaSink, ParquetSink, Spec
+from tasks import sink_delta, sink_parquet
 from tasks._duckdb import connect, ident, quote, register_fs
 
 
 def run_query(spec: Spec, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run read-only SQL against the pump's output; returns (column names, rows)."""
     sink = spec.sink
-    if not isinstance(sink, ParquetSink):
-        raise UsageError(f"query reads parquet sinks in this build; sink.type is {sink.type!r}")
+    if not isinstance(sink, ParquetSink | DeltaSink):
+        raise UsageError(
+            f"query reads parquet and delta sinks in this build; sink.type is {sink.type!r}"
+        )
     fs, root = sink_parquet.target(sink.url, resolve_mapping(sink.storage_options))
     con = connect(memory_bytes=spec.limits.memory)
     register_fs(con, fs)
     prefix = "" if sink_parquet.is_local(fs) else f"{_protocol(fs)}://"
     views = []
     for view, sub in ((spec.name, "data"), (f"{spec.name}_rejected", "rejected")):
+        if sub == "data" and isinstance(sink, DeltaSink):  # the table's current version
+            table = sink_delta.dataset(spec)
+            if table is not None:
+                con.register(view, table)
+                views.append(view)
+            continue
         if fs.glob(f"{root}/{sub}/**/*.parquet"):
             pattern = quote(f"{prefix}{root}/{sub}/**/*.parquet")
             con.execute(

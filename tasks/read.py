@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,9 +20,10 @@ from schemas.loader import resolve_mapping
 from schemas.spec import FORMATS, FilesSource, Limits, source_format
 from tasks._csv import csv_groups, csv_options, csv_records
 from tasks._json import json_records, ndjson_groups
+from tasks._json_lines import blocks
 from tasks._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
 from tasks._records import META, Group, bounded, table
-from tasks._stream import CHUNK, Meter, codec_of, decompressed, io_errors
+from tasks._stream import CHUNK, READ_BLOCK, Meter, codec_of, decompressed, io_errors
 from tasks.listing import SourceFile, safe_url
 
 
@@ -47,18 +49,45 @@ def read_batches(source: FilesSource, file: SourceFile, limits: Limits) -> Itera
     max(100 x its size, 1 GiB) is refused with DataError as a possible decompression bomb.
     """
     fmt = _format(source, file)
-    try:
-        fs, path = url_to_fs(file.url, **resolve_mapping(source.storage_options))
-    except (ValueError, ImportError) as e:
-        raise SpecError(f"source.url {safe_url(file.url)}: cannot open it ({e})") from None
-    codec = codec_of(source, file, fmt)
-    with io_errors(file.url), fs.open(path, "rb") as raw:
+    with _opened(source, file, fmt) as (raw, codec):
         if fmt == "parquet":
             yield from _parquet_batches(raw, file, limits)
             return
         counted = Meter(raw, file.url)
         with io.BufferedReader(decompressed(counted, codec, file), CHUNK) as stream:
             yield from _text_batches(stream, counted, fmt, source, file, limits)
+
+
+def ndjson_blocks(
+    source: FilesSource, file: SourceFile, limits: Limits
+) -> Iterator[pa.Table | None] | None:
+    """An NDJSON file's whole lines in large blocks for DuckDB to split (see _json_lines.blocks),
+    opened, decompressed and guarded as read_batches does; None for any other format."""
+    if _format(source, file) != "ndjson":
+        return None
+    return _ndjson_blocks(source, file, int(limits.max_record_bytes))
+
+
+def _ndjson_blocks(source: FilesSource, file: SourceFile, limit: int) -> Iterator[pa.Table | None]:
+    with _opened(source, file, "ndjson") as (raw, codec):
+        counted = Meter(raw, file.url)
+        with io.BufferedReader(decompressed(counted, codec, file), CHUNK) as stream:
+            yield from blocks(stream, limit)
+
+
+@contextmanager
+def _opened(source: FilesSource, file: SourceFile, fmt: str) -> Iterator[tuple[Any, str]]:
+    """The file open for reading, and its codec; storage failures as pumphouse errors."""
+    try:
+        fs, path = url_to_fs(file.url, **resolve_mapping(source.storage_options))
+    except (ValueError, ImportError) as e:
+        raise SpecError(f"source.url {safe_url(file.url)}: cannot open it ({e})") from None
+    codec = codec_of(source, file, fmt)
+    # A cached listing would give the object's size and etag as they were when listed; s3fs
+    # then reads a replaced object only up to the old size. Ask the store afresh.
+    fs.invalidate_cache(path)
+    with io_errors(file.url), fs.open(path, "rb", block_size=READ_BLOCK) as raw:
+        yield raw, codec
 
 
 def _format(source: FilesSource, file: SourceFile) -> str:

@@ -18,6 +18,7 @@ import fsspec
 from schemas.errors import PumpError
 from tasks import faults
 from tasks._duckdb import Connection, ident, quote
+from tasks._storage import storage_errors
 
 
 def target(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -71,29 +72,75 @@ def write_batches(
     lineage: bool = False,
 ) -> None:
     """Write each `_batch` of `table` as `part-RUN-BATCH` file(s) under `dest`; `lineage` keeps
-    `_source` and `_row` (rejected rows say where they came from; loaded rows need not)."""
-    exclude = "_batch" if lineage else "_batch, _source, _row"
-    for k in range(batches):
-        sql = f"SELECT * EXCLUDE ({exclude}) FROM {table} WHERE _batch = {k}"
-        write(con, sql, fs, dest, f"part-{run_id}-{k:05d}", partition_by, str(run / "tmp"))
-        faults.point("loaded_batch")
+    `_source` and `_row` (rejected rows say where they came from; loaded rows need not).
+
+    All batches are written by one COPY partitioned by batch (one scan of `table`, however
+    many batches: a COPY per batch would scan it once per batch), into a private temp
+    folder; then batch by batch each file is moved (local) or uploaded into place.
+    """
+    exclude = "_source, _row" if not lineage else ""
+    select = f"SELECT * EXCLUDE ({exclude}) FROM {table}" if exclude else f"SELECT * FROM {table}"
+    tmp_root = str(run / "tmp")
+    os.makedirs(tmp_root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f"part-{run_id}-", dir=tmp_root)
+    try:
+        cols = ", ".join(ident(p) for p in ("_batch", *partition_by))
+        con.execute(
+            f"COPY ({select}) TO {quote(tmp)} (FORMAT parquet, COMPRESSION zstd, "
+            f"PARTITION_BY ({cols}), FILENAME_PATTERN 'part-{{i}}', OVERWRITE_OR_IGNORE)"
+        )
+        for k in range(batches):
+            _place_batch(
+                fs,
+                os.path.join(tmp, f"_batch={k}"),
+                dest,
+                f"part-{run_id}-{k:05d}",
+                bool(partition_by),
+            )
+            faults.point("loaded_batch")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _place_batch(
+    fs: fsspec.AbstractFileSystem, folder: str, dest: str, name: str, partitioned: bool
+) -> None:
+    """Move one batch's files into place under the names a batch's own COPY would give them:
+    NAME.parquet, or NAME-{i}.parquet in each partition's folder."""
+    if not os.path.isdir(folder):
+        return
+    files = _files_under(folder)
+    by_dir: dict[str, list[str]] = {}
+    for file in files:
+        by_dir.setdefault(os.path.dirname(file), []).append(file)
+    for where, found in by_dir.items():
+        for i, file in enumerate(sorted(found)):
+            single = not partitioned and len(found) == 1
+            final = os.path.join(where, f"{name}.parquet" if single else f"{name}-{i}.parquet")
+            os.replace(file, final)
+    for file in _files_under(folder):
+        _place(fs, folder, file, dest)
 
 
 def remove_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> int:
     """Delete every file an earlier attempt of this run wrote, so a replay starts clean."""
     removed = 0
-    for sub in ("data", "rejected"):
-        for path in fs.glob(f"{root}/{sub}/**/part-{run_id}-*.parquet"):
-            fs.rm(path)
-            removed += 1
+    with storage_errors(f"sink {root}", "removing a replayed run", "sink.storage_options"):
+        fs.invalidate_cache()  # an object store's cached listing may predate that attempt
+        for sub in ("data", "rejected"):
+            for path in fs.glob(f"{root}/{sub}/**/part-{run_id}-*.parquet"):
+                fs.rm(path)
+                removed += 1
     return removed
 
 
 def remove_all(fs: fsspec.AbstractFileSystem, root: str) -> None:
     """Delete all output (for --full-refresh)."""
-    for sub in ("data", "rejected"):
-        if fs.exists(f"{root}/{sub}"):
-            fs.rm(f"{root}/{sub}", recursive=True)
+    with storage_errors(f"sink {root}", "removing output", "sink.storage_options"):
+        fs.invalidate_cache()
+        for sub in ("data", "rejected"):
+            if fs.exists(f"{root}/{sub}"):
+                fs.rm(f"{root}/{sub}", recursive=True)
 
 
 def _files_under(tmp: str) -> list[str]:
@@ -124,7 +171,8 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
             shutil.copyfile(file, part)
             os.replace(part, final)
     else:
-        fs.put_file(file, final)
+        with storage_errors(f"sink {final}", "writing", "sink.storage_options"):
+            fs.put_file(file, final)  # one PUT (or a multipart upload): all or nothing
     return final
 
 

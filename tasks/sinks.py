@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from schemas.loader import resolve_mapping
+from schemas.settings import settings
 from schemas.spec import DeltaSink, HttpSink, ParquetSink, Spec
 from tasks import sink_delta, sink_http, sink_parquet
 from tasks._duckdb import Connection
+from tasks._statefiles import is_remote, state_options
 
 
 def write_rows(
@@ -33,38 +35,30 @@ def write_rows(
 
 
 def write_rejected(
-    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, state_root: Path
+    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, state: str
 ) -> None:
-    """Rejected rows as parquet: under URL/rejected/, or under the pump's state for the http sink."""
+    """Rejected rows as parquet: under URL/rejected/, or for the http sink under the pump's
+    state location `state` (a folder or a URL)."""
     sink = spec.sink
-    if isinstance(sink, HttpSink):
-        fs, root = sink_parquet.target(str(state_root), {})
-    else:
-        fs, root = _parquet_target(sink)
+    fs, root = _state_target(state) if isinstance(sink, HttpSink) else _parquet_target(sink)
     sink_parquet.write_batches(
         con, table, batches, fs, f"{root}/rejected", run_id, (), run, lineage=True
     )
 
 
-def remove_run(spec: Spec, run_id: str, state_root: Path) -> None:
+def remove_run(spec: Spec, run_id: str, state: str) -> None:
     """Delete the files an earlier attempt of this run wrote (the parquet parts, rejected rows)."""
     sink = spec.sink
-    if isinstance(sink, HttpSink):
-        fs, root = sink_parquet.target(str(state_root), {})
-    else:
-        fs, root = _parquet_target(sink)
+    fs, root = _state_target(state) if isinstance(sink, HttpSink) else _parquet_target(sink)
     sink_parquet.remove_run(fs, root, run_id)
 
 
-def remove_all(spec: Spec, state_root: Path) -> None:
+def remove_all(spec: Spec, state: str) -> None:
     """--full-refresh: drop everything the pump has written (a webhook cannot be unsent)."""
     sink = spec.sink
     if isinstance(sink, DeltaSink):
         sink_delta.remove_all(spec)
-    if isinstance(sink, HttpSink):
-        fs, root = sink_parquet.target(str(state_root), {})
-    else:
-        fs, root = _parquet_target(sink)
+    fs, root = _state_target(state) if isinstance(sink, HttpSink) else _parquet_target(sink)
     sink_parquet.remove_all(fs, root)
 
 
@@ -73,6 +67,12 @@ def committed_seq(spec: Spec) -> int:
     if isinstance(spec.sink, DeltaSink):
         return sink_delta.committed_seq(spec)
     return 0
+
+
+def _state_target(location: str) -> tuple[Any, str]:
+    """The pump's state location (a folder or a URL): the http sink keeps rejected rows there."""
+    options = state_options(settings.state_storage_options) if is_remote(location) else {}
+    return sink_parquet.target(location, options)
 
 
 def _parquet_target(sink: ParquetSink | DeltaSink) -> tuple[Any, str]:

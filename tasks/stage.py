@@ -11,44 +11,78 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.spec import HttpSource, Spec
-from tasks import progress
+from tasks import progress, staging
 from tasks._duckdb import Connection, connect, quote
+from tasks._json_stage import stage_blocks
 from tasks.contract import check_batch
 from tasks.http_source import read_pages
 from tasks.listing import SourceFile
-from tasks.read import Batch, read_batches
+from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
 from tasks.transform import batch_sql, projection
 
-INTERNAL = ("_source", "_row", "_raw", "_errors", "_original")
+INTERNAL = ("_source", "_row", "_raw", "_errors", "_original", "_batch")
 
 
 def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
-    """Stage every batch of one file; returns its counts. Safe to repeat: it overwrites its own output."""
+    """Stage one file into `run_dir`: a folder, or a staging URL (see tasks/staging)."""
+    with staging.workspace(run_dir) as local:
+        return _stage_file(spec, local, index, file, hwm)
+
+
+def _stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
+    """Stage every batch of one file; returns its counts. Safe to repeat: it overwrites its own output.
+
+    NDJSON is read by DuckDB in large blocks (see _json_lines); a file it cannot read exactly
+    as the record reader would is staged again from the start by the record reader.
+    """
     run = Path(run_dir)
-    for sub in ("valid", "rejected"):
-        (run / sub).mkdir(parents=True, exist_ok=True)
-        for old in (run / sub).glob(f"{index:05d}-*.parquet"):
-            old.unlink()
+    _clear(run, index)
     limits = spec.limits
     con = connect(
         memory_bytes=max(64 * 2**20, limits.memory // limits.max_concurrency),
         temp_dir=str(run / "tmp"),
     )
-    counts = Counts(files=1, bytes=file.size)
     try:
-        for batch in _batches(spec, file, hwm):
-            name = f"{index:05d}-{batch.seq:05d}"
-            con.register("raw_batch", batch.table)
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE checked AS {check_batch(con, spec, 'raw_batch', batch.kind)}"
-            )
-            con.unregister("raw_batch")
-            counts.add(_stage_checked(con, spec, run, name, hwm))
-            progress.emit("rows", batch.table.num_rows)
+        blocks = (
+            None
+            if isinstance(spec.source, HttpSource)
+            else ndjson_blocks(spec.source, file, limits)
+        )
+        counts = (
+            stage_blocks(con, spec, run, index, file, hwm, blocks, _stage_checked)
+            if blocks
+            else None
+        )
+        if counts is None:
+            _clear(run, index)
+            counts = _stage_batches(con, spec, run, index, file, hwm)
         progress.emit("files", 1)
     finally:
         con.close()
+    return counts
+
+
+def _clear(run: Path, index: int) -> None:
+    for sub in ("valid", "rejected"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+        for old in (run / sub).glob(f"{index:05d}-*.parquet"):
+            old.unlink()
+
+
+def _stage_batches(
+    con: Connection, spec: Spec, run: Path, index: int, file: SourceFile, hwm: str | None
+) -> Counts:
+    counts = Counts(files=1, bytes=file.size)
+    for batch in _batches(spec, file, hwm):
+        name = f"{index:05d}-{batch.seq:05d}"
+        con.register("raw_batch", batch.table)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE checked AS {check_batch(con, spec, 'raw_batch', batch.kind)}"
+        )
+        con.unregister("raw_batch")
+        counts.add(_stage_checked(con, spec, run, name, hwm))
+        progress.emit("rows", batch.table.num_rows)
     return counts
 
 
@@ -60,14 +94,26 @@ def _batches(spec: Spec, file: SourceFile, hwm: str | None) -> Iterator[Batch]:
 
 
 def _stage_checked(con: Connection, spec: Spec, run: Path, name: str, hwm: str | None) -> Counts:
-    counts = Counts(batches=1)
-    read, rejected = con.sql(
-        "SELECT count(*), count(*) FILTER (WHERE len(_errors) > 0) FROM checked"
+    """Stage the checked rows in `checked`: one batch, or with `_batch` several."""
+    types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
+    batched = "_batch" in types
+    counts = Counts()
+    read, rejected, batches = con.sql(
+        "SELECT count(*), count(*) FILTER (WHERE len(_errors) > 0), "
+        f"{'count(DISTINCT _batch)' if batched else '1'} FROM checked"
     ).fetchall()[0]
+    counts.batches = int(batches)
     counts.rows_read, counts.rows_rejected = int(read), int(rejected)
     if counts.rows_rejected:
+        # As many as the record reader's batches would show: 3 per batch, 5 in all.
+        first = (
+            "QUALIFY row_number() OVER (PARTITION BY _batch ORDER BY _row) <= 3 "
+            "ORDER BY _batch, _row LIMIT 5"
+            if batched
+            else "ORDER BY _row LIMIT 3"
+        )
         sample = con.sql(
-            "SELECT _source, _row, _errors FROM checked WHERE len(_errors) > 0 ORDER BY _row LIMIT 3"
+            f"SELECT _source, _row, _errors FROM checked WHERE len(_errors) > 0 {first}"
         ).fetchall()
         counts.errors_sample = [f"{os.path.basename(s)}:{r}: {', '.join(e)}" for s, r, e in sample]
         if spec.on_invalid != "drop":
@@ -76,13 +122,12 @@ def _stage_checked(con: Connection, spec: Spec, run: Path, name: str, hwm: str |
                 "COPY (SELECT unnest(_original), _errors, _source, _row, _raw FROM checked "
                 f"WHERE len(_errors) > 0) TO {quote(str(rejected))} (FORMAT parquet, COMPRESSION zstd)"
             )
-    types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
     columns = [c for c in types if c not in INTERNAL]
     t = spec.transform
     source_of = {dst: src for src, dst in projection(t, columns)}
     cursor_type = types.get(source_of.get(t.incremental.cursor, "")) if t.incremental else None
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
+        f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
     )
     kept = con.sql(
         "SELECT count(*) FILTER (WHERE NOT _keep_filter), "
@@ -94,6 +139,6 @@ def _stage_checked(con: Connection, spec: Spec, run: Path, name: str, hwm: str |
         valid = run / "valid" / f"{name}.parquet"
         con.execute(
             "COPY (SELECT * EXCLUDE (_keep_filter, _keep_new) FROM kept WHERE _keep_filter AND _keep_new) "
-            f"TO {quote(str(valid))} (FORMAT parquet, COMPRESSION zstd)"
+            f"TO {quote(str(valid))} (FORMAT parquet, COMPRESSION snappy)"
         )
     return counts

@@ -7,6 +7,12 @@ Layout under `PUMPHOUSE_STATE_DIR/NAME/` (default `.pumphouse/NAME/`):
     runs.jsonl      one summary line per finished run, for `pumphouse status`
     staging/RUN/    the open run's validated batches, until it commits
     lock            held (flock) by the run that may load; released by the OS if it dies
+
+PUMPHOUSE_STATE_DIR may be an fsspec URL (`s3://bucket/pumphouse`): then the three JSON
+files live there, one PUT each, and staging and the lock stay on local disk under
+`PUMPHOUSE_WORK_DIR/NAME/`. A run resumed on another machine finds no staging there and
+stages its frozen inputs again (`staged_here`). The lock is per machine; across machines
+one run at a time is Prefect's concurrency limit.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from typing import Any
 from schemas.errors import BusyError, PumpError
 from schemas.settings import Settings, settings
 from tasks import faults
+from tasks._statefiles import LocalFiles, RemoteFiles, StateFiles, is_remote
 
 STATE_VERSION = 1
 REFRESH = "refresh.pending"  # a --full-refresh that has not finished: the next run redoes it
+LOCK = "lock"
+STAGED = ".staged"  # in a run's staging folder: its staging finished on this machine
 
 
 @dataclass(frozen=True)
@@ -57,11 +66,25 @@ class Manifest:
 
 
 class StateStore:
-    """File-backed state of one pump. Every write is atomic (temp file, fsync, rename)."""
+    """The state of one pump: files under PUMPHOUSE_STATE_DIR (a folder or a URL), staging and lock local."""
 
     def __init__(self, name: str, config: Settings = settings) -> None:
         self.name = name
-        self.root = Path(config.state_dir).absolute() / name
+        self._files: StateFiles
+        if is_remote(config.state_dir):
+            # `root` is this machine's folder for the pump: staging and the lock.
+            self.root = Path(config.work_dir).absolute() / name
+            self._files = RemoteFiles(
+                f"{config.state_dir.rstrip('/')}/{name}", config.state_storage_options
+            )
+        else:
+            self.root = Path(config.state_dir.removeprefix("file://")).absolute() / name
+            self._files = LocalFiles(self.root)
+
+    @property
+    def location(self) -> str:
+        """Where the state files are: a local folder or a URL."""
+        return self._files.location
 
     # ---- paths
     @property
@@ -70,6 +93,10 @@ class StateStore:
 
     def run_dir(self, run_id: str) -> Path:
         return self.staging / run_id
+
+    def staged_here(self, run_id: str) -> bool:
+        """Whether this machine holds the run's finished staging (see save_manifest)."""
+        return (self.run_dir(run_id) / STAGED).exists()
 
     # ---- committed state
     def committed(self) -> Committed:
@@ -96,19 +123,21 @@ class StateStore:
         self.drop_manifest()
 
     def record_run(self, summary: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "runs.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(summary, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Add a line to the run history. On an object store best effort: history is not
+        state, and a failed run records itself while the store may be the thing failing."""
+        line = json.dumps(summary, default=str)
+        if isinstance(self._files, LocalFiles):
+            self._files.append_line("runs.jsonl", line)
+            return
+        with contextlib.suppress(PumpError):
+            self._files.append_line("runs.jsonl", line)
 
     def runs(self, last: int = 10) -> list[dict[str, Any]]:
-        path = self.root / "runs.jsonl"
-        if not path.exists():
+        data = self._files.read("runs.jsonl")
+        if data is None:
             return []
-        lines = path.read_text(encoding="utf-8").splitlines()
         out = []
-        for line in lines[-last:]:
+        for line in data.decode("utf-8", errors="replace").splitlines()[-last:]:
             with contextlib.suppress(json.JSONDecodeError):
                 out.append(json.loads(line))
         return out
@@ -119,39 +148,34 @@ class StateStore:
         return Manifest(**data) if data else None
 
     def save_manifest(self, manifest: Manifest) -> None:
+        """Save the open run. Saved in phase "loading", it also marks the run's staging here
+        as finished (before the manifest says so: a crash between the two only re-stages)."""
+        if manifest.phase == "loading":
+            marker = self.run_dir(manifest.run_id) / STAGED
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
         self._write_json("manifest.json", asdict(manifest))
 
     def drop_manifest(self) -> None:
-        manifest = self.manifest()
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / "manifest.json").unlink()
-        if manifest:
-            shutil.rmtree(self.run_dir(manifest.run_id), ignore_errors=True)
+        self._files.delete("manifest.json")
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def reset(self) -> None:
         """Forget everything: committed state, open run, history. The lock file stays:
         a run holding it keeps holding it."""
-        if not self.root.exists():
-            return
-        for entry in self.root.iterdir():
-            if entry.name in ("lock", REFRESH):
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        self._files.clear(keep=(LOCK, REFRESH))
+        if isinstance(self._files, RemoteFiles):
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     # ---- an unfinished --full-refresh
     def refresh_pending(self) -> bool:
-        return (self.root / REFRESH).exists()
+        return self._files.read(REFRESH) is not None
 
     def mark_refresh(self, pending: bool) -> None:
         if pending:
-            self.root.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.root / REFRESH, b"")
+            self._files.write(REFRESH, b"")
         else:
-            (self.root / REFRESH).unlink(missing_ok=True)
+            self._files.delete(REFRESH)
 
     # ---- the lock
     @contextlib.contextmanager
@@ -159,7 +183,7 @@ class StateStore:
         """Hold the pump's run lock. An flock dies with its process, so a killed run never leaves a stale lock."""
         wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + wait
             while True:
@@ -189,33 +213,18 @@ class StateStore:
         finally:
             os.close(fd)  # closing releases the flock
 
-    # ---- atomic JSON
+    # ---- JSON files
     def _read_json(self, name: str) -> dict[str, Any] | None:
-        path = self.root / name
-        try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
+        data = self._files.read(name)
+        if data is None:
             return None
-        except (json.JSONDecodeError, ValueError) as e:
+        try:
+            return dict(json.loads(data.decode("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as e:
             raise PumpError(
-                f"state file {path} is damaged ({e}); run `pumphouse reset` for this pump to start over"
+                f"state file {self._files.location}/{name} is damaged ({e}); "
+                "run `pumphouse reset` for this pump to start over"
             ) from None
 
     def _write_json(self, name: str, data: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.root / name, json.dumps(data, indent=1, default=str).encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        self._files.write(name, json.dumps(data, indent=1, default=str).encode())

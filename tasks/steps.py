@@ -105,7 +105,7 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
         manifest.run_id,
         manifest.hwm_before,
         manifest.seq_base,
-        str(store.root),
+        store.location,
     )
 
 

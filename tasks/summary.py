@@ -1,9 +1,16 @@
-"""A run's summary: the counts per step, as a dict for --json and as markdown for the artifact."""
+"""A run's summary: the counts per step, as a dict for --json, as markdown for the artifact."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# The steps of a run, in order, as `Summary.durations` names them.
+STEPS = ("refresh", "plan", "stage", "load", "commit")
 
 
 @dataclass
@@ -53,6 +60,17 @@ class Summary:
     seconds: float = 0.0
     started_at: str = ""
     error: str | None = None
+    durations: dict[str, float] = field(default_factory=dict)  # seconds per step
+    workdir: str = field(default_factory=os.getcwd)  # where a relative output URL points
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time one step of the run; a step that fails still counts the time it took."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations[name] = self.durations.get(name, 0.0) + time.perf_counter() - began
 
     def to_dict(self) -> dict[str, Any]:
         c = self.counts
@@ -75,13 +93,15 @@ class Summary:
             "hwm_after": self.hwm_after,
             "output": self.output,
             "seconds": round(self.seconds, 3),
+            "durations": {k: round(v, 3) for k, v in self.durations.items()},
             "started_at": self.started_at,
             "error": self.error,
         }
 
     def to_markdown(self) -> str:
+        """The artifact: what happened to the rows, where they went, how long each step took."""
         d = self.to_dict()
-        rows = [
+        counts = [
             ("files read", d["files"]),
             ("bytes read", d["bytes"]),
             ("rows read", d["rows_read"]),
@@ -92,15 +112,29 @@ class Summary:
             ("rows written", d["rows_written"]),
             ("high-water mark before", d["hwm_before"] or "-"),
             ("high-water mark after", d["hwm_after"] or "-"),
-            ("output", d["output"]),
+            ("output", _located(d["output"], self.workdir)),
             ("seconds", d["seconds"]),
         ]
+        steps = [(s, d["durations"][s]) for s in STEPS if s in d["durations"]]
         head = f"## pump `{self.pump}`: {self.status}\n\nrun `{self.run_id}`" + (
             " (resumed)" if self.resumed else ""
         )
-        table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-        error = f"\n\n**error:** {self.error}" if self.error else ""
-        return f"{head}\n\n| step | value |\n|---|---|\n{table}{error}\n"
+        if self.started_at:
+            head += f", started {self.started_at}"
+        error = f"\n\n**error:** {_cell(self.error)}" if self.error else ""
+        return (
+            f"{head}{error}\n\n"
+            + _table(("step", "value"), counts)
+            + ("\n" + _table(("step", "seconds"), steps) if steps else "")
+        )
+
+    def to_metadata(self) -> dict[str, str]:
+        """The summary as the artifact's metadata (strings only), which `status` reads back."""
+        return {
+            k: ("" if v is None else str(v))
+            for k, v in self.to_dict().items()
+            if not isinstance(v, dict)
+        }
 
     def one_line(self) -> str:
         d = self.to_dict()
@@ -110,3 +144,27 @@ class Summary:
             f"{d['rows_duplicate']} duplicate, {d['rows_written']} written"
             + (f"; high-water mark {d['hwm_after']}" if d["hwm_after"] else "")
         )
+
+
+def outcome(record: dict[str, Any]) -> str:
+    """`ok`, or `failed: why`, from a summary dict (run history or artifact metadata)."""
+    status = str(record.get("status") or "-")
+    return f"{status}: {record['error']}" if record.get("error") else status
+
+
+def _located(url: str, workdir: str) -> str:
+    """A relative output path with the folder it is relative to (the run's project folder)."""
+    if not url or "://" in url or os.path.isabs(url):
+        return url
+    return f"{url} (in {workdir})"
+
+
+def _table(header: tuple[str, str], rows: list[tuple[str, Any]]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    """A value that cannot break the markdown table (a `|` or a newline in an error or URL)."""
+    return str(value).replace("|", "\\|").replace("\n", " ")

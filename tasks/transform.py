@@ -46,17 +46,17 @@ def batch_sql(
     )
 
 
-def dedup_sql(dedup: Dedup | None, relation: str) -> str:
+def dedup_sql(dedup: Dedup | None, relation: str, arrival: Sequence[str] = LINEAGE) -> str:
     """One row per key, the latest (or first) by order_by, ties broken by arrival order.
 
-    Arrival order is (file URL, record number): unique per row, so the result does
-    not depend on how DuckDB scans in parallel.
+    Arrival order is (file URL, record number), or `arrival` columns that sort alike (see
+    keyed_sql): unique per row, so the result does not depend on how DuckDB scans in parallel.
     """
     if dedup is None:
         return f"SELECT * FROM {relation}"
     desc = dedup.keep == "latest"
     direction = "DESC" if desc else "ASC"
-    order = [f"_source {direction}", f"_row {direction}"]
+    order = [f"{c} {direction}" for c in arrival]
     if dedup.order_by:
         order.insert(0, f"{ident(dedup.order_by)} {direction} NULLS LAST")
     keys = ", ".join(ident(k) for k in dedup.key)
@@ -66,10 +66,54 @@ def dedup_sql(dedup: Dedup | None, relation: str) -> str:
     )
 
 
-def numbered_sql(relation: str, batch_rows: int, partition_by: Sequence[str]) -> str:
+def numbered_sql(
+    relation: str, batch_rows: int, partition_by: Sequence[str], arrival: Sequence[str] = LINEAGE
+) -> str:
     """Rows numbered into load batches of `batch_rows`, in a deterministic order."""
-    order = [*(ident(p) for p in partition_by), *LINEAGE]
+    order = [*(ident(p) for p in partition_by), *arrival]
     return (
         f"SELECT *, (row_number() OVER (ORDER BY {', '.join(order)}) - 1) // {int(batch_rows)} AS _batch "
         f"FROM ({relation})"
+    )
+
+
+ARRIVAL_KEY = "__ph_key"
+
+
+def keyed_sql(relation: str) -> str:
+    """The relation's rows with `__ph_key`, one BIGINT that sorts as (_source, _row) do: the
+    file's rank among the relation's files times 2^40, plus the record number. A number sorts
+    and compares far faster than a file name (records per file stay below 2^40)."""
+    files = (
+        f"SELECT _source, row_number() OVER (ORDER BY _source) - 1 AS __ph_file "
+        f"FROM (SELECT DISTINCT _source FROM {relation})"
+    )
+    return (
+        f"SELECT r.*, (f.__ph_file << 40) + r._row AS {ARRIVAL_KEY} "
+        f"FROM {relation} AS r JOIN ({files}) AS f USING (_source)"
+    )
+
+
+def batch_of(starts: Sequence[int]) -> str:
+    """SQL for a row's load batch from `__ph_key`, given each batch's first key in order:
+    a balanced CASE tree, a few comparisons per row."""
+
+    def tree(lo: int, hi: int) -> str:
+        if hi - lo == 1:
+            return str(lo)
+        mid = (lo + hi) // 2
+        return (
+            f"CASE WHEN {ARRIVAL_KEY} < {int(starts[mid])} "
+            f"THEN {tree(lo, mid)} ELSE {tree(mid, hi)} END"
+        )
+
+    return tree(0, len(starts)) if starts else "0"
+
+
+def starts_sql(relation: str, batch_rows: int) -> str:
+    """The first `__ph_key` of each load batch of `batch_rows` rows in arrival order."""
+    return (
+        f"SELECT {ARRIVAL_KEY} FROM (SELECT {ARRIVAL_KEY}, "
+        f"row_number() OVER (ORDER BY {ARRIVAL_KEY}) - 1 AS n FROM {relation}) "
+        f"WHERE n % {int(batch_rows)} = 0 ORDER BY {ARRIVAL_KEY}"
     )

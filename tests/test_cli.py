@@ -426,7 +426,11 @@ def test_run_works_on_prefects_embedded_default(project: Path, tmp_path_factory:
     home = tmp_path_factory.mktemp("prefect-home-embedded")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
-    done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env)
+    try:
+        done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env)
+    finally:  # the local server the run started outlives it (to be reused): stop it here
+        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
+        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = one_json_object(done.stdout)
     assert summary["status"] == "ok"

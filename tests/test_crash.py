@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -435,6 +435,7 @@ def kill_soak(
     seed: int,
     timing: Timing,
     arrivals: dict[int, list[str]],
+    settled: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Soak:
     """Start `pumphouse run` and SIGKILL it after a random delay, `kills` times; after the
     processes numbered in `arrivals`, copy those files in (a new export arriving). Then run
@@ -482,7 +483,7 @@ def kill_soak(
     for _ in range(len(arrivals) + 2):
         s = run_here(folder)  # the same flow, without a process start-up
         observe("not killed", 0)
-        if not s["resumed"] and s["files"] == 0 and s["rows_read"] == 0:
+        if settled(s) if settled else (not s["resumed"] and s["files"] == s["rows_read"] == 0):
             return soak
     raise AssertionError(f"the pump never settled: {soak}")
 

@@ -60,7 +60,10 @@ def test_every_kind_of_bad_record_is_rejected_and_the_rest_loads(project: Path) 
         "\n".join([_line(4, amount="lots"), _line(5, updated_at="yesterday"), _line(6)]) + "\n"
     )
     (src / "c-latin1.ndjson").write_bytes(
-        _line(7).encode() + b"\n" + _line(8, customer="M-ller").encode().replace(b"-", b"\xfc") + b"\n"
+        _line(7).encode()
+        + b"\n"
+        + _line(8, customer="M-ller").encode().replace(b"-", b"\xfc")
+        + b"\n"
     )
     (src / "d-bom.ndjson").write_bytes(b"\xef\xbb\xbf" + _line(9).encode() + b"\r\n")
     (src / "e-empty.ndjson").write_bytes(b"")

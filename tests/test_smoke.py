@@ -9,6 +9,9 @@ import datetime as dt
 import json
 import re
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +34,27 @@ DEMO_COUNTS = {
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Path:
-    """A copy of the repo's pumps folder (specs and their data) as the project folder."""
+def bundled(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Path]:
+    """A copy of the repo's pumps folder (specs and their data) as the project folder, with
+    the demo API that pumps/api.yaml reads running (on a free port the copy is pointed at)."""
     project = tmp_path_factory.mktemp("bundled")
     shutil.copytree(REPO / "pumps", project / "pumps")
-    return project
+    api = subprocess.Popen(
+        [sys.executable, "pumps/demo_api.py", "--port", "0"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert api.stdout is not None
+        url = api.stdout.readline().strip()
+        spec = project / "pumps" / "api.yaml"
+        spec.write_text(spec.read_text().replace("http://127.0.0.1:8765", url))
+        yield project
+    finally:
+        api.terminate()
+        api.wait(10)
 
 
 @pytest.fixture(scope="module")

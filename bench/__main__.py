@@ -1,0 +1,106 @@
+"""`make bench`: the orders job four ways, alternating, medians; the 10M-row variant; the fixed
+overhead of a small pump with no server configured. Prints the table, writes bench/results.md
+and bench/results.png.
+
+    python -m bench [--rounds N] [--dlt-rounds N] [--skip dlt,big,overhead]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+
+from bench import jobs, report
+from bench.gen import generate
+from bench.measure import Run
+from bench.server import prefect_server
+
+ROWS = 1_050_000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--rounds", type=int, default=5, help="runs of each method (alternating)")
+    ap.add_argument("--dlt-rounds", type=int, default=1, help="runs of dlt (~2 minutes each)")
+    ap.add_argument("--skip", default="", help="comma-separated: dlt, pandas, big, overhead")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    data = generate(jobs.REPO / "bench" / "data" / "orders-1m", ROWS, 4)
+    results: dict[str, list[Run]] = {}
+    with prefect_server(jobs.PROJECT) as api:
+        env = {"PREFECT_API_URL": api}
+        project = jobs.pump_project("pump-1m", data[0].parent)
+        methods: list[tuple[str, Callable[[], Run]]] = [
+            ("floor", lambda: jobs.floor(data[0].parent)),
+            ("pumphouse", lambda: jobs.pumphouse(project, env)),
+        ]
+        if "pandas" not in skip:
+            methods.append(("pandas+pandera", lambda: jobs.pandas(data[0].parent)))
+        jobs.pumphouse(project, env)  # warm-up: page cache, .pyc files, the server's first flow
+        for r in range(args.rounds):
+            for name, fn in methods if r % 2 == 0 else list(reversed(methods)):
+                _record(results, name, fn())
+            if "dlt" not in skip and r < args.dlt_rounds:
+                _record(results, "dlt", jobs.dlt(data[0].parent))
+        big = None if "big" in skip else _big(env)
+    overhead = None if "overhead" in skip else _overhead()
+    report.write(results, big, overhead, ROWS)
+
+
+def _record(results: dict[str, list[Run]], name: str, run: Run) -> None:
+    flow = f" (flow {run.extra['flow']:.2f}s)" if "flow" in run.extra else ""
+    state = "ok" if run.ok else "FAILED"
+    print(
+        f"  {name}: {run.wall:.2f}s{flow}, cpu {run.cpu:.2f}s, {run.rss / 2**20:.0f} MiB, {state}",
+        file=sys.stderr,
+    )
+    if not run.ok:
+        print(run.stderr[-2000:], file=sys.stderr)
+    results.setdefault(name, []).append(run)
+
+
+def _big(env: dict[str, str]) -> dict[str, Run]:
+    """orders-10m with limits.memory 1GiB: pumphouse once (and the floor for scale)."""
+    files = generate(jobs.REPO / "bench" / "data" / "orders-10m", ROWS * 10, 4)
+    project = jobs.pump_project("pump-10m", files[0].parent, "limits: {memory: 1GiB}\n")
+    out = {"floor": jobs.floor(files[0].parent), "pumphouse": jobs.pumphouse(project, env)}
+    for name, run in out.items():
+        _record({}, f"10m {name}", run)
+    return out
+
+
+def _overhead() -> dict[str, list[Run]]:
+    """A 1,000-row pump through the CLI with no Prefect server configured: the first run,
+    then repeat runs (fresh state and output each time, so every run does the full job)."""
+    files = generate(jobs.REPO / "bench" / "data" / "orders-1k", 1_000, 1)
+    project = jobs.pump_project("pump-1k", files[0].parent)
+    home = tempfile.mkdtemp(prefix="bench-prefect-home-")
+    env = {"PREFECT_HOME": home}
+    os.environ.pop("PREFECT_API_URL", None)
+    runs: dict[str, list[Run]] = {"first": [], "repeat": []}
+    try:
+        runs["first"].append(jobs.pumphouse(project, env, "first run"))
+        for _ in range(5):
+            runs["repeat"].append(jobs.pumphouse(project, env, "repeat run"))
+    finally:  # the local server the first run started
+        prefect = str(jobs.PROJECT / "bin" / "prefect")
+        subprocess.run([prefect, "server", "stop"], env={**os.environ, **env}, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+    for name, rs in runs.items():
+        for run in rs:
+            _record({}, f"1k {name}", run)
+    print(
+        f"  1k repeat median: {statistics.median(r.wall for r in runs['repeat']):.2f}s",
+        file=sys.stderr,
+    )
+    return runs
+
+
+if __name__ == "__main__":
+    main()

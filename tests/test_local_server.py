@@ -1,0 +1,66 @@
+"""With no Prefect server configured, the first `pumphouse run` starts a local Prefect server
+in the background and later runs reuse it; every run is a flow run recorded on it; it stops
+by itself once no run has used it for a while."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PUMPHOUSE
+from tests.data import spec_text, write_orders
+
+pytestmark = pytest.mark.slow
+
+
+def _run(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(home)
+    env["PUMPHOUSE_PREFECT_SERVER_IDLE"] = "15"
+    return subprocess.run(
+        [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(tmp_path: Path) -> None:
+    project, home = tmp_path / "project", tmp_path / "prefect-home"
+    (project / "pumps").mkdir(parents=True)
+    write_orders(project / "in", files=1, rows=50)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    try:
+        first = _run(project, home)
+        assert first.returncode == 0, first.stderr
+        assert "starting a local Prefect server at http://127.0.0.1:" in first.stderr
+        record = json.loads((home / "pumphouse-server.json").read_text())
+        assert (home / "server.pid").read_text().strip() == str(record["pid"])
+        (project / "in" / "orders-00-000.ndjson").touch()  # read again: a second full run
+        os.utime(project / "in" / "orders-00-000.ndjson", (1, 1))
+        second = _run(project, home)
+        assert second.returncode == 0, second.stderr
+        assert "starting a local Prefect server" not in second.stderr
+        assert json.loads(second.stdout)["files"] == 1
+        runs = httpx.post(f"{record['url']}/flow_runs/filter", json={}, timeout=30).json()
+        assert sorted(r["state_type"] for r in runs) == ["COMPLETED", "COMPLETED"]
+        assert {r["name"] for r in runs} == {"pumps/orders.yaml"}
+        deadline = time.monotonic() + 90  # idle for 15 s: the server and its keeper stop
+        while (home / "server.pid").exists() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not (home / "server.pid").exists() and not (home / "pumphouse-server.json").exists()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{record['url']}/health", timeout=5)
+    finally:
+        env = {**os.environ, "PREFECT_HOME": str(home)}
+        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
+        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
+    assert not (home / "server.pid").exists()

@@ -1,0 +1,207 @@
+"""NDJSON staged by DuckDB in blocks lands exactly as the record reader's batches do: the same
+valid and rejected rows, lines, errors, counts and batches; what it cannot read exactly it
+leaves to the record reader."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.loader import parse_spec
+from schemas.spec import Spec
+from tasks import _json_lines, stage
+from tasks._duckdb import connect
+from tasks._json_stage import stage_blocks
+from tasks.listing import list_files
+from tasks.read import ndjson_blocks
+
+SPEC = """\
+name: fast
+source: {{type: files, url: {src}, glob: "*.ndjson"}}
+{schema}
+transform:
+  filter: "coalesce(status, '') <> 'void'"
+sink: {{type: parquet, url: ./out}}
+limits: {{batch_rows: {rows}, batch_bytes: {bytes}, max_record_bytes: {limit}}}
+"""
+SCHEMA = """\
+schema:
+  strict: {strict}
+  columns:
+    id:     {{type: int64, nullable: false, checks: {{ge: 0}}, unique: {unique}}}
+    status: {{type: string, checks: {{isin: [open, paid, void]}}}}
+    at:     {{type: timestamp}}
+"""
+
+
+def make_spec(
+    src: Path, *, rows: int = 3, size: int = 1 << 20, limit: int = 200, **schema: Any
+) -> Spec:
+    body = (
+        ""
+        if schema.get("none")
+        else SCHEMA.format(
+            strict=schema.get("strict", "false"), unique=schema.get("unique", "false")
+        )
+    )
+    text = SPEC.format(src=src, schema=body, rows=rows, bytes=size, limit=limit)
+    return parse_spec(text, "fast.yaml")
+
+
+def staged(run: Path) -> dict[str, Any]:
+    con = duckdb.connect()
+    out: dict[str, Any] = {}
+    for sub in ("valid", "rejected"):
+        files = sorted(str(p) for p in (run / sub).glob("*.parquet"))
+        if files:
+            listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+            rel = con.sql(f"SELECT * FROM read_parquet({listing}, union_by_name = true)")
+            out[sub] = (rel.columns, sorted(map(repr, rel.fetchall())))
+    return out
+
+
+def both_ways(tmp: Path, data: bytes, **kw: Any) -> tuple[Any, Any, bool]:
+    """(fast path's staged rows and counts, record reader's, whether the fast path took it)."""
+    src = tmp / "in"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    (src / "a.ndjson").write_bytes(data)
+    spec = make_spec(src, **kw)
+    [file] = list_files(spec.source)
+    results = []
+    took = False
+    for way in ("blocks", "batches"):
+        run = tmp / way
+        shutil.rmtree(run, ignore_errors=True)
+        stage._clear(run, 0)
+        con = connect()
+        try:
+            if way == "blocks":
+                counts = stage.stage_file(spec, str(run), 0, file, None)
+                stage._clear(run, 1)
+                blocks = ndjson_blocks(spec.source, file, spec.limits)
+                assert blocks is not None
+                done = stage_blocks(con, spec, run, 1, file, None, blocks, stage._stage_checked)
+                took = done is not None
+                stage._clear(run, 1)
+            else:
+                counts = stage._stage_batches(con, spec, run, 0, file, None)
+        finally:
+            con.close()
+        results.append((counts.to_dict(), staged(run)))
+    return results[0], results[1], took
+
+
+def rec(i: int, status: str = "paid", **extra: Any) -> str:
+    fields = {"id": i, "status": status, "at": f"2026-01-01T00:00:{i % 60:02d}Z", **extra}
+    return (
+        "{"
+        + ", ".join(
+            f'"{k}": {v if isinstance(v, int) else chr(34) + str(v) + chr(34)}'
+            for k, v in fields.items()
+        )
+        + "}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "fast"),
+    [
+        ("plain", "\n".join(rec(i) for i in range(10)) + "\n", True),
+        ("no final newline", "\n".join(rec(i) for i in range(7)), True),
+        ("crlf", "\r\n".join(rec(i) for i in range(7)) + "\r\n", True),
+        ("bom", "\ufeff" + "\n".join(rec(i) for i in range(5)), True),
+        ("bom line alone", "\ufeff\n" + "\n".join(rec(i) for i in range(5)), True),
+        ("blank lines", f"\n\n{rec(1)}\n \t\n{rec(2)}\n\r\n{rec(3)}\n\n{rec(4)}\n   ", True),
+        (
+            "broken and wrong",
+            f'{rec(1)}\n{{"id": 2, \n[1]\n"x"\n{rec(-3)}\n{rec(4, "lost")}\n',
+            True,
+        ),
+        (
+            "extra keys in one batch",
+            "\n".join(rec(i, note="n") if i == 4 else rec(i) for i in range(9)),
+            True,
+        ),
+        (
+            "invalid utf-8",
+            (rec(1) + "\n").encode() + b'{"id": 2, "status": "\xff"}\n' + (rec(3) + "\n").encode(),
+            False,
+        ),
+        ("nul byte", (rec(1) + "\n").encode() + b'{"id": 2, "x": "a\x00b"}\n', False),
+        (
+            "record over the limit",
+            rec(1) + "\n" + rec(2, note="y" * 300) + "\n" + rec(3) + "\n",
+            False,
+        ),
+        ("crs over the limit", rec(1) + "\r" * 200 + "\n" + rec(2) + "\n", False),
+    ],
+)
+def test_blocks_stage_as_the_record_reader_does(
+    tmp_path: Path, name: str, data: Any, fast: bool
+) -> None:
+    raw = data if isinstance(data, bytes) else data.encode()
+    blocks, batches, took = both_ways(tmp_path, raw)
+    assert blocks == batches
+    assert took is fast
+
+
+def test_unique_is_per_batch_and_batch_bytes_defer_to_the_record_reader(tmp_path: Path) -> None:
+    lines = "\n".join(rec(i // 2) for i in range(20)) + "\n"  # ids 0, 0, 1, 1, ...
+    blocks, batches, took = both_ways(tmp_path, lines.encode(), unique="true", rows=2)
+    assert blocks == batches and took
+    assert blocks[0]["rows_rejected"] == 20  # both of a pair share a batch of 2...
+    blocks, batches, took = both_ways(tmp_path, lines.encode(), unique="true", rows=1)
+    assert blocks == batches and took and blocks[0]["rows_rejected"] == 0  # ...not a batch of 1
+    blocks, batches, took = both_ways(tmp_path, lines.encode(), rows=30, size=1024)
+    assert blocks == batches and not took  # 20 records of ~60 bytes pass 1 KiB: other batches
+
+
+def test_strict_and_no_schema(tmp_path: Path) -> None:
+    data = "\n".join(rec(i, extra=i) if i % 3 else rec(i) for i in range(10)) + "\n"
+    for kw in ({"strict": "true"}, {"strict": "filter"}, {"none": True}):
+        blocks, batches, took = both_ways(tmp_path, data.encode(), **kw)
+        assert blocks == batches and took, kw
+
+
+def test_blocks_split_long_files_into_pieces_and_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_json_lines, "BLOCK", 4096)
+    monkeypatch.setattr(_json_lines, "PIECE", 512)
+    data = "".join(rec(i) + ("\n\n" if i % 97 == 0 else "\n") for i in range(2000))
+    blocks, batches, took = both_ways(tmp_path, data.encode(), rows=70)
+    assert blocks == batches and took
+    assert blocks[0]["batches"] == 29 and blocks[0]["rows_read"] == 2000
+
+
+lines = st.lists(
+    st.one_of(
+        st.integers(0, 50).map(lambda i: rec(i)),
+        st.integers(0, 50).map(lambda i: rec(i, "lost")),
+        st.sampled_from(["", " ", "\t", "\r", '{"id": 1,', "null", '{"id": "x"}', '{"id": 1.5}']),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=lines, crlf=st.booleans(), final=st.booleans(), rows=st.integers(1, 7), bom=st.booleans()
+)
+def test_any_lines_stage_alike(
+    tmp_path: Path, lines: list[str], crlf: bool, final: bool, rows: int, bom: bool
+) -> None:
+    eol = "\r\n" if crlf else "\n"
+    text = ("\ufeff" if bom else "") + eol.join(lines) + (eol if final and lines else "")
+    blocks, batches, took = both_ways(tmp_path, text.encode(), rows=rows, unique="true")
+    assert blocks == batches
+    assert took
