@@ -148,19 +148,24 @@ class RemoteFiles:
 
 
 def state_options(raw: str) -> dict[str, Any]:
-    """PUMPHOUSE_STATE_STORAGE_OPTIONS: a JSON object of fsspec options whose string values may
-    hold ${env:NAME} / ${secret:NAME}; credentials written literally are masked too."""
+    """PUMPHOUSE_STATE_STORAGE_OPTIONS as fsspec options (see `options_from_json`)."""
+    return options_from_json(raw, OPTIONS_VAR)
+
+
+def options_from_json(raw: str, variable: str) -> dict[str, Any]:
+    """A setting holding a JSON object of fsspec options whose string values may hold
+    ${env:NAME} / ${secret:NAME}; credentials written literally are masked too."""
     if not raw.strip():
         return {}
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as e:
         raise UsageError(
-            f"{OPTIONS_VAR} is not valid JSON ({e}); write an object such as "
+            f"{variable} is not valid JSON ({e}); write an object such as "
             '{"endpoint_url": "https://...", "key": "${env:NAME}", "secret": "${secret:NAME}"}'
         ) from None
     if not isinstance(value, dict):
-        raise UsageError(f"{OPTIONS_VAR} must be a JSON object of fsspec options")
+        raise UsageError(f"{variable} must be a JSON object of fsspec options")
     _remember_credentials(value)
     return resolve_mapping(value)
 

@@ -14,7 +14,6 @@ going missing.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -24,12 +23,10 @@ from typing import Any
 import fsspec
 import pyarrow.parquet as pq
 
-from schemas import secrets
-from schemas.errors import PumpError, UsageError
-from schemas.loader import resolve_mapping
+from schemas.errors import PumpError
 from schemas.settings import Settings, settings
 from tasks import faults
-from tasks._statefiles import SECRET_KEY, is_remote
+from tasks._statefiles import is_remote, options_from_json
 from tasks._storage import storage_errors
 from tasks.summary import Counts
 
@@ -122,20 +119,6 @@ def _fs(url: str, config: Settings) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 def options(raw: str) -> dict[str, Any]:
-    """PUMPHOUSE_STAGING_STORAGE_OPTIONS: a JSON object of fsspec options whose string values
-    may hold ${env:NAME} / ${secret:NAME}, resolved where they are used (on each worker)."""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{OPTIONS} is not valid JSON ({e}); write an object such as "
-            '{"endpoint_url": "https://...", "key": "${env:NAME}"}'
-        ) from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{OPTIONS} must be a JSON object of fsspec options")
-    for k, v in value.items():
-        if isinstance(v, str) and SECRET_KEY.search(k) and "${" not in v:
-            secrets.remember(v)  # a credential written literally is masked too
-    return resolve_mapping(value)
+    """PUMPHOUSE_STAGING_STORAGE_OPTIONS as fsspec options, resolved where they are used (on
+    each worker)."""
+    return options_from_json(raw, OPTIONS)
