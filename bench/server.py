@@ -9,10 +9,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from flows.local_server import healthy
 
 
 def _free_port() -> int:
@@ -48,13 +49,7 @@ def prefect_server(venv: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
+        while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"prefect server did not start; see {home}/server.log")
             time.sleep(0.3)

@@ -103,6 +103,26 @@ def _load(spec: str) -> Any:
     return load(spec)
 
 
+def _load_or_say(path: Path) -> Any | None:
+    """The spec with the run's preflight, or None once its problems are printed."""
+    try:
+        return _load(str(path))
+    except SpecError as e:
+        for p in e.problems:
+            _say(p)
+        return None
+
+
+def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
+    """The spec files given, else pumps/*.yaml; none at all is a usage error."""
+    paths = specs or sorted(Path("pumps").glob("*.yaml"))
+    if not paths:
+        raise UsageError(
+            f"no specs given and none in pumps/; pass spec files: pumphouse {command} pumps/NAME.yaml"
+        )
+    return paths
+
+
 def _read_spec(spec: str) -> Any:
     """The spec, parsed and validated without the run's preflight: enough for status, query and
     reset, which need the pump's name and sink, and start in a second instead of several."""
@@ -118,12 +138,9 @@ def validate(
     """Check specs; print each problem; exit 2 if any."""
     bad = 0
     for path in specs:
-        try:
-            spec = _load(str(path))
-        except SpecError as e:
+        spec = _load_or_say(path)
+        if spec is None:
             bad += 1
-            for p in e.problems:
-                _say(p)
         else:
             out.print(f"ok: {path} (pump {spec.name})", markup=False, highlight=False)
     if bad:
@@ -285,11 +302,7 @@ def status(
     from flows.history import read_histories
     from tasks.state import StateStore
 
-    paths = specs or sorted(Path("pumps").glob("*.yaml"))
-    if not paths:
-        raise UsageError(
-            "no specs given and none in pumps/; pass spec files: pumphouse status pumps/NAME.yaml"
-        )
+    paths = _spec_paths(specs, "status")
     read: list[tuple[Path, Any]] = []
     for path in paths:
         try:
@@ -438,20 +451,15 @@ def deploy(
     from flows.deploy import deploy as deploy_specs
     from tasks.deployment import spec_parameter
 
-    paths = specs or sorted(Path("pumps").glob("*.yaml"))
-    if not paths:
-        raise UsageError(
-            "no specs given and none in pumps/; pass spec files: pumphouse deploy pumps/NAME.yaml"
-        )
+    paths = _spec_paths(specs, "deploy")
     loaded: list[tuple[Any, str]] = []
     bad = 0
     for path in paths:
-        try:
-            loaded.append((_load(str(path)), spec_parameter(path, Path.cwd())))
-        except SpecError as e:
+        spec = _load_or_say(path)
+        if spec is None:
             bad += 1
-            for p in e.problems:
-                _say(p)
+        else:
+            loaded.append((spec, spec_parameter(path, Path.cwd())))
     if bad:
         _say(f"nothing deployed: {bad} spec(s) have problems; fix them and deploy again")
         raise typer.Exit(2)

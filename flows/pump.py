@@ -86,9 +86,7 @@ def _locked_run(
         except Exception:
             store.drop_manifest()  # nothing reached the sink: the next run lists afresh
             raise
-        # Freeze what this run covers before anything reaches the sink.
-        manifest.phase, manifest.staged = "loading", summary.counts.to_dict()
-        store.save_manifest(manifest)
+        _freeze(store, manifest, summary.counts)
         faults.point("staged")
     elif store.staged_here(manifest.run_id):
         summary.counts = Counts(**manifest.staged)
@@ -149,9 +147,15 @@ def _restage(
     sink already, and only a replay of this run removes it."""
     shutil.rmtree(run_dir, ignore_errors=True)
     counts = _stage_all(spec, manifest, run_dir, run_on)
-    manifest.staged = counts.to_dict()
-    store.save_manifest(manifest)  # the inputs the row limit let in this time, and the mark
+    _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts
+
+
+def _freeze(store: StateStore, manifest: Manifest, counts: Counts) -> None:
+    """Freeze what this run covers (inputs, counts) and mark its staging done here, before
+    anything reaches the sink."""
+    manifest.phase, manifest.staged = "loading", counts.to_dict()
+    store.save_manifest(manifest)
 
 
 def _gate(spec: Spec, counts: Counts) -> None:

@@ -13,14 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas.spec import Dedup, Spec
+from tasks._duckdb import ident  # DataFusion quotes identifiers as DuckDB does
 from tasks.transform import dedup_sql
 
 NEVER = "false"  # a matched row is never updated
-
-
-def quoted(name: str) -> str:
-    """A column as a DataFusion identifier (case kept)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def match_predicate(keys: Sequence[str], null_safe: bool) -> str:
@@ -28,7 +24,7 @@ def match_predicate(keys: Sequence[str], null_safe: bool) -> str:
     (as dedup groups NULL keys). Plain `=` when the source has no NULL key: the same rows
     match, and deltalake can prune table files by the source's key range."""
     op = "IS NOT DISTINCT FROM" if null_safe else "="
-    return " AND ".join(f"t.{quoted(k)} {op} s.{quoted(k)}" for k in keys)
+    return " AND ".join(f"t.{ident(k)} {op} s.{ident(k)}" for k in keys)
 
 
 def update_predicate(dedup: Dedup | None) -> str | None:
@@ -36,7 +32,7 @@ def update_predicate(dedup: Dedup | None) -> str | None:
     keep = dedup.keep if dedup else "latest"
     if dedup is None or dedup.order_by is None:
         return None if keep == "latest" else NEVER
-    s, t = f"s.{quoted(dedup.order_by)}", f"t.{quoted(dedup.order_by)}"
+    s, t = f"s.{ident(dedup.order_by)}", f"t.{ident(dedup.order_by)}"
     if keep == "latest":
         return f"({s} >= {t} OR {t} IS NULL)"  # s NULL vs t not NULL: NULL -> no update
     return f"({s} < {t} OR ({t} IS NULL AND {s} IS NOT NULL))"

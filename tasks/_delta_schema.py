@@ -62,12 +62,7 @@ class Fit:
     """How a run's columns go into the table: casts (widening only) and whether the schema grows."""
 
     casts: dict[str, pa.DataType] = field(default_factory=dict)
-    new_columns: tuple[str, ...] = ()
-    missing_columns: tuple[str, ...] = ()
-
-    @property
-    def schema_changes(self) -> bool:
-        return bool(self.new_columns or self.missing_columns)
+    schema_changes: bool = False  # the run adds columns or lacks some of the table's
 
     def apply(self, data: pa.Table) -> pa.Table:
         for name, to in self.casts.items():
@@ -104,12 +99,7 @@ def fit(
                 "`pumphouse run SPEC --full-refresh`"
             )
         casts[f.name] = old
-    names = set(data.names)
-    return Fit(
-        casts=casts,
-        new_columns=tuple(n for n in data.names if n not in have),
-        missing_columns=tuple(n for n in have if n not in names),
-    )
+    return Fit(casts=casts, schema_changes=set(data.names) != have.keys())
 
 
 def delta_name(t: pa.DataType) -> str:

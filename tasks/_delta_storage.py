@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 from schemas.loader import resolve_mapping
 from schemas.spec import DeltaSink
+from tasks._statefiles import is_remote
 
 # s3fs (fsspec) option -> deltalake option. Keys already in deltalake's spelling pass through.
 _S3_KEYS = {
@@ -26,10 +26,6 @@ _S3_KEYS = {
 }
 # Options deltalake itself understands, in the lower-case spelling object_store also accepts.
 _DELTA_PREFIXES = ("aws_", "azure_", "google_", "delta_", "conditional_put", "allow_http")
-
-
-def is_remote(url: str) -> bool:
-    return urlsplit(url).scheme not in ("", "file")
 
 
 def table_uri(sink: DeltaSink) -> str:

@@ -11,6 +11,7 @@ that are secrets masked.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import json
 import random
@@ -64,11 +65,8 @@ class Manners:
 
 @dataclass(frozen=True)
 class Reply:
-    status: int
     url: str  # the final URL, after redirects
-    headers: httpx.Headers
     links: dict[str | None, dict[str, str]]
-    body: bytes
     data: Any = None  # the parsed JSON, when asked for
 
 
@@ -117,6 +115,13 @@ def safe_url(url: str | httpx.URL) -> str:
         pieces.append(piece)
     netloc = parts.netloc.rpartition("@")[2]
     return redact(urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), "")))
+
+
+def utc_iso(when: dt.datetime) -> str:
+    """A timestamp as it travels over HTTP: ISO-8601 in UTC with a `Z` (naive means UTC)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return when.isoformat() + "Z"
 
 
 def retry_after(value: str | None) -> float | None:
@@ -286,7 +291,7 @@ class Client:
                 data = json.loads(body)
             except ValueError as e:  # UnicodeDecodeError is a ValueError too
                 raise _Retry(f"the response is not valid JSON ({e})", kind="json") from None
-        return Reply(status, str(response.url), response.headers, response.links, body, data)
+        return Reply(str(response.url), response.links, data)
 
     def _give_up(self, method: str, url: str, problem: _Retry, tries: int, started: float) -> None:
         spent = time.monotonic() - started

@@ -14,7 +14,7 @@ import zstandard
 
 from schemas.errors import DataError
 from schemas.spec import FilesSource
-from tasks._storage import storage_error
+from tasks._storage import storage_errors
 from tasks.listing import SourceFile, safe_url
 
 CHUNK = 1 << 20  # read size: large enough that Python overhead per read does not matter
@@ -98,14 +98,10 @@ class Meter(io.RawIOBase):
 def io_errors(url: str) -> Iterator[None]:
     """Storage failures as errors by what to do: a vanished or forbidden file is for the user
     to fix (DataError), anything else (network, throttling) may pass on retry."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise DataError(
-            f"{safe_url(url)}: the file is gone since it was listed; restore it, or reset the pump"
-        ) from None
-    except Exception as e:
-        mapped = storage_error(e, safe_url(url), "reading", "source.storage_options")
-        if mapped is e:
-            raise
-        raise mapped from None
+    with storage_errors(safe_url(url), "reading", "source.storage_options"):
+        try:
+            yield
+        except FileNotFoundError:
+            raise DataError(
+                f"{safe_url(url)}: the file is gone since it was listed; restore it, or reset the pump"
+            ) from None

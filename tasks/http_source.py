@@ -14,25 +14,22 @@ import datetime as dt
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pyarrow as pa
-from prefect import get_run_logger
-from prefect.context import FlowRunContext, TaskRunContext
 
 from schemas.errors import DataError
 from schemas.loader import resolve_mapping
 from schemas.spec import HttpSource, Limits, Paginate
-from tasks._http import Client, Manners, Reply, safe_url
+from tasks._http import Client, Manners, Reply, safe_url, utc_iso
 from tasks._records import HEAD_CHARS, Record, bounded, head, table, too_big
 from tasks.read import Batch
 
 CURSOR = "{cursor}"
-_TIMESTAMP = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}(?::?\d{2})?)?"
-)
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?")
 log = logging.getLogger("pumphouse.http")
 
 
@@ -65,16 +62,10 @@ def cursor_value(hwm: str | None, start: str | None) -> str | None:
     timestamp, as it is otherwise (a number); `cursor_start` before the first run."""
     if hwm is None:
         return start
-    m = _TIMESTAMP.fullmatch(hwm.strip())
-    if not m:
+    text = hwm.strip()
+    if not _TIMESTAMP.fullmatch(text):
         return hwm
-    day, clock, zone = m.groups()
-    if zone and zone != "Z" and ":" not in zone:
-        zone = f"{zone[:3]}:{zone[3:] or '00'}"
-    when = dt.datetime.fromisoformat(f"{day}T{clock}{'' if zone in (None, 'Z') else zone}")
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    return when.isoformat() + "Z"
+    return utc_iso(dt.datetime.fromisoformat(text))
 
 
 def first_url(source: HttpSource, cursor: str | None) -> str:
@@ -120,8 +111,12 @@ def _pages(client: Client, source: HttpSource, url: str) -> Iterator[tuple[str, 
 
 
 def _warn(message: str) -> None:
-    """A warning in the Prefect run's log when there is a run, else in Python's."""
-    if TaskRunContext.get() or FlowRunContext.get():
+    """A warning in the Prefect run's log when there is a run, else in Python's. (There is
+    no run unless prefect is loaded: it is not imported here, as it costs a second.)"""
+    context = sys.modules.get("prefect.context")
+    if context and (context.TaskRunContext.get() or context.FlowRunContext.get()):
+        from prefect import get_run_logger
+
         get_run_logger().warning(message)
     else:
         log.warning(message)

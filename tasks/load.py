@@ -46,12 +46,10 @@ def load_run(
                     f"SELECT max({ident(spec.transform.incremental.cursor)})::VARCHAR FROM {staged}",
                 )
                 out.hwm_after = top if top is not None else hwm_before
-            _number(con, spec, staged)
+            out.rows_written, out.batches = _number(con, spec, staged)
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
-            out.rows_written = int(scalar(con, "SELECT count(*) FROM out"))
             out.rows_duplicate = total - out.rows_written
-            out.batches = _batches(con, "out")
-            sinks.write_rows(con, "out", out.batches, spec, run, run_id, seq_base)
+            sinks.write_rows(con, "out", out.batches, spec, run, run_id, seq_base, out.hwm_after)
         rejected = sorted(str(p) for p in (run / "rejected").glob("*.parquet"))
         if rejected and spec.on_invalid == "quarantine":
             src = f"read_parquet({_list(rejected)}, union_by_name = true)"
@@ -64,8 +62,9 @@ def load_run(
     return out
 
 
-def _number(con: Connection, spec: Spec, staged: str) -> None:
-    """`out`: the staged rows deduplicated, each with its load batch `_batch`.
+def _number(con: Connection, spec: Spec, staged: str) -> tuple[int, int]:
+    """`out`: the staged rows deduplicated, each with its load batch `_batch`; returns its
+    rows and batches.
 
     Batches follow (partition_by, _source, _row). Without partition_by, the first row of each
     batch is found by sorting one number per row (`__ph_key`), and a row's batch is a few
@@ -74,15 +73,17 @@ def _number(con: Connection, spec: Spec, staged: str) -> None:
     dedup = dedup_sql(spec.transform.dedup, f"({keyed_sql(staged)})", (ARRIVAL_KEY,))
     con.execute(f"CREATE TEMP TABLE __ph_dedup AS {dedup}")
     rows, partition_by = spec.limits.batch_rows, spec.sink.partition_by
-    if not partition_by and scalar(con, "SELECT count(*) FROM __ph_dedup") <= rows * MAX_CASE:
+    n = int(scalar(con, "SELECT count(*) FROM __ph_dedup"))
+    if not partition_by and n <= rows * MAX_CASE:
         starts = [k for (k,) in con.sql(starts_sql("__ph_dedup", rows)).fetchall()]
         con.execute(
             f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}), "
             f"{batch_of(starts)} AS _batch FROM __ph_dedup"
         )
-        return
+        return n, len(starts)
     numbered = numbered_sql("SELECT * FROM __ph_dedup", rows, partition_by, (ARRIVAL_KEY,))
     con.execute(f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) FROM ({numbered})")
+    return n, _batches(con, "out")
 
 
 MAX_CASE = 4096  # batches beyond which the window numbers rows instead (the CASE tree grows)

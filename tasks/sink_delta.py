@@ -20,7 +20,7 @@ from schemas.errors import DataError, PumpError, SinkRefused, TransientError, Us
 from schemas.loader import resolve_mapping
 from schemas.spec import DeltaSink, Spec
 from tasks import _delta_merge, _delta_schema, _delta_storage, faults, sink_parquet
-from tasks._duckdb import Connection, arrow, column_types, ident, quote, scalar
+from tasks._duckdb import Connection, arrow, column_types
 from tasks._storage import storage_errors
 
 META = "pumphouse."  # prefix of the commit metadata keys pumphouse writes
@@ -31,15 +31,23 @@ def app_id(spec: Spec) -> str:
 
 
 def write_batches(
-    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, seq_base: int
+    con: Connection,
+    table: str,
+    batches: int,
+    spec: Spec,
+    run: Path,
+    run_id: str,
+    seq_base: int,
+    hwm: str | None = None,
 ) -> None:
     """Commit each `_batch` k of `table` as table version with app transaction seq_base + k + 1;
-    skip the batches the table already holds (a replay of an interrupted run).
+    skip the batches the table already holds (a replay of an interrupted run). Each commit
+    records `hwm`, the high-water mark the run commits.
 
     Storage and commit-conflict failures are transient: the load is retried, and the retry
     skips what got committed."""
     try:
-        _write_batches(con, table, batches, spec, run, run_id, seq_base)
+        _write_batches(con, table, batches, spec, run, run_id, seq_base, hwm)
     except (OSError, CommitFailedError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TransientError(
@@ -49,7 +57,14 @@ def write_batches(
 
 
 def _write_batches(
-    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, seq_base: int
+    con: Connection,
+    table: str,
+    batches: int,
+    spec: Spec,
+    run: Path,
+    run_id: str,
+    seq_base: int,
+    hwm: str | None,
 ) -> None:
     sink = _sink(spec)
     uri, options = _delta_storage.table_uri(sink), _delta_storage.storage_options(sink)
@@ -79,7 +94,6 @@ def _write_batches(
             if done > seq_base:  # an earlier attempt of this run committed batches: keep the run
                 raise
             raise SinkRefused(str(e)) from None
-    hwm = _run_hwm(con, spec, run)
     for k in range(batches):
         seq = seq_base + k + 1
         if seq <= done:
@@ -161,15 +175,13 @@ def _commit_batch(
 
 def committed_seq(spec: Spec) -> int:
     """The table's app transaction version for this pump: the last batch it holds (0: none)."""
-    sink = _sink(spec)
-    dt = open_table(_delta_storage.table_uri(sink), _delta_storage.storage_options(sink))
+    dt = _open(spec)
     return _txn(dt, app_id(spec))
 
 
 def committed_state(spec: Spec) -> dict[str, str] | None:
     """The pumphouse metadata (run id, batch, seq, hwm) of the table's latest batch commit."""
-    sink = _sink(spec)
-    dt = open_table(_delta_storage.table_uri(sink), _delta_storage.storage_options(sink))
+    dt = _open(spec)
     if dt is None:
         return None
     for entry in dt.history():  # newest first
@@ -218,10 +230,9 @@ def compact(spec: Spec, retention_hours: int | None = None) -> Compacted:
     Vacuum runs in lite mode: it deletes only files the log says were removed, never a file
     the log does not know, so URL/rejected/ and anything else beside the table stays.
     """
-    sink = _sink(spec)
-    dt = open_table(_delta_storage.table_uri(sink), _delta_storage.storage_options(sink))
+    dt = _open(spec)
     if dt is None:
-        raise UsageError(f"no Delta table at {sink.url} yet; run the pump first")
+        raise UsageError(f"no Delta table at {spec.sink.url} yet; run the pump first")
     before = len(dt.file_uris())
     dt.optimize.compact(
         commit_properties=CommitProperties(custom_metadata={f"{META}pump": spec.name})
@@ -239,9 +250,13 @@ def compact(spec: Spec, retention_hours: int | None = None) -> Compacted:
 
 def dataset(spec: Spec) -> Any:
     """The table's current version as a pyarrow dataset (for `pumphouse query`), None if absent."""
-    sink = _sink(spec)
-    dt = open_table(_delta_storage.table_uri(sink), _delta_storage.storage_options(sink))
+    dt = _open(spec)
     return None if dt is None else dt.to_pyarrow_dataset()
+
+
+def _open(spec: Spec) -> DeltaTable | None:
+    sink = _sink(spec)
+    return open_table(_delta_storage.table_uri(sink), _delta_storage.storage_options(sink))
 
 
 def open_table(uri: str, options: dict[str, str]) -> DeltaTable | None:
@@ -255,16 +270,6 @@ def open_table(uri: str, options: dict[str, str]) -> DeltaTable | None:
 
 def _txn(dt: DeltaTable | None, app: str) -> int:
     return (dt.transaction_version(app) or 0) if dt is not None else 0
-
-
-def _run_hwm(con: Connection, spec: Spec, run: Path) -> str | None:
-    """The high-water mark this run commits: the greatest cursor it staged (as load computes it)."""
-    inc = spec.transform.incremental
-    if inc is None or not list((run / "valid").glob("*.parquet")):
-        return None
-    staged = f"read_parquet({quote(str(run / 'valid' / '*.parquet'))}, union_by_name = true)"
-    top = scalar(con, f"SELECT max({ident(inc.cursor)})::VARCHAR FROM {staged}")
-    return None if top is None else str(top)
 
 
 def _sink(spec: Spec) -> DeltaSink:

@@ -14,10 +14,9 @@ import datetime as dt
 import decimal
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from schemas.errors import PumpError
 from schemas.loader import resolve_mapping
@@ -25,7 +24,8 @@ from schemas.spec import HttpSink, Spec
 from tasks import faults
 from tasks._duckdb import Connection, ident
 from tasks._duckdb import batches as arrow_batches
-from tasks._http import Client, HttpFailure, Manners
+from tasks._http import Client, HttpFailure, Manners, utc_iso
+from tasks._statefiles import LocalFiles
 
 PROGRESS = "http_delivered.txt"  # one delivered Idempotency-Key per line
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json"}
@@ -45,14 +45,11 @@ def deliver(con: Connection, table: str, batches: int, spec: Spec, run: Path, ru
         cap_is_error=False,
         where="sink",
     )
-    progress = run / PROGRESS
-    done = delivered(progress)
+    notes = LocalFiles(run)
+    done = delivered(notes.read(PROGRESS))
     order = ", ".join([*(ident(p) for p in sink.partition_by), "_source", "_row"])
-    with (
-        Client(sink.url, resolve_mapping(sink.headers), manners) as client,
-        open(progress, "a", encoding="utf-8") as note,
-    ):
-        post = _Poster(client, sink, done, note)
+    with Client(sink.url, resolve_mapping(sink.headers), manners) as client:
+        post = _Poster(client, sink, done, notes)
         for k in range(batches):
             sql = f"SELECT * EXCLUDE ({', '.join(LINEAGE)}) FROM {table} WHERE _batch = {k} ORDER BY {order}"
             for c, rows in enumerate(chunks(con, sql, sink.batch_rows)):
@@ -60,12 +57,9 @@ def deliver(con: Connection, table: str, batches: int, spec: Spec, run: Path, ru
             faults.point("loaded_batch")
 
 
-def delivered(progress: Path) -> set[str]:
+def delivered(progress: bytes | None) -> set[str]:
     """The keys an earlier attempt of this run delivered (a torn last line is not one)."""
-    try:
-        text = progress.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return set()
+    text = (progress or b"").decode("utf-8")
     return {line[:-1] for line in text.splitlines(keepends=True) if line.endswith("\n")}
 
 
@@ -86,9 +80,7 @@ def jsonable(value: Any) -> Any:
     """A value as JSON carries it: timestamps as ISO-8601 UTC (`Z`), dates as ISO-8601,
     decimals as strings (every digit kept), NaN and infinities as null."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.isoformat() + "Z"
+        return utc_iso(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -113,8 +105,8 @@ def body(rows: list[dict[str, Any]], fmt: str) -> bytes:
 class _Poster:
     """Sends chunks, splits one the webhook finds too large, notes each delivered key."""
 
-    def __init__(self, client: Client, sink: HttpSink, done: set[str], note: TextIO) -> None:
-        self.client, self.sink, self.done, self.note = client, sink, done, note
+    def __init__(self, client: Client, sink: HttpSink, done: set[str], notes: LocalFiles) -> None:
+        self.client, self.sink, self.done, self.notes = client, sink, done, notes
 
     def send(self, rows: list[dict[str, Any]], key: str) -> None:
         if key in self.done:
@@ -134,7 +126,5 @@ class _Poster:
             self.send(rows[:half], f"{key}.0")
             self.send(rows[half:], f"{key}.1")
             return
-        self.note.write(key + "\n")
-        self.note.flush()
-        os.fsync(self.note.fileno())
+        self.notes.append_line(PROGRESS, key)
         self.done.add(key)

@@ -29,37 +29,6 @@ def target(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFi
     return fs, root.rstrip("/")
 
 
-def write(
-    con: Connection,
-    sql: str,
-    fs: fsspec.AbstractFileSystem,
-    dest: str,
-    name: str,
-    partition_by: Sequence[str],
-    tmp_root: str,
-) -> list[str]:
-    """Write a query's rows as zstd parquet file(s) named `name` under `dest`; return their paths.
-
-    DuckDB writes into a private temp folder first; each finished file is then moved
-    (local) or uploaded (object store) into place, so readers never see half a file.
-    """
-    os.makedirs(tmp_root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)
-    try:
-        options = "FORMAT parquet, COMPRESSION zstd"
-        if partition_by:
-            cols = ", ".join(ident(p) for p in partition_by)
-            options += f", PARTITION_BY ({cols}), FILENAME_PATTERN {quote(name + '-{i}')}, OVERWRITE_OR_IGNORE"
-            con.execute(f"COPY ({sql}) TO {quote(tmp)} ({options})")
-        else:
-            con.execute(
-                f"COPY ({sql}) TO {quote(os.path.join(tmp, name + '.parquet'))} ({options})"
-            )
-        return [_place(fs, tmp, file, dest) for file in _files_under(tmp)]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def write_batches(
     con: Connection,
     table: str,
@@ -78,8 +47,9 @@ def write_batches(
     many batches: a COPY per batch would scan it once per batch), into a private temp
     folder; then batch by batch each file is moved (local) or uploaded into place.
     """
-    exclude = "_source, _row" if not lineage else ""
-    select = f"SELECT * EXCLUDE ({exclude}) FROM {table}" if exclude else f"SELECT * FROM {table}"
+    select = (
+        f"SELECT * FROM {table}" if lineage else f"SELECT * EXCLUDE (_source, _row) FROM {table}"
+    )
     tmp_root = str(run / "tmp")
     os.makedirs(tmp_root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f"part-{run_id}-", dir=tmp_root)
@@ -109,17 +79,15 @@ def _place_batch(
     NAME.parquet, or NAME-{i}.parquet in each partition's folder."""
     if not os.path.isdir(folder):
         return
-    files = _files_under(folder)
     by_dir: dict[str, list[str]] = {}
-    for file in files:
+    for file in _files_under(folder):
         by_dir.setdefault(os.path.dirname(file), []).append(file)
     for where, found in by_dir.items():
-        for i, file in enumerate(sorted(found)):
+        for i, file in enumerate(found):
             single = not partitioned and len(found) == 1
             final = os.path.join(where, f"{name}.parquet" if single else f"{name}-{i}.parquet")
             os.replace(file, final)
-    for file in _files_under(folder):
-        _place(fs, folder, file, dest)
+            _place(fs, folder, final, dest)
 
 
 def remove_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> int:

@@ -19,12 +19,20 @@ from tasks._statefiles import is_remote, state_options
 
 
 def write_rows(
-    con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str, seq_base: int
+    con: Connection,
+    table: str,
+    batches: int,
+    spec: Spec,
+    run: Path,
+    run_id: str,
+    seq_base: int,
+    hwm: str | None,
 ) -> None:
-    """Write `table` (numbered by `_batch`, 0..batches-1, lineage `_source`, `_row` still on)."""
+    """Write `table` (numbered by `_batch`, 0..batches-1, lineage `_source`, `_row` still on);
+    `hwm` is the high-water mark the run will commit (a Delta commit records it)."""
     sink = spec.sink
     if isinstance(sink, DeltaSink):
-        sink_delta.write_batches(con, table, batches, spec, run, run_id, seq_base)
+        sink_delta.write_batches(con, table, batches, spec, run, run_id, seq_base, hwm)
     elif isinstance(sink, HttpSink):
         sink_http.deliver(con, table, batches, spec, run, run_id)
     else:
@@ -39,8 +47,7 @@ def write_rejected(
 ) -> None:
     """Rejected rows as parquet: under URL/rejected/, or for the http sink under the pump's
     state location `state` (a folder or a URL)."""
-    sink = spec.sink
-    fs, root = _state_target(state) if isinstance(sink, HttpSink) else _parquet_target(sink)
+    fs, root = _files_target(spec, state)
     sink_parquet.write_batches(
         con, table, batches, fs, f"{root}/rejected", run_id, (), run, lineage=True
     )
@@ -48,17 +55,15 @@ def write_rejected(
 
 def remove_run(spec: Spec, run_id: str, state: str) -> None:
     """Delete the files an earlier attempt of this run wrote (the parquet parts, rejected rows)."""
-    sink = spec.sink
-    fs, root = _state_target(state) if isinstance(sink, HttpSink) else _parquet_target(sink)
+    fs, root = _files_target(spec, state)
     sink_parquet.remove_run(fs, root, run_id)
 
 
 def remove_all(spec: Spec, state: str) -> None:
     """--full-refresh: drop everything the pump has written (a webhook cannot be unsent)."""
-    sink = spec.sink
-    if isinstance(sink, DeltaSink):
+    if isinstance(spec.sink, DeltaSink):
         sink_delta.remove_all(spec)
-    fs, root = _state_target(state) if isinstance(sink, HttpSink) else _parquet_target(sink)
+    fs, root = _files_target(spec, state)
     sink_parquet.remove_all(fs, root)
 
 
@@ -69,10 +74,13 @@ def committed_seq(spec: Spec) -> int:
     return 0
 
 
-def _state_target(location: str) -> tuple[Any, str]:
-    """The pump's state location (a folder or a URL): the http sink keeps rejected rows there."""
-    options = state_options(settings.state_storage_options) if is_remote(location) else {}
-    return sink_parquet.target(location, options)
+def _files_target(spec: Spec, state: str) -> tuple[Any, str]:
+    """Where the pump's parquet files go: the sink's URL, or for the http sink (which has no
+    folder of its own) the pump's state location `state` (a folder or a URL)."""
+    if not isinstance(spec.sink, HttpSink):
+        return _parquet_target(spec.sink)
+    options = state_options(settings.state_storage_options) if is_remote(state) else {}
+    return sink_parquet.target(state, options)
 
 
 def _parquet_target(sink: ParquetSink | DeltaSink) -> tuple[Any, str]:

@@ -18,7 +18,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import pyarrow.parquet as pq
@@ -114,11 +113,7 @@ def _batches(folder: Path, index: int) -> list[Path]:
 
 
 def _fs(url: str, config: Settings) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(url, **options(config.staging_storage_options))
+    # The options are resolved where they are used: on each worker, and in the flow.
+    options = options_from_json(config.staging_storage_options, OPTIONS)
+    fs, root = fsspec.core.url_to_fs(url, **options)
     return fs, str(root).rstrip("/")
-
-
-def options(raw: str) -> dict[str, Any]:
-    """PUMPHOUSE_STAGING_STORAGE_OPTIONS as fsspec options, resolved where they are used (on
-    each worker)."""
-    return options_from_json(raw, OPTIONS)

@@ -125,12 +125,8 @@ class StateStore:
     def record_run(self, summary: dict[str, Any]) -> None:
         """Add a line to the run history. On an object store best effort: history is not
         state, and a failed run records itself while the store may be the thing failing."""
-        line = json.dumps(summary, default=str)
-        if isinstance(self._files, LocalFiles):
-            self._files.append_line("runs.jsonl", line)
-            return
-        with contextlib.suppress(PumpError):
-            self._files.append_line("runs.jsonl", line)
+        with contextlib.suppress(PumpError):  # a local append raises OSError, never this
+            self._files.append_line("runs.jsonl", json.dumps(summary, default=str))
 
     def runs(self, last: int = 10) -> list[dict[str, Any]]:
         data = self._files.read("runs.jsonl")
@@ -164,8 +160,7 @@ class StateStore:
         """Forget everything: committed state, open run, history. The lock file stays:
         a run holding it keeps holding it."""
         self._files.clear(keep=(LOCK, REFRESH))
-        if isinstance(self._files, RemoteFiles):
-            shutil.rmtree(self.staging, ignore_errors=True)
+        shutil.rmtree(self.staging, ignore_errors=True)  # local files: cleared with the rest
 
     # ---- an unfinished --full-refresh
     def refresh_pending(self) -> bool:

@@ -1,9 +1,9 @@
 """Helpers for the Delta sink's tests: a delta spec, the table's rows as an analyst reads
-them, the batch sequence numbers its commits carry, and an S3 API (moto in server mode)."""
+them, the batch sequence numbers its commits carry, and an S3 API (moto in server mode, its
+own process; bucket and storage_options helpers are tests._moto's)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +18,7 @@ import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from tests._moto import free_port
 from tests.data import spec_text
 
 APP = "pumphouse:orders"
@@ -79,8 +80,9 @@ S3_KEYS = {"key": "delta-test-key", "secret": "delta-test-secret"}
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server (server mode) on loopback, in its own process: deltalake waits on
-    some requests holding the GIL, which would stall a server thread in this process."""
-    port = _free_port()
+    some requests holding the GIL, which would stall a server thread in this process (so
+    tests._moto's in-process moto_s3 deadlocks deltalake's merge)."""
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -98,29 +100,3 @@ def s3_endpoint() -> Iterator[str]:
     yield url
     server.terminate()
     server.wait(20)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_bucket(endpoint: str, name: str) -> None:
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=S3_KEYS["key"],
-        aws_secret_access_key=S3_KEYS["secret"],
-    ).create_bucket(Bucket=name)
-
-
-def s3_options_yaml(endpoint: str) -> str:
-    """The spec's fsspec-style storage_options for the moto server, in YAML flow style."""
-    return (
-        f'{{key: "{S3_KEYS["key"]}", secret: "{S3_KEYS["secret"]}", '
-        f'endpoint_url: "{endpoint}", client_kwargs: {{region_name: us-east-1}}}}'
-    )

@@ -8,7 +8,8 @@
 - `Receiver`: a webhook that records every POST (headers, rows) and answers 2xx, or as
   scripted, or 413 above a row count.
 
-`serve(app)` runs one; every request is recorded in `app.seen`.
+`serve(app)` runs one; every request is recorded in `app.seen`. `api_spec` and `hook_spec`
+are tests/data.py's orders spec reading such an API, or writing to such a webhook.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.data import spec_text
 
 
 @dataclass
@@ -82,9 +85,6 @@ class App:
 
 
 # ---------------------------------------------------------------- the paginating API
-
-
-STYLES = ("link_header", "next_url", "cursor", "offset", "page", "none")
 
 
 class PagedAPI(App):
@@ -406,8 +406,33 @@ def self_signed(folder: Any) -> tuple[str, str]:
     return cert_file, key_file
 
 
-def wait_for(check: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+# ---------------------------------------------------------------- specs
+
+FILES_SOURCE = 'source:\n  type: files\n  url: ./in/\n  glob: "*.ndjson"\n'
+PARQUET_SINK = "sink:\n  type: parquet\n  url: ./out/orders\n  partition_by: [status]\n"
+
+
+def api_spec(url: str, batch_rows: int, source_extra: str = "") -> str:
+    """tests/data.py's orders spec reading a `PagedAPI(..., "cursor")` at `url` (from the
+    high-water mark on) instead of files; `source_extra` is more `source:` lines."""
+    api_source = (
+        f"source:\n  type: http\n  url: {url}/v1/orders\n"
+        '  params: {updated_since: "{cursor}"}\n  records: data\n'
+        "  paginate: {style: cursor, cursor_path: meta.next_cursor}\n"
+    )
+    return _fast(spec_text(batch_rows=batch_rows), FILES_SOURCE, api_source + source_extra)
+
+
+def hook_spec(url: str, batch_rows: int, hook_rows: int) -> str:
+    """tests/data.py's orders spec (files in ./in/) posting to a `Receiver` at `url`."""
+    hook_sink = (
+        f"sink:\n  type: http\n  url: {url}/hook\n  batch_rows: {hook_rows}\n"
+        "  retry_max_wait: 0.05\n"
+    )
+    return _fast(spec_text(batch_rows=batch_rows), PARQUET_SINK, hook_sink)
+
+
+def _fast(text: str, old: str, new: str) -> str:
+    """`text` with `old` replaced by `new`, and no rate limit to speak of (limits: is last)."""
+    assert old in text
+    return text.replace(old, new) + "  requests_per_second: 1000\n"

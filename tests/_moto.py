@@ -1,7 +1,7 @@
 """A real S3 API for tests: moto in server mode on loopback, and a fault proxy in front of it.
 
-`moto_s3` runs moto's `ThreadedMotoServer` (as s3fs's own tests do) in this process. `FaultProxy` forwards raw HTTP to it and, on a schedule, answers `503 SlowDown`,
-drops the connection after moto answered, or stalls; it also counts the body bytes it serves
+`moto_s3` runs moto's `ThreadedMotoServer` (as s3fs's own tests do) in this process. `FaultProxy` forwards raw HTTP to it and, on a schedule, answers `503 SlowDown`
+or drops the connection after moto answered; it also counts the body bytes it serves
 per object key, so a test can see how much of an object a reader fetched.
 `enforce_auth` switches on moto's credential checks for one IAM user's key pair.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import socket
 import threading
@@ -18,10 +19,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+
+from tests.data import spec_text
 
 REGION = "us-east-1"
 # The moto server's own (unchecked until enforce_auth) credentials, for setting buckets up.
@@ -83,16 +87,48 @@ def make_bucket(
     ).create_bucket(Bucket=name)
 
 
-def storage_options(endpoint: str, key: str, secret: str, **extra: Any) -> str:
-    """A spec's `storage_options:` block (YAML flow style) for `endpoint`."""
-    items = {
+# What the specs name the credentials by: the pump's (and the Dask workers') environment.
+ENV_KEY, ENV_SECRET = "${env:PUMP_S3_KEY}", "${env:PUMP_S3_SECRET}"
+
+
+def _options(endpoint: str, key: str, secret: str, **extra: Any) -> dict[str, Any]:
+    return {
         "key": key,
         "secret": secret,
         "endpoint_url": endpoint,
         "client_kwargs": {"region_name": REGION},
         **extra,
     }
-    return _flow_yaml(items)
+
+
+def storage_options(
+    endpoint: str, key: str = ENV_KEY, secret: str = ENV_SECRET, **extra: Any
+) -> str:
+    """A spec's `storage_options:` block (YAML flow style) for `endpoint`."""
+    return _flow_yaml(_options(endpoint, key, secret, **extra))
+
+
+def options_json(endpoint: str, key: str = ENV_KEY, secret: str = ENV_SECRET) -> str:
+    """The same options as a PUMPHOUSE_*_STORAGE_OPTIONS setting (a JSON object)."""
+    return json.dumps(_options(endpoint, key, secret))
+
+
+def s3_spec(
+    bucket: str, endpoint: str, opts: str | None = None, sink: str = "out/orders", **kw: Any
+) -> str:
+    """tests/data's order spec reading s3://BUCKET/in/ and landing in s3://BUCKET/SINK, both
+    reached at `endpoint` with `opts` (default: the credentials from the environment)."""
+    opts = opts or storage_options(endpoint)
+    url = f"s3://{bucket}/{sink}"
+    text = spec_text(src=f"s3://{bucket}/in/", out=url, **kw)
+    text = text.replace('  glob: "*.ndjson"\n', f'  glob: "*.ndjson"\n  storage_options: {opts}\n')
+    return text.replace(f"  url: {url}\n", f"  url: {url}\n  storage_options: {opts}\n")
+
+
+def upload(fs: Any, folder: Path, bucket: str) -> None:
+    """The NDJSON files in `folder` into s3://BUCKET/in/."""
+    for path in sorted(folder.glob("*.ndjson")):
+        fs.put_file(str(path), f"{bucket}/in/{path.name}")
 
 
 def _flow_yaml(value: Any) -> str:
@@ -148,14 +184,10 @@ def enforce_auth(endpoint: str) -> Iterator[Keys]:
 @dataclass
 class Faults:
     """Which requests fail: every `slow_down`-th gets 503 SlowDown before moto sees it, every
-    `reset`-th loses its connection after moto answered, every `stall`-th waits `stall_seconds`
-    first. 0 = never. `only` limits faults to requests whose method and path start with it."""
+    `reset`-th loses its connection after moto answered. 0 = never."""
 
     slow_down: int = 0
     reset: int = 0
-    stall: int = 0
-    stall_seconds: float = 0.0
-    only: str = ""
 
 
 @dataclass
@@ -192,19 +224,13 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join(10)
 
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.traffic = Traffic()
-
-    def _decide(self, method: str, path: str) -> str:
+    def _decide(self) -> str:
         """The fault this request gets ('' for none)."""
         f = self.faults
         with self._lock:
             self.traffic.requests += 1
             n = self.traffic.requests
-            if f.only and not f"{method} {path}".startswith(f.only):
-                return ""
-            for kind, every in (("slow_down", f.slow_down), ("reset", f.reset), ("stall", f.stall)):
+            for kind, every in (("slow_down", f.slow_down), ("reset", f.reset)):
                 if every and n % every == 0:
                     self.traffic.faults[kind] += 1
                     return kind
@@ -239,7 +265,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             body = self._body()
-            fault = proxy._decide(self.command, self.path)
+            fault = proxy._decide()
             if fault == "slow_down":
                 self.send_response(503)
                 self.send_header("Content-Type", "application/xml")
@@ -249,8 +275,6 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(SLOW_DOWN)
                 proxy._served(self.command, self.path, 503, 0)
                 return
-            if fault == "stall":
-                time.sleep(proxy.faults.stall_seconds)
             up = http.client.HTTPConnection(
                 str(proxy.upstream.hostname), proxy.upstream.port, timeout=60
             )

@@ -96,8 +96,9 @@ def _cell(text: str) -> str:
 
 
 def main() -> int:
-    DOC.write_text(render(collect()), encoding="utf-8")
-    print(f"wrote {DOC.name}: {len(collect())} rows")
+    rows = collect()
+    DOC.write_text(render(rows), encoding="utf-8")
+    print(f"wrote {DOC.name}: {len(rows)} rows")
     return 0
 
 

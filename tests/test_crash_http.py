@@ -22,8 +22,18 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests._http_servers import Answer, PagedAPI, Receiver, Seen, api_orders, as_counter, serve
-from tests.data import expected, landed, spec_text, write_orders
+from tests._http_servers import (
+    Answer,
+    PagedAPI,
+    Receiver,
+    Seen,
+    api_orders,
+    api_spec,
+    as_counter,
+    hook_spec,
+    serve,
+)
+from tests.data import expected, landed, write_orders
 from tests.test_crash import (
     SINK,
     SPEC,
@@ -57,52 +67,17 @@ LOAD_ROWS = 25  # limits.batch_rows: several load batches, so a kill can fall be
 HOOK_ROWS = 10  # sink.batch_rows: several POSTs per load batch
 COUNTS = ("rows_read", "rows_rejected", "rows_duplicate", "rows_written", "hwm_after")
 
-SOURCE_SPEC = """\
-name: orders
-source:
-  type: http
-  url: {url}/v1/orders
-  params: {{updated_since: "{{cursor}}"}}
-  records: data
-  paginate: {{style: cursor, cursor_path: meta.next_cursor}}
-schema:
-  columns:
-    order_id:   {{type: int64, nullable: false, checks: {{ge: 0}}}}
-    customer:   {{type: string}}
-    amount:     {{type: float64, checks: {{ge: 0}}}}
-    status:     {{type: string, checks: {{isin: [open, paid, void]}}}}
-    updated_at: {{type: timestamp}}
-transform:
-  filter: "status <> 'void'"
-  incremental: {{cursor: updated_at}}
-  dedup: {{key: [order_id], order_by: updated_at, keep: latest}}
-sink:
-  type: parquet
-  url: ./out/orders
-  partition_by: [status]
-limits:
-  batch_rows: {load_rows}
-  requests_per_second: 1000
-  max_invalid_ratio: 0.2
-"""
-
 
 def source_project(folder: Path, api: str) -> Path:
     (folder / "pumps").mkdir(parents=True, exist_ok=True)
-    (folder / SPEC).write_text(SOURCE_SPEC.format(url=api, load_rows=LOAD_ROWS))
+    (folder / SPEC).write_text(api_spec(api, LOAD_ROWS))
     return folder
 
 
 def sink_project(folder: Path, inputs: Path, hook: str) -> Path:
     (folder / "pumps").mkdir(parents=True, exist_ok=True)
     (folder / "in").mkdir(exist_ok=True)
-    text = spec_text(batch_rows=LOAD_ROWS).replace(
-        "sink:\n  type: parquet\n  url: ./out/orders\n  partition_by: [status]\n",
-        f"sink:\n  type: http\n  url: {hook}/hook\n  batch_rows: {HOOK_ROWS}\n"
-        "  retry_max_wait: 0.05\n",
-    )
-    assert "type: http" in text
-    (folder / SPEC).write_text(text + "  requests_per_second: 1000\n")
+    (folder / SPEC).write_text(hook_spec(hook, LOAD_ROWS, HOOK_ROWS))
     copy_inputs(inputs, folder)
     return folder
 

@@ -32,9 +32,19 @@ from schemas.errors import PumpError, UsageError
 from schemas.settings import Settings
 from tasks import staging
 from tasks.summary import Counts
-from tests._moto import Keys, enforce_auth, free_port, make_bucket, moto_s3, s3, storage_options
+from tests._moto import (
+    Keys,
+    enforce_auth,
+    free_port,
+    make_bucket,
+    moto_s3,
+    options_json,
+    s3,
+    s3_spec,
+    upload,
+)
 from tests.conftest import run_cli
-from tests.data import expected, is_valid, spec_text, write_orders
+from tests.data import expected, is_valid, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -60,23 +70,12 @@ class World:
     def env(self, staged: bool = True) -> dict[str, str]:
         """What the pump's environment holds: credentials the spec names, and the staging URL."""
         env = dict(zip(KEY_VARS, (self.keys.key, self.keys.secret), strict=True))
-        env["PUMPHOUSE_STAGING_STORAGE_OPTIONS"] = staging_options(self.endpoint)
+        env["PUMPHOUSE_STAGING_STORAGE_OPTIONS"] = options_json(self.endpoint)
         env["PUMPHOUSE_STAGING_URL"] = f"s3://{self.bucket}/staging" if staged else ""
         return env
 
     def worker_pids(self) -> dict[str, int]:
         return dict(self.client.run(os.getpid))
-
-
-def staging_options(endpoint: str) -> str:
-    return json.dumps(
-        {
-            "key": "${env:PUMP_S3_KEY}",
-            "secret": "${env:PUMP_S3_SECRET}",
-            "endpoint_url": endpoint,
-            "client_kwargs": {"region_name": "us-east-1"},
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +92,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         fs = s3(endpoint, keys.key, keys.secret)
         src = tmp_path_factory.mktemp("inputs")
         records = write_orders(src, files=FILES, rows=ROWS, seed=5)
-        for path in sorted(src.glob("*.ndjson")):
-            fs.put_file(str(path), f"{bucket}/in/{path.name}")
+        upload(fs, src, bucket)
         worker_env = {
             "PUMP_S3_KEY": keys.key,
             "PUMP_S3_SECRET": keys.secret,
-            "PUMPHOUSE_STAGING_STORAGE_OPTIONS": staging_options(endpoint),
+            "PUMPHOUSE_STAGING_STORAGE_OPTIONS": options_json(endpoint),
         }
         with (
             dask.config.set({"distributed.scheduler.allowed-failures": 1}),
@@ -181,12 +179,7 @@ def _plain(value: Any) -> Any:
 
 def new_project(w: World, folder: Path, sink: str) -> Path:
     (folder / "pumps").mkdir(parents=True, exist_ok=True)
-    opts = storage_options(w.endpoint, "${env:PUMP_S3_KEY}", "${env:PUMP_S3_SECRET}")
-    url = f"s3://{w.bucket}/{sink}"
-    text = spec_text(src=f"s3://{w.bucket}/in/", out=url, batch_rows=100)
-    text = text.replace('  glob: "*.ndjson"\n', f'  glob: "*.ndjson"\n  storage_options: {opts}\n')
-    text = text.replace(f"  url: {url}\n", f"  url: {url}\n  storage_options: {opts}\n")
-    (folder / SPEC).write_text(text)
+    (folder / SPEC).write_text(s3_spec(w.bucket, w.endpoint, sink=sink, batch_rows=100))
     return folder
 
 
@@ -463,7 +456,7 @@ def test_staged_batches_travel_through_the_staging_url_once(
         monkeypatch.setenv(name, value)
     config = Settings(
         staging_url=f"s3://{world.bucket}/trip/",
-        staging_storage_options=staging_options(world.endpoint),
+        staging_storage_options=options_json(world.endpoint),
     )
     run_dir = str(tmp_path / "orders/staging/RUN1")
 

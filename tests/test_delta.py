@@ -26,15 +26,15 @@ from tasks._delta_merge import match_predicate, update_predicate
 from tasks._delta_storage import delta_options
 from tasks._duckdb import connect
 from tests._delta import (  # noqa: F401 (s3_endpoint is a fixture)
+    S3_KEYS,
     as_oracle,
     commit_seqs,
     delta_spec,
-    make_bucket,
     s3_endpoint,
-    s3_options_yaml,
     table_rows,
     txn_version,
 )
+from tests._moto import make_bucket, storage_options
 from tests.conftest import run_cli
 from tests.data import expected, is_valid, spec_text, write_orders
 
@@ -622,8 +622,8 @@ def test_compact_says_what_it_needs(project: Path) -> None:
 def test_merge_into_s3(project: Path, s3_endpoint: str) -> None:  # noqa: F811
     """The same table on S3 (moto): fsspec-style storage_options drive both deltalake (the
     table) and s3fs (rejected rows); query reads it back."""
-    make_bucket(s3_endpoint, "lake-delta")
-    options = s3_options_yaml(s3_endpoint)
+    make_bucket(s3_endpoint, "lake-delta", **S3_KEYS)
+    options = storage_options(s3_endpoint, **S3_KEYS)
     text = delta_spec("merge", batch_rows=50).replace(
         "  url: ./out/orders\n",
         f"  url: s3://lake-delta/orders\n  storage_options: {options}\n",

@@ -19,8 +19,8 @@ from schemas.spec import Spec
 from tasks._duckdb import connect
 from tasks._http import HttpFailure
 from tasks.sink_http import PROGRESS, deliver
-from tests._http_servers import Answer, App, Receiver, Seen, serve
-from tests.data import expected, is_valid, spec_text, write_orders
+from tests._http_servers import Answer, App, Receiver, Seen, hook_spec, serve
+from tests.data import expected, is_valid, write_orders
 
 RUN = "20260308T000000Z-abc123"
 
@@ -276,27 +276,6 @@ def test_a_redirect_to_another_origin_is_not_followed(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- whole runs
 
-PARQUET_SINK = """\
-sink:
-  type: parquet
-  url: {out}
-  partition_by: [status]
-"""
-
-
-def http_spec(url: str, batch_rows: int = 100, hook_rows: int = 30) -> str:
-    text = spec_text(batch_rows=batch_rows)
-    old = PARQUET_SINK.format(out="./out/orders")
-    assert old in text
-    return (
-        text.replace(
-            old,
-            f"sink:\n  type: http\n  url: {url}/hook\n  batch_rows: {hook_rows}\n"
-            "  retry_max_wait: 0.05\n",
-        )
-        + "  requests_per_second: 1000\n"
-    )
-
 
 def received(rows: list[dict[str, Any]]) -> dict[int, tuple[Any, ...]]:
     """The receiver's rows in the oracle's form; an order received twice fails."""
@@ -320,7 +299,7 @@ def test_a_run_posts_exactly_the_rows_a_parquet_sink_would_land(project: Path) -
     records = write_orders(project / "in", files=2, rows=150, seed=5)
     app = Receiver()
     with serve(app) as base:
-        (project / "pumps" / "orders.yaml").write_text(http_spec(base))
+        (project / "pumps" / "orders.yaml").write_text(hook_spec(base, 100, 30))
         s = run_pump()
     assert s["status"] == "ok" and s["rows_written"] == len(expected(records))
     assert received(app.rows()) == expected(records)
@@ -336,7 +315,7 @@ def test_a_run_stopped_by_a_4xx_is_finished_by_the_next_without_doubles(project:
     records = write_orders(project / "in", files=2, rows=150, seed=6)
     app = Receiver(script=[None, None, None, 400])
     with serve(app) as base:
-        (project / "pumps" / "orders.yaml").write_text(http_spec(base))
+        (project / "pumps" / "orders.yaml").write_text(hook_spec(base, 100, 30))
         with pytest.raises(HttpFailure):
             run_pump()
         assert len(app.accepted) == 3

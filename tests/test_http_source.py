@@ -25,6 +25,7 @@ from tests._http_servers import (
     Scripted,
     Seen,
     api_orders,
+    api_spec,
     self_signed,
     serve,
 )
@@ -536,35 +537,8 @@ def test_safe_url_masks_what_looks_like_a_secret() -> None:
 # ---------------------------------------------------------------- whole runs
 
 
-HTTP_SPEC = """\
-name: orders
-source:
-  type: http
-  url: {url}/v1/orders
-  params: {{updated_since: "{{cursor}}"}}
-  records: data
-  paginate: {{style: cursor, cursor_path: meta.next_cursor}}
-  retries: 2
-  retry_max_wait: 0.05
-schema:
-  columns:
-    order_id:   {{type: int64, nullable: false, checks: {{ge: 0}}}}
-    customer:   {{type: string}}
-    amount:     {{type: float64, checks: {{ge: 0}}}}
-    status:     {{type: string, checks: {{isin: [open, paid, void]}}}}
-    updated_at: {{type: timestamp}}
-transform:
-  filter: "status <> 'void'"
-  incremental: {{cursor: updated_at}}
-  dedup: {{key: [order_id], order_by: updated_at, keep: latest}}
-sink:
-  type: parquet
-  url: ./out/orders
-limits:
-  batch_rows: 10
-  requests_per_second: 1000
-  max_invalid_ratio: 0.2
-"""
+def http_spec(url: str, source_extra: str = "") -> str:
+    return api_spec(url, 10, "  retries: 2\n  retry_max_wait: 0.05\n" + source_extra)
 
 
 def run_pump() -> dict[str, Any]:
@@ -578,7 +552,7 @@ def test_runs_read_the_api_and_move_the_cursor_with_what_was_loaded(project: Pat
     records = list(RECORDS)
     app = PagedAPI(records, "cursor")
     with serve(app) as base:
-        (project / "pumps" / "orders.yaml").write_text(HTTP_SPEC.format(url=base))
+        (project / "pumps" / "orders.yaml").write_text(http_spec(base))
         first = run_pump()
         assert (first["status"], first["rows_read"]) == ("ok", 50)
         assert first["rows_rejected"] == sum(1 for r in records if not is_valid(r))
@@ -605,9 +579,7 @@ def test_runs_read_the_api_and_move_the_cursor_with_what_was_loaded(project: Pat
 def test_a_run_reads_the_api_from_cursor_start(project: Path) -> None:
     app = PagedAPI(RECORDS, "cursor")
     with serve(app) as base:
-        spec = HTTP_SPEC.format(url=base).replace(
-            "  records: data\n", '  records: data\n  cursor_start: "2026-03-08T00:20:00Z"\n'
-        )
+        spec = http_spec(base, '  cursor_start: "2026-03-08T00:20:00Z"\n')
         (project / "pumps" / "orders.yaml").write_text(spec)
         s = run_pump()
     assert app.seen[0].query["updated_since"] == "2026-03-08T00:20:00Z"
@@ -626,7 +598,7 @@ def test_a_failure_on_page_n_loses_nothing_and_doubles_nothing(project: Path) ->
     api = PagedAPI(records, "cursor")
     app = Scripted([None, None, None, 404], api)  # page 4 fails
     with serve(app) as base:
-        (project / "pumps" / "orders.yaml").write_text(HTTP_SPEC.format(url=base))
+        (project / "pumps" / "orders.yaml").write_text(http_spec(base))
         with pytest.raises(PumpError) as caught:
             run_pump()
         assert "failed with HTTP 404, not found: check source.url" in str(caught.value)
@@ -686,7 +658,7 @@ def test_secrets_never_reach_state_history_or_errors(
     monkeypatch.setenv("API_KEY", "apikey-141421356")
     app = PagedAPI(RECORDS, "cursor", token="tok-1618033988")
     with serve(app) as base:
-        spec = HTTP_SPEC.format(url=base).replace(
+        spec = http_spec(base).replace(
             '  params: {updated_since: "{cursor}"}\n',
             '  params: {updated_since: "{cursor}", key: "${env:API_KEY}"}\n'
             '  headers: {Authorization: "Bearer ${env:API_TOKEN}"}\n',

@@ -20,18 +20,20 @@ import pytest
 from schemas.errors import DataError, PumpError, SpecError
 from schemas.loader import parse_spec
 from tests._moto import (
-    REGION,
     FaultProxy,
     Faults,
     Keys,
     enforce_auth,
     make_bucket,
     moto_s3,
+    options_json,
     s3,
+    s3_spec,
     storage_options,
+    upload,
 )
 from tests.conftest import run_cli
-from tests.data import expected, spec_text, write_orders
+from tests.data import expected, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -67,27 +69,27 @@ def env(keys: Keys) -> dict[str, str]:
     return {"PUMP_S3_KEY": keys.key, "PUMP_S3_SECRET": keys.secret}
 
 
-def options(
-    endpoint: str,
-    key: str = "${env:PUMP_S3_KEY}",
-    secret: str = "${env:PUMP_S3_SECRET}",
-    **extra: Any,
-) -> str:
-    return storage_options(endpoint, key, secret, **extra)
+@pytest.fixture
+def fs(moto_server: str, keys: Keys) -> Any:
+    """The bucket as the tests see it (an s3fs filesystem with the checked credentials)."""
+    return s3(moto_server, keys.key, keys.secret)
 
 
-def s3_spec(bucket: str, endpoint: str, opts: str | None = None, **kw: Any) -> str:
-    """tests/data's order spec with source and sink in `bucket`, reached at `endpoint`."""
-    opts = opts or options(endpoint)
-    sink = f"s3://{bucket}/out/orders"
-    text = spec_text(src=f"s3://{bucket}/in/", out=sink, **kw)
-    text = text.replace('  glob: "*.ndjson"\n', f'  glob: "*.ndjson"\n  storage_options: {opts}\n')
-    return text.replace(f"  url: {sink}\n", f"  url: {sink}\n  storage_options: {opts}\n")
+def given_orders(project: Path, fs: Any, bucket: str, files: int) -> list[dict[str, Any]]:
+    """`files` order files of ROWS rows, written to project/src and uploaded to the bucket."""
+    records = write_orders(project / "src", files=files, rows=ROWS)
+    upload(fs, project / "src", bucket)
+    return records
 
 
-def upload(fs: Any, folder: Path, bucket: str) -> None:
-    for path in sorted(folder.glob("*.ndjson")):
-        fs.put_file(str(path), f"{bucket}/in/{path.name}")
+def land_later(
+    project: Path, fs: Any, bucket: str, seed: int, start_id: int, name: str = "orders-01-000"
+) -> list[dict[str, Any]]:
+    """One more file of later orders (a day on), uploaded to the bucket as in/NAME.ndjson."""
+    folder = project / f"later-{seed}"
+    records = write_orders(folder, files=1, rows=ROWS, seed=seed, start_id=start_id, day=1)
+    fs.put_file(str(folder / "orders-01-000.ndjson"), f"{bucket}/in/{name}.ndjson")
+    return records
 
 
 def landed_s3(fs: Any, url: str) -> dict[int, tuple[Any, ...]]:
@@ -172,11 +174,9 @@ def assert_nowhere(secret: str, *texts: str, files: list[tuple[str, bytes]] = ()
 
 
 def test_env_credentials_land_exact_rows_and_a_replaced_file_is_read_again(
-    project: Path, bucket: str, moto_server: str, keys: Keys, env: dict[str, str]
+    project: Path, bucket: str, moto_server: str, fs: Any, env: dict[str, str]
 ) -> None:
-    fs = s3(moto_server, keys.key, keys.secret)
-    records = write_orders(project / "src", files=3, rows=ROWS)
-    upload(fs, project / "src", bucket)
+    records = given_orders(project, fs, bucket, files=3)
     (project / "pumps" / "orders.yaml").write_text(s3_spec(bucket, moto_server))
 
     first = run(project, "pumps/orders.yaml", env)
@@ -192,8 +192,7 @@ def test_env_credentials_land_exact_rows_and_a_replaced_file_is_read_again(
     assert (again["files"], again["rows_read"], again["rows_written"]) == (0, 0, 0)
 
     # The same name, new content (later orders, a day on): a new etag, so it is read again.
-    replaced = write_orders(project / "v2", files=1, rows=ROWS, seed=7, start_id=10_000, day=1)
-    fs.put_file(str(project / "v2" / "orders-01-000.ndjson"), f"{bucket}/in/orders-00-001.ndjson")
+    replaced = land_later(project, fs, bucket, seed=7, start_id=10_000, name="orders-00-001")
     third = run(project, "pumps/orders.yaml", env)
     assert (third["files"], third["rows_read"]) == (1, ROWS)
     assert landed_s3(fs, sink) == {**expected(records), **expected(replaced, hwm(records))}
@@ -217,16 +216,14 @@ def test_env_credentials_land_exact_rows_and_a_replaced_file_is_read_again(
     "exact rows land; the key and secret are in no output, Prefect log, artifact, state file or object in the bucket (rejected rows included)",
 )
 def test_secret_block_credentials_work_and_leak_nowhere(
-    project: Path, bucket: str, moto_server: str, keys: Keys
+    project: Path, bucket: str, moto_server: str, keys: Keys, fs: Any
 ) -> None:
     from prefect.blocks.system import Secret
 
     Secret(value=keys.key).save("pumps3key", overwrite=True)
     Secret(value=keys.secret).save("pumps3secret", overwrite=True)
-    fs = s3(moto_server, keys.key, keys.secret)
-    records = write_orders(project / "src", files=2, rows=ROWS)
-    upload(fs, project / "src", bucket)
-    opts = options(moto_server, "${secret:pumps3key}", "${secret:pumps3secret}")
+    records = given_orders(project, fs, bucket, files=2)
+    opts = storage_options(moto_server, "${secret:pumps3key}", "${secret:pumps3secret}")
     (project / "pumps" / "vault.yaml").write_text(s3_spec(bucket, moto_server, opts, name="vault"))
 
     done = run_cli("run", "pumps/vault.yaml", "--json", cwd=project)  # no credentials in env
@@ -246,11 +243,9 @@ def test_secret_block_credentials_work_and_leak_nowhere(
     "exit 1 with `access denied ... check the credentials in source.storage_options`; the wrong secret is in no output, Prefect log, artifact, state or bucket object",
 )
 def test_wrong_credentials_fail_clearly_and_leak_nowhere(
-    project: Path, bucket: str, moto_server: str, keys: Keys
+    project: Path, bucket: str, moto_server: str, keys: Keys, fs: Any
 ) -> None:
-    fs = s3(moto_server, keys.key, keys.secret)
-    write_orders(project / "src", files=1, rows=ROWS)
-    upload(fs, project / "src", bucket)
+    given_orders(project, fs, bucket, files=1)
     wrong = "wrong-" + keys.secret[::-1]
     (project / "pumps" / "denied.yaml").write_text(s3_spec(bucket, moto_server, name="denied"))
 
@@ -315,7 +310,7 @@ def test_storage_failures_say_what_to_fix(
         ),
     ]
     for url, override, error, text in cases:
-        opts = options(moto_server, skip_instance_cache=True)
+        opts = storage_options(moto_server, skip_instance_cache=True)
         spec = parse_spec(
             f"name: x\nsource: {{type: files, url: '{url}', format: ndjson, "
             f"storage_options: {opts}}}\nsink: {{type: parquet, url: ./out}}\n"
@@ -399,14 +394,13 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
     project: Path,
     bucket: str,
     moto_server: str,
-    keys: Keys,
+    fs: Any,
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tasks.plan import plan_run
     from tasks.state import Committed, StateStore
 
-    fs = s3(moto_server, keys.key, keys.secret)
     fs.pipe({f"{bucket}/in/d{i % 3}/f{i:05d}.ndjson": b'{"order_id": 1}\n' for i in range(1205)})
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -445,19 +439,16 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
     "the resumed run reads only its frozen inputs, the next run reads the new file: none skipped, none doubled",
 )
 def test_a_file_that_lands_mid_run_is_read_by_the_next_run(
-    project: Path, bucket: str, moto_server: str, keys: Keys, env: dict[str, str]
+    project: Path, bucket: str, moto_server: str, fs: Any, env: dict[str, str]
 ) -> None:
-    fs = s3(moto_server, keys.key, keys.secret)
-    records = write_orders(project / "src", files=2, rows=ROWS)
-    upload(fs, project / "src", bucket)
+    records = given_orders(project, fs, bucket, files=2)
     (project / "pumps" / "orders.yaml").write_text(s3_spec(bucket, moto_server))
     killed = run_cli(
         "run", "pumps/orders.yaml", cwd=project, env={**env, "PUMPHOUSE_FAULT": "planned"}
     )
     assert killed.returncode == -9  # planned: its inputs are frozen, nothing read yet
 
-    late = write_orders(project / "late", files=1, rows=ROWS, seed=5, start_id=20_000, day=1)
-    fs.put_file(str(project / "late" / "orders-01-000.ndjson"), f"{bucket}/in/orders-01-000.ndjson")
+    late = land_later(project, fs, bucket, seed=5, start_id=20_000)
     resumed = run(project, "pumps/orders.yaml", env)
     assert (resumed["resumed"], resumed["files"], resumed["rows_read"]) == (True, 2, 2 * ROWS)
     nxt = run(project, "pumps/orders.yaml", env)
@@ -477,11 +468,9 @@ def test_a_file_that_lands_mid_run_is_read_by_the_next_run(
     "retried with backoff; the sink holds exactly the rows of a clean run",
 )
 def test_503s_and_dropped_connections_still_land_exact_rows(
-    project: Path, bucket: str, moto_server: str, keys: Keys, env: dict[str, str]
+    project: Path, bucket: str, moto_server: str, fs: Any, env: dict[str, str]
 ) -> None:
-    fs = s3(moto_server, keys.key, keys.secret)
-    records = write_orders(project / "src", files=4, rows=ROWS)
-    upload(fs, project / "src", bucket)
+    records = given_orders(project, fs, bucket, files=4)
     with FaultProxy(moto_server, Faults(slow_down=4, reset=7)) as proxy:
         (project / "pumps" / "orders.yaml").write_text(s3_spec(bucket, proxy.url))
         summary = run(project, "pumps/orders.yaml", env)
@@ -497,19 +486,16 @@ def test_503s_and_dropped_connections_still_land_exact_rows(
     "exit 1 saying to run again later; state, manifest and sink unchanged",
 )
 def test_a_listing_that_always_fails_changes_no_state(
-    project: Path, bucket: str, moto_server: str, keys: Keys, env: dict[str, str]
+    project: Path, bucket: str, moto_server: str, fs: Any, env: dict[str, str]
 ) -> None:
-    fs = s3(moto_server, keys.key, keys.secret)
-    records = write_orders(project / "src", files=1, rows=ROWS)
-    upload(fs, project / "src", bucket)
+    records = given_orders(project, fs, bucket, files=1)
     spec = project / "pumps" / "orders.yaml"
     spec.write_text(s3_spec(bucket, moto_server))
     run(project, "pumps/orders.yaml", env)
     state = project / ".pumphouse" / "orders" / "state.json"
     before = state.read_bytes()
 
-    write_orders(project / "more", files=1, rows=ROWS, seed=3, start_id=30_000, day=1)
-    fs.put_file(str(project / "more" / "orders-01-000.ndjson"), f"{bucket}/in/orders-01-000.ndjson")
+    land_later(project, fs, bucket, seed=3, start_id=30_000)
     with FaultProxy(moto_server, Faults(slow_down=1)) as proxy:  # every request: 503
         spec.write_text(s3_spec(bucket, proxy.url))
         done = run_cli("run", "pumps/orders.yaml", cwd=project, env=env)
@@ -535,11 +521,9 @@ def test_a_listing_that_always_fails_changes_no_state(
     "the second machine stages the frozen inputs again and replays the load; the sink equals one clean run; the next run reads only new files",
 )
 def test_state_in_a_bucket_survives_a_run_killed_on_one_machine_and_resumed_on_another(
-    project: Path, bucket: str, moto_server: str, keys: Keys, env: dict[str, str]
+    project: Path, bucket: str, moto_server: str, keys: Keys, fs: Any, env: dict[str, str]
 ) -> None:
-    fs = s3(moto_server, keys.key, keys.secret)
-    records = write_orders(project / "src", files=3, rows=ROWS)
-    upload(fs, project / "src", bucket)
+    records = given_orders(project, fs, bucket, files=3)
     (project / "pumps" / "orders.yaml").write_text(s3_spec(bucket, moto_server, batch_rows=100))
     from prefect.blocks.system import Secret
 
@@ -547,13 +531,8 @@ def test_state_in_a_bucket_survives_a_run_killed_on_one_machine_and_resumed_on_a
     state_env = {
         **env,
         "PUMPHOUSE_STATE_DIR": f"s3://{bucket}/state",
-        "PUMPHOUSE_STATE_STORAGE_OPTIONS": json.dumps(
-            {
-                "endpoint_url": moto_server,
-                "key": "${env:PUMP_S3_KEY}",
-                "secret": "${secret:pumps3state}",
-                "client_kwargs": {"region_name": REGION},
-            }
+        "PUMPHOUSE_STATE_STORAGE_OPTIONS": options_json(
+            moto_server, secret="${secret:pumps3state}"
         ),
     }
     machine_a = {**state_env, "PUMPHOUSE_WORK_DIR": str(project / "machine-a")}
@@ -578,8 +557,7 @@ def test_state_in_a_bucket_survives_a_run_killed_on_one_machine_and_resumed_on_a
     assert len(committed["files"]) == 3 and committed["hwm"] is not None
     assert not fs.exists(f"{bucket}/state/orders/manifest.json")
 
-    late = write_orders(project / "late", files=1, rows=ROWS, seed=9, start_id=40_000, day=1)
-    fs.put_file(str(project / "late" / "orders-01-000.ndjson"), f"{bucket}/in/orders-01-000.ndjson")
+    late = land_later(project, fs, bucket, seed=9, start_id=40_000)
     nxt = run(project, "pumps/orders.yaml", machine_a)  # machine A's old staging is not reused
     assert (nxt["resumed"], nxt["files"], nxt["rows_read"]) == (False, 1, ROWS)
     assert landed_s3(fs, f"s3://{bucket}/out/orders") == {
@@ -648,21 +626,20 @@ def test_the_state_store_works_the_same_on_an_fsspec_url(project: Path) -> None:
     "fetched in 8 MiB ranges: at most 10 MiB before the first batch, every byte once in all",
 )
 def test_a_big_object_is_read_in_ranges_not_downloaded_whole(
-    project: Path, bucket: str, moto_server: str, keys: Keys
+    project: Path, bucket: str, moto_server: str, keys: Keys, fs: Any
 ) -> None:
     from tasks.listing import list_files
     from tasks.read import read_batches
 
     line = b'{"order_id": 1, "customer": "c1", "amount": 1.5, "status": "open", "pad": "%s"}\n'
     block = b"".join(line % (b"x" * (i % 50)) for i in range(1000))
-    fs = s3(moto_server, keys.key, keys.secret)
     fs.pipe_file(f"{bucket}/big/orders.ndjson", block * 600)  # 61.5 MB
     size = fs.info(f"{bucket}/big/orders.ndjson")["size"]
     assert size > 58 * 2**20
     with FaultProxy(moto_server) as proxy:
         text = (
             f"name: big\nsource: {{type: files, url: 's3://{bucket}/big/', format: ndjson, "
-            f"storage_options: {options(proxy.url, keys.key, keys.secret)}}}\n"
+            f"storage_options: {storage_options(proxy.url, keys.key, keys.secret)}}}\n"
             "sink: {type: parquet, url: ./out}\nlimits: {batch_rows: 5000}\n"
         )
         spec = parse_spec(text)
