@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 
+from flows import heartbeat
 from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, SinkRefused
@@ -23,6 +24,8 @@ from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
 from tasks.summary import Counts, Summary
+
+heartbeat.install()  # runs end when they end, not at the heartbeat thread's next second
 
 
 @flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)

@@ -234,6 +234,32 @@ def test_run_publishes_its_summary_as_a_prefect_artifact(pumped: dict[str, Any])
     assert f"| high-water mark after | {summary['hwm_after']} |" in markdown
 
 
+def test_the_command_exits_after_prefect_has_its_last_log_line_and_state(
+    pumped: dict[str, Any],
+) -> None:
+    # `pumphouse` skips the interpreter's teardown (flows/cli.py entry) but not its exit
+    # hooks: the summary, logged last, and the Completed state are on the server.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    summary = one_json_object(pumped["run"].stdout)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-orders"]))
+        )
+        (artifact,) = [a for a in artifacts if summary["run_id"] in str(a.data)]
+        run = client.read_flow_run(artifact.flow_run_id)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    assert run.state is not None and run.state.is_completed(), run.state
+    last = f"pump orders: ok in {summary['seconds']}s: {summary['rows_read']} read"
+    assert any(log.message.startswith(last) for log in logs), [log.message for log in logs]
+
+
 def test_status_reads_the_pumps_folder(pumped: dict[str, Any], tmp_path: Path) -> None:
     summary = one_json_object(pumped["run"].stdout)
     done = cli("status", cwd=pumped["project"])
