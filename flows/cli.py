@@ -53,20 +53,32 @@ def entry() -> None:
     skips freeing every module's objects one by one: ~0.5 s after importing Prefect, of no
     use to a process that is about to end.
     """
+    code: object = 0
     try:
-        main()
-        code: int | str | None = 0
-    except SystemExit as e:
-        code = e.code
-    if isinstance(code, str):
-        _say(code)
-        code = 1
-    threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):  # sys.exit("message"), as Python itself treats it
+            _say(str(code))
+            code = 1
+        try:
+            threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
+            atexit._run_exitfuncs()
+        except KeyboardInterrupt:
+            code = code or 130
+        except BaseException as e:  # a hook failing must not turn a run's exit into a traceback
+            _say(f"error while exiting: {type(e).__name__}: {e}")
+        try:
+            sys.stdout.flush()
+        except Exception:  # stdout gone (a closed pipe, a full disk): as Python exits then
+            code = code or 120
         with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code or 0)
+            sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
 
 
 def main() -> None:

@@ -6,35 +6,47 @@ every run ends up to a second late (0.5 s on average: a sixth of a small pump's 
 command). `install()` swaps in the same loop waiting on its stop event instead of sleeping:
 the same heartbeats at the same times, the same events, no wait at the end.
 
-Installed only over the Prefect version it was written against (see PREFECT_SERIES); on any
-other version Prefect's own is left alone, and tests/test_heartbeat.py says so.
+Installed only over the very function it was copied from (PREFECTS_SOURCE: the sha256 of
+its source, Prefect 3.9.1); over any other Prefect's own is left alone, and
+tests/test_heartbeat.py fails, to have the copy compared again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
+import inspect
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-PREFECT_SERIES = "3.9."  # flow_engine._send_heartbeats as this module mirrors it
+# sha256 of inspect.getsource(prefect.flow_engine._send_heartbeats) in Prefect 3.9.1
+PREFECTS_SOURCE = "83e152cb73a04e977ca181188e99b3d583c894892b5456043b2eb51e45dbe996"
 _prefects_own: Any = None
 
 
 def install() -> bool:
     """Use the prompt heartbeat for this process's flow runs; False where Prefect differs."""
-    import prefect
     from prefect import flow_engine
 
     global _prefects_own
     current = getattr(flow_engine, "_send_heartbeats", None)
-    if current is not send_heartbeats:
-        _prefects_own = current
-    if not prefect.__version__.startswith(PREFECT_SERIES) or current is None:
+    if current is send_heartbeats:
+        return True
+    _prefects_own = current
+    if current is None or source_hash(current) != PREFECTS_SOURCE:
         return False
     flow_engine._send_heartbeats = send_heartbeats
     return True
+
+
+def source_hash(function: Any) -> str:
+    """sha256 of a function's source ("" when it has none to read)."""
+    try:
+        return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+    except (OSError, TypeError):
+        return ""
 
 
 def prefects_own() -> Any:

@@ -6,10 +6,12 @@ models, paths, counts) cross task boundaries. State is committed here, last.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from typing import Any
 
+import fsspec
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 
@@ -18,7 +20,7 @@ from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
-from schemas.spec import Spec
+from schemas.spec import FilesSource, Spec
 from tasks import faults, progress, sinks
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
@@ -111,23 +113,33 @@ def _locked_run(
 
 
 def _stage_all(spec: Spec, manifest: Manifest, run_dir: str, run_on: Executor) -> Counts:
-    """Stage the inputs on `run_on`, at most max_concurrency at once, stopping at max_rows_per_run."""
+    """Stage the inputs on `run_on`, at most `_width` at once, stopping at max_rows_per_run."""
     with stager(spec, run_dir, run_on) as stage:
-        return _stage_each(stage, spec, manifest)
+        return _stage_each(stage, spec, manifest, _width(spec, run_on))
 
 
-def _stage_each(stage: Stager, spec: Spec, manifest: Manifest) -> Counts:
+def _width(spec: Spec, run_on: Executor) -> int:
+    """Inputs staged at once: max_concurrency, but local files no more than there are cores.
+    Each file's DuckDB already uses every core, so more at once only take turns and hold
+    more memory (orders-1m on 2 cores: peak RSS 800 -> 505 MiB, time the same or ~5% less).
+    Files in a bucket or pages over HTTP wait on the network: those keep max_concurrency,
+    as do Dask workers, which have cores of their own."""
+    width = spec.limits.max_concurrency
+    source = spec.source
+    local = isinstance(source, FilesSource) and fsspec.utils.get_protocol(source.url) == "file"
+    if run_on.kind == "local" and local:
+        width = min(width, len(os.sched_getaffinity(0)) or 1)
+    return width
+
+
+def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Counts:
     limits = spec.limits
     total = Counts()
     done: dict[int, Counts] = {}
     pending: dict[PrefectFuture[Counts], int] = {}
     queue = list(enumerate(manifest.inputs))
     while queue or pending:
-        while (
-            queue
-            and len(pending) < limits.max_concurrency
-            and total.rows_read < limits.max_rows_per_run
-        ):
+        while queue and len(pending) < width and total.rows_read < limits.max_rows_per_run:
             i, f = queue.pop(0)
             pending[stage.submit(i, f, manifest.hwm_before)] = i
         if not pending:

@@ -56,7 +56,7 @@ def blocks(stream: io.BufferedReader[Any], limit: int) -> Iterator[pa.Table | No
 
 
 def _table(block: bytes, base: int) -> pa.Table | None:
-    if b"\0" in block:
+    if b"\0" in block or len(block) >= 2**31:  # Arrow strings: 32-bit offsets
         return None
     buffer = pa.py_buffer(block)
     starts, bases, at, lines = [], [], 0, base

@@ -366,21 +366,28 @@ class Soak:
 @dataclass(frozen=True)
 class Timing:
     """One clean `pumphouse run` here, in seconds from its start: when it held the lock,
-    when it began to load, when it had committed, when it exited."""
+    when it began to load, when it had committed, when it exited; and the inputs it read."""
 
     locked: float
     loading: float
     committed: float
     exited: float
+    inputs: int = 1
 
     def delay(self, rnd: random.Random, k: int) -> tuple[str, float]:
         """(the moment it counts from, seconds): in turn, a kill while the run plans and
-        stages (from when it holds the lock), one while it loads, one anywhere in it."""
+        stages (from when it holds the lock), one while it loads, one anywhere in it. A
+        kill while loading is a fraction of that run's own load (see load_delay)."""
         if k % 3 == 0:
             return "lock", rnd.uniform(0.0, self.loading - self.locked)
         if k % 3 == 1:
-            return "loading", rnd.uniform(0.0, 0.9 * (self.committed - self.loading))
+            return "loading", rnd.uniform(0.0, 0.9)
         return "start", rnd.uniform(0.5, self.exited + 1.0)
+
+    def load_delay(self, fraction: float, inputs: int) -> float:
+        """`fraction` of the time a run loading `inputs` files takes: loading grows with the
+        files (a resumed run of 2 new files loads far quicker than the 16 timed)."""
+        return fraction * (self.committed - self.loading) * inputs / max(self.inputs, 1)
 
 
 def holds_lock(folder: Path, proc: subprocess.Popen[str]) -> bool:
@@ -406,6 +413,7 @@ def timed_run(folder: Path) -> Timing:
     started = time.monotonic()
     proc = popen_run(folder)
     locked = planned = loading = committed = 0.0
+    inputs = 1
     while proc.poll() is None:
         now = time.monotonic() - started
         m = manifest_of(folder)
@@ -414,7 +422,7 @@ def timed_run(folder: Path) -> Timing:
         if not planned and m is not None:
             planned = now
         if not loading and m is not None and m["phase"] == "loading":
-            loading = now
+            loading, inputs = now, len(m["inputs"])
         if planned and not committed and m is None:
             committed = now
         time.sleep(0.005)
@@ -422,7 +430,7 @@ def timed_run(folder: Path) -> Timing:
     committed = committed or exited
     _, err = proc.communicate()
     assert proc.returncode == 0, err
-    timing = Timing(locked, loading, committed, exited)
+    timing = Timing(locked, loading, committed, exited, inputs)
     assert 0 < locked <= planned < loading < committed <= exited, timing
     return timing
 
@@ -471,6 +479,9 @@ def kill_soak(
         while proc.poll() is None and not reached(folder, proc, moment):
             assert time.monotonic() < deadline, f"the run never reached {moment}"
             time.sleep(0.005)
+        m = manifest_of(folder)
+        if moment == "loading" and m is not None:
+            delay = timing.load_delay(delay, len(m["inputs"]))
         try:
             _, err = proc.communicate(timeout=delay)
         except subprocess.TimeoutExpired:

@@ -179,3 +179,27 @@ def test_csv_gzip_and_parquet_sources(project: Path) -> None:
     s2 = _run(spec2)
     assert (s2["rows_read"], s2["rows_written"]) == (2, 2)
     assert landed("out/pq") == landed("out/csvs")
+
+
+@pytest.mark.parametrize(
+    ("src", "executor", "cores_bound"),
+    [
+        ("./in/", "local", True),
+        ("file:///data/in/", "local", True),
+        ("s3://bucket/in/", "local", False),  # waits on the network: all four at once
+        ("./in/", "dask", False),  # workers have cores of their own
+    ],
+)
+def test_local_files_are_staged_no_more_at_once_than_there_are_cores(
+    src: str, executor: str, cores_bound: bool
+) -> None:
+    import os
+
+    from flows.executor import Executor
+    from flows.pump import _width
+    from schemas.loader import parse_spec
+
+    spec = parse_spec(spec_text(src=src) + "  max_concurrency: 4\n")
+    cores = len(os.sched_getaffinity(0))
+    run_on = Executor(executor, "tcp://127.0.0.1:8786" if executor == "dask" else None)
+    assert _width(spec, run_on) == (min(4, cores) if cores_bound else 4)
