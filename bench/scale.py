@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.gen import generate
 from bench.jobs import PROJECT, WORK, pump_project, pumphouse
 from bench.measure import Run
-from bench.server import _free_port, prefect_server
+from bench.server import free_port, prefect_server
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results-scale.md"
@@ -40,7 +40,7 @@ def cluster(workers: int, logs: Path) -> Iterator[str]:
     yields the scheduler's address."""
     from distributed import Client
 
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = str(PROJECT / "bin" / "dask")
     logs.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""A Prefect server for the bench's runs, started once on a free loopback port and stopped at
-the end, as the tests do: pumphouse's flow time is measured with the server already up."""
+"""A Prefect server of its own, on a loopback port, stopped (and its PREFECT_HOME removed) at
+the end: the bench measures pumphouse's flow time with it already up, and the tests' session
+runs its flows against one (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,18 @@ from pathlib import Path
 from flows.local_server import healthy
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 @contextmanager
-def prefect_server(venv: Path) -> Iterator[str]:
-    """Yield the API URL of a fresh server (its own PREFECT_HOME), stopped afterwards."""
-    home = tempfile.mkdtemp(prefix="bench-prefect-")
-    port = _free_port()
+def prefect_server(venv: Path, home: str | None = None, port: int | None = None) -> Iterator[str]:
+    """Yield the API URL of a fresh server of `venv`'s Prefect: PREFECT_HOME `home` (a new
+    temporary folder by default), `port` (a free one by default)."""
+    home = home or tempfile.mkdtemp(prefix="bench-prefect-")
+    port = port or free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": home,
@@ -55,10 +57,16 @@ def prefect_server(venv: Path) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout=20)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from bench.server import stop
+
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
@@ -30,12 +32,7 @@ def worker(pool: str, cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, timeout=30)
 
 
 def wait_for(

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from bench.server import free_port
+from bench.server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
 PUMPHOUSE = str(Path(sys.executable).with_name("pumphouse"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # Prefect reads its settings when it is first imported, which may be while pytest
@@ -30,7 +23,7 @@ def _free_port() -> int:
 # and the `prefect_server` fixture starts the server there. A test that runs a flow
 # without that fixture fails to connect instead of quietly starting another server.
 PREFECT_HOME = tempfile.mkdtemp(prefix="prefect-home-")
-PREFECT_PORT = _free_port()
+PREFECT_PORT = free_port()
 os.environ.update(
     {
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
@@ -48,53 +41,11 @@ def prefect_server() -> Iterator[str]:
 
     In-process flows and CLI subprocesses of the tests record there.
     """
-    home, port = PREFECT_HOME, PREFECT_PORT
-    env = {
-        **os.environ,
-        "PREFECT_HOME": home,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = open(os.path.join(home, "server.log"), "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("prefect")),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"prefect server did not start; see {home}/server.log")
-        time.sleep(0.3)
-    yield url
-    from prefect.logging.handlers import APILogWorker
+    with server_of(Path(sys.executable).parent.parent, PREFECT_HOME, PREFECT_PORT) as url:
+        yield url
+        from prefect.logging.handlers import APILogWorker
 
-    APILogWorker.drain_all(timeout=5)  # ship the last log lines before the server goes away
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-    shutil.rmtree(home, ignore_errors=True)
+        APILogWorker.drain_all(timeout=5)  # ship the last log lines before the server goes away
 
 
 @pytest.fixture
