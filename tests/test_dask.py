@@ -125,7 +125,11 @@ def healthy(w: World, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            w.client.wait_for_workers(2, timeout=5)
+            try:
+                w.client.wait_for_workers(2, timeout=5)
+            except TimeoutError:
+                _revive(w)
+                raise
             faults = w.client.run(_fault)
             if any(faults.values()):  # e.g. a plugin's teardown that never reached a worker
                 w.client.run(_clear_fault, workers=[a for a, f in faults.items() if f])
@@ -136,6 +140,18 @@ def healthy(w: World, timeout: float = 120) -> None:
             pass
         assert time.monotonic() < deadline, "the cluster did not settle"
         time.sleep(0.5)
+
+
+def _revive(w: World) -> None:
+    """Bring back a worker whose nanny closed for good (seen on CI after its workers died in a
+    row): the cluster keeps its 2 named workers, whatever the test before did to it."""
+    from distributed.core import Status
+
+    gone = (Status.closing, Status.closed, Status.failed)
+    for name, nanny in list(w.cluster.workers.items()):
+        if nanny.status in gone:
+            del w.cluster.workers[name]  # so that the cluster starts one under its name
+    w.cluster.scale(2)  # starts the named workers it has none for
 
 
 def _fault() -> str | None:
