@@ -92,7 +92,7 @@ def both_ways(tmp: Path, data: bytes, **kw: Any) -> tuple[Any, Any, bool]:
                 took = done is not None
                 stage._clear(run, 1)
             else:
-                counts = stage._stage_batches(con, spec, run, 0, file, None)
+                counts = stage._stage_batches(con, spec, run, 0, file, None, stage._stage_checked)
         finally:
             con.close()
         results.append((counts.to_dict(), staged(run)))
