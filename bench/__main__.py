@@ -1,4 +1,4 @@
-"""`make bench`: the orders job four ways, alternating, medians; the 10M-row variant; the fixed
+"""`make bench`: the orders job five ways, alternating, medians; the 10M-row variant; the fixed
 overhead of a small pump with no server configured. Prints the table, writes bench/results.md
 and bench/results.png.
 
@@ -38,6 +38,7 @@ def main() -> None:
         project = jobs.pump_project("pump-1m", data[0].parent)
         methods: list[tuple[str, Callable[[], Run]]] = [
             ("floor", lambda: jobs.floor(data[0].parent)),
+            ("floor + checks", lambda: jobs.floor_checked(data[0].parent)),
             ("pumphouse", lambda: jobs.pumphouse(project, env)),
         ]
         if "pandas" not in skip:

@@ -48,6 +48,14 @@ def floor(data: Path) -> Run:
     )
 
 
+def floor_checked(data: Path) -> Run:
+    work = _fresh(WORK / "floor-checked")
+    script = str(REPO / "bench/floor_checked.py")
+    return _rows(
+        run("floor + checks", [str(PROJECT / "bin/python"), script, str(data), "out.parquet"], work)
+    )
+
+
 def pandas(data: Path) -> Run:
     work = _fresh(WORK / "pandas")
     argv = [str(BENCH / "bin/python"), str(REPO / "bench/pandas_job.py"), str(data), "out.parquet"]

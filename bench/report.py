@@ -11,7 +11,14 @@ from pathlib import Path
 from bench.measure import Run
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["floor", "pumphouse (flow)", "pumphouse (command)", "pandas+pandera", "dlt"]
+ORDER = [
+    "floor",
+    "floor + checks",
+    "pumphouse (flow)",
+    "pumphouse (command)",
+    "pandas+pandera",
+    "dlt",
+]
 
 
 def _rows(results: dict[str, list[Run]], n: int) -> list[tuple[str, int, float, float, float]]:
@@ -54,7 +61,8 @@ def write(
         "Parquet (zstd). `pumphouse (flow)` is the flow's own run time with a Prefect server "
         "already up; `pumphouse (command)` is the whole `pumphouse run` command. CPU s: user + "
         "system seconds of the whole process (median); the floor and dlt do not validate, so "
-        "they write rows that the others reject.",
+        "they write rows that the others reject. `floor + checks` is hand-written DuckDB doing "
+        "the contract's checks too (bench/floor_checked.py): the least the validated job costs.",
         "",
         "| method | runs | median s | rows/s | peak RSS MiB | CPU s | rows written | x floor |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -81,6 +89,9 @@ def write(
     if flow and "dlt" in t:
         r = t["dlt"] / flow
         lines.append(_target("pumphouse >= 100x faster than dlt", r, r >= 100, "x faster"))
+    if flow and "floor + checks" in t:
+        r = flow / t["floor + checks"]
+        lines.append(f"- for scale, not a target: pumphouse flow / floor + checks: {r:.2f}x")
     pump_rss = next((rss for name, _, _, _, rss in rows if name == "pumphouse (command)"), None)
     if pump_rss:
         lines.append(_target("peak RSS <= 1 GiB", pump_rss, pump_rss <= 1024, " MiB"))
