@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from schemas.errors import PumpError
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 SECRET = "pump-s3cr3t-4711"
+PAGE = 200
 SPEC = """\
 name: leaky
 source:
@@ -29,13 +32,26 @@ sink: {type: parquet, url: ./out/leaky}
 
 
 async def _prefect_text() -> str:
+    """Every log, artifact and flow run on the server (the session's, other tests' included):
+    read page by page, since a read returns one page of the oldest first."""
     from prefect.client.orchestration import get_client
 
+    async def every(read: Callable[..., Awaitable[list[Any]]]) -> list[Any]:
+        found: list[Any] = []
+        while page := await read(limit=PAGE, offset=len(found)):
+            found += page
+        return found
+
     async with get_client() as client:
-        logs = await client.read_logs()
-        artifacts = await client.read_artifacts()
+        logs = await every(client.read_logs)
+        artifacts = await every(client.read_artifacts)
+        runs = await every(client.read_flow_runs)
     return "\n".join(
-        [*(log.message for log in logs), *(str(a.data) + str(a.description) for a in artifacts)]
+        [
+            *(log.message for log in logs),
+            *(str(a.data) + str(a.description) for a in artifacts),
+            *(f"{r.name} {r.parameters} {r.state.message if r.state else ''}" for r in runs),
+        ]
     )
 
 
