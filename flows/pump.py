@@ -11,7 +11,6 @@ import shutil
 import time
 from typing import Any
 
-import fsspec
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 
@@ -21,7 +20,7 @@ from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
 from schemas.spec import FilesSource, Spec
-from tasks import faults, progress, sinks
+from tasks import faults, progress, sinks, staging
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -126,7 +125,7 @@ def _width(spec: Spec, run_on: Executor) -> int:
     as do Dask workers, which have cores of their own."""
     width = spec.limits.max_concurrency
     source = spec.source
-    local = isinstance(source, FilesSource) and fsspec.utils.get_protocol(source.url) == "file"
+    local = isinstance(source, FilesSource) and not staging.is_remote(source.url)
     if run_on.kind == "local" and local:
         width = min(width, len(os.sched_getaffinity(0)) or 1)
     return width

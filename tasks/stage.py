@@ -109,7 +109,8 @@ def _stage_checked(
     run: Path,
     name: str,
     hwm: str | None,
-    compression: str = "snappy",
+    *,
+    compression: str,
 ) -> Counts:
     """Stage the checked rows in `checked`: one batch, or with `_batch` several; valid rows
     in Parquet with `compression`."""

@@ -479,9 +479,9 @@ def kill_soak(
         while proc.poll() is None and not reached(folder, proc, moment):
             assert time.monotonic() < deadline, f"the run never reached {moment}"
             time.sleep(0.005)
-        m = manifest_of(folder)
-        if moment == "loading" and m is not None:
-            delay = timing.load_delay(delay, len(m["inputs"]))
+        if moment == "loading":  # `delay` is a fraction of this run's load
+            m = manifest_of(folder)
+            delay = timing.load_delay(delay, len(m["inputs"]) if m else timing.inputs)
         try:
             _, err = proc.communicate(timeout=delay)
         except subprocess.TimeoutExpired:

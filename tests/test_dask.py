@@ -125,18 +125,16 @@ def healthy(w: World, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            try:
-                w.client.wait_for_workers(2, timeout=5)
-            except TimeoutError:
-                _revive(w)
-                raise
+            w.client.wait_for_workers(2, timeout=5)
             faults = w.client.run(_fault)
             if any(faults.values()):  # e.g. a plugin's teardown that never reached a worker
                 w.client.run(_clear_fault, workers=[a for a, f in faults.items() if f])
             elif len(faults) == 2 and not w.cluster.scheduler.tasks:
                 w.client.run(_warm_up)
                 return
-        except (TimeoutError, OSError):
+        except TimeoutError:  # fewer than 2 workers: one may be gone for good
+            _revive(w)
+        except OSError:
             pass
         assert time.monotonic() < deadline, "the cluster did not settle"
         time.sleep(0.5)

@@ -4,6 +4,7 @@ leaves to the record reader."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -77,6 +78,7 @@ def both_ways(tmp: Path, data: bytes, **kw: Any) -> tuple[Any, Any, bool]:
     [file] = list_files(spec.source)
     results = []
     took = False
+    checked = functools.partial(stage._stage_checked, compression="uncompressed")
     for way in ("blocks", "batches"):
         run = tmp / way
         shutil.rmtree(run, ignore_errors=True)
@@ -88,11 +90,11 @@ def both_ways(tmp: Path, data: bytes, **kw: Any) -> tuple[Any, Any, bool]:
                 stage._clear(run, 1)
                 blocks = ndjson_blocks(spec.source, file, spec.limits)
                 assert blocks is not None
-                done = stage_blocks(con, spec, run, 1, file, None, blocks, stage._stage_checked)
+                done = stage_blocks(con, spec, run, 1, file, None, blocks, checked)
                 took = done is not None
                 stage._clear(run, 1)
             else:
-                counts = stage._stage_batches(con, spec, run, 0, file, None, stage._stage_checked)
+                counts = stage._stage_batches(con, spec, run, 0, file, None, checked)
         finally:
             con.close()
         results.append((counts.to_dict(), staged(run)))
