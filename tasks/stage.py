@@ -6,6 +6,7 @@ lineage `_source`, `_row`) under valid/, rejected rows under rejected/.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from schemas.spec import HttpSource, Spec
 from tasks import progress, staging
-from tasks._duckdb import Connection, connect, quote
+from tasks._duckdb import Connection, quote, session, shared
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks.contract import check_batch
 from tasks.http_source import read_pages
@@ -32,29 +33,48 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
     # uploaded to a staging URL travel: compressed.
     compression = "snappy" if staging.is_remote(run_dir) else "uncompressed"
     with staging.workspace(run_dir) as local:
-        return _stage_file(spec, local, index, file, hwm, compression)
+        return _stage_file(spec, run_dir, local, index, file, hwm, compression)
+
+
+@contextlib.contextmanager
+def one_engine(spec: Spec, run_dir: str, width: int) -> Iterator[None]:
+    """While open, the files of the run at `run_dir` that this process stages, `width` at a
+    time, share one DuckDB, with the memory those files would have had each. A DuckDB's
+    first queries cost more than its later ones: staging orders-1m's 4 files in one takes
+    ~0.3 CPU-s (~15%) less than in a DuckDB each."""
+    memory = _file_memory(spec) * max(1, width)
+    with shared(run_dir, memory, str(Path(run_dir) / "tmp")):
+        yield
+
+
+def _file_memory(spec: Spec) -> int:
+    """The memory one file's staging has: its share of limits.memory, at least 64 MiB."""
+    limits = spec.limits
+    return max(64 * 2**20, limits.memory // limits.max_concurrency)
 
 
 def _stage_file(
-    spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None, compression: str
+    spec: Spec,
+    run_dir: str,
+    local: str,
+    index: int,
+    file: SourceFile,
+    hwm: str | None,
+    compression: str,
 ) -> Counts:
-    """Stage every batch of one file; returns its counts. Safe to repeat: it overwrites its own output.
+    """Stage every batch of one file into the folder `local` (`run_dir`'s workspace); returns
+    its counts. Safe to repeat: it overwrites its own output.
 
     NDJSON is read by DuckDB in large blocks (see _json_lines); a file it cannot read exactly
     as the record reader would is staged again from the start by the record reader.
     """
-    run = Path(run_dir)
+    run = Path(local)
     _clear(run, index)
-    limits = spec.limits
-    con = connect(
-        memory_bytes=max(64 * 2**20, limits.memory // limits.max_concurrency),
-        temp_dir=str(run / "tmp"),
-    )
-    try:
+    with session(_file_memory(spec), str(run / "tmp"), shared=run_dir) as con:
         blocks = (
             None
             if isinstance(spec.source, HttpSource)
-            else ndjson_blocks(spec.source, file, limits)
+            else ndjson_blocks(spec.source, file, spec.limits)
         )
         checked = functools.partial(_stage_checked, compression=compression)
         counts = stage_blocks(con, spec, run, index, file, hwm, blocks, checked) if blocks else None
@@ -62,8 +82,6 @@ def _stage_file(
             _clear(run, index)
             counts = _stage_batches(con, spec, run, index, file, hwm, checked)
         progress.emit("files", 1)
-    finally:
-        con.close()
     return counts
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,35 @@ def test_any_lines_stage_alike(
     blocks, batches, took = both_ways(tmp_path, text.encode(), rows=rows, unique="true")
     assert blocks == batches
     assert took
+
+
+def test_files_staged_at_once_in_one_duckdb_land_as_each_in_its_own(tmp_path: Path) -> None:
+    """The flow stages a run's files in one DuckDB (stage.one_engine), several at once: each
+    file's temp tables stay its own, so every file lands as it does staged alone."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rejected = 1  # one line not UTF-8, in f3: that file goes through the record reader
+    for f in range(6):  # different fields, errors and sizes per file
+        lines = []
+        for i in range(f * 4000, f * 4000 + 3000 + 500 * f):
+            if f % 2 and i % 5 == 0:
+                lines.append(rec(i, note=f))
+            elif i % 97 == 0 and i > 0:
+                lines.append(rec(-i))  # id < 0
+                rejected += 1
+            else:
+                lines.append(rec(i))
+        tail = b'{"id": 1, "status": "\xff"}\n' if f == 3 else b""
+        (src / f"f{f}.ndjson").write_bytes("\n".join(lines).encode() + b"\n" + tail)
+    spec = make_spec(src, rows=700)
+    files = list_files(spec.source)
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    expected = [stage.stage_file(spec, str(alone), i, f, None) for i, f in enumerate(files)]
+    with stage.one_engine(spec, str(together), 2), ThreadPoolExecutor(3) as pool:
+        found = list(
+            pool.map(lambda i: stage.stage_file(spec, str(together), i, files[i], None), range(6))
+        )
+    assert [c.to_dict() for c in found] == [c.to_dict() for c in expected]
+    assert staged(together) == staged(alone)
+    assert sum(c.rows_rejected for c in found) == rejected
+    assert {c.batches for c in found} == {5, 6, 7, 8}
