@@ -124,8 +124,9 @@ def _stage_all(spec: Spec, manifest: Manifest, run_dir: str, run_on: Executor) -
 
 def _width(spec: Spec, run_on: Executor) -> int:
     """Inputs staged at once: max_concurrency, but local files no more than there are cores.
-    Each file's DuckDB already uses every core, so more at once only take turns and hold
-    more memory (orders-1m on 2 cores: peak RSS 800 -> 505 MiB, time the same or ~5% less).
+    DuckDB already uses every core for one file, so more at once only take turns and hold
+    more memory (orders-1m on 2 cores: peak RSS 800 -> 505 MiB, time the same or ~5% less;
+    in the run's one DuckDB, 3 or 4 at once were no faster than 2).
     Files in a bucket or pages over HTTP wait on the network: those keep max_concurrency,
     as do Dask workers, which have cores of their own."""
     width = spec.limits.max_concurrency
