@@ -23,6 +23,7 @@ from schemas.secrets import redact
 from schemas.settings import Settings, settings
 from schemas.spec import Spec
 from tasks import progress, staging
+from tasks.stage import one_engine
 from tasks.steps import stage_task
 from tasks.summary import Counts
 
@@ -107,10 +108,12 @@ class Stager:
 
 
 @contextlib.contextmanager
-def stager(spec: Spec, run_dir: str, executor: Executor) -> Iterator[Stager]:
-    """A Stager on the executor; for Dask, connected to the scheduler for as long as it is open."""
+def stager(spec: Spec, run_dir: str, executor: Executor, width: int) -> Iterator[Stager]:
+    """A Stager on the executor, for `width` inputs at once: locally, staging them in one
+    DuckDB; for Dask, connected to the scheduler for as long as it is open."""
     if executor.kind == "local" or executor.cluster is None:
-        yield Stager(spec, run_dir)
+        with one_engine(spec, run_dir, width):
+            yield Stager(spec, run_dir)
         return
     from prefect_dask import DaskTaskRunner
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -23,7 +22,6 @@ from schemas.secrets import redact, redact_all
 from schemas.spec import FilesSource, Spec
 from tasks import faults, progress, sinks, staging
 from tasks.preflight import load
-from tasks.stage import one_engine
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
 from tasks.summary import Counts, Summary
@@ -114,11 +112,9 @@ def _locked_run(
 
 
 def _stage_all(spec: Spec, manifest: Manifest, run_dir: str, run_on: Executor) -> Counts:
-    """Stage the inputs on `run_on`, at most `_width` at once, stopping at max_rows_per_run;
-    those staged in this process share one DuckDB."""
+    """Stage the inputs on `run_on`, at most `_width` at once, stopping at max_rows_per_run."""
     width = _width(spec, run_on)
-    here = one_engine(spec, run_dir, width) if run_on.kind == "local" else nullcontext()
-    with here, stager(spec, run_dir, run_on) as stage:
+    with stager(spec, run_dir, run_on, width) as stage:
         return _stage_each(stage, spec, manifest, width)
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -28,79 +25,14 @@ def connect(
         con.execute(f"SET temp_directory = {quote(temp_dir)}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    _session(con)
+    con.execute("SET preserve_insertion_order = false")
+    session_settings(con)
     return con
 
 
-def _session(con: Connection) -> None:
+def session_settings(con: Connection) -> None:
+    """What each connection sets for itself (a cursor starts in the machine's zone)."""
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET preserve_insertion_order = false")
-
-
-@dataclass
-class _Shared:
-    con: Connection
-    users: int = 0  # connections open on it
-    closing: bool = False  # its `shared` block has ended: the last user closes it
-
-
-_SHARED: dict[str, _Shared] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-@contextmanager
-def shared(name: str, memory_bytes: int, temp_dir: str | None = None) -> Iterator[None]:
-    """While open, `session(..., shared=name)` in this process opens connections to one
-    DuckDB (one buffer pool, one set of worker threads) instead of a DuckDB each: a DuckDB's
-    first queries cost more than its later ones (staging orders-1m: ~0.3 CPU-s less in all).
-    `memory_bytes` bounds them all together. It closes when the block has ended and its last
-    connection has (a failed run may leave steps running for a moment)."""
-    engine = _Shared(connect(memory_bytes, temp_dir))
-    with _SHARED_LOCK:
-        if name in _SHARED:
-            engine.con.close()
-            raise ValueError(f"a shared DuckDB named {name!r} is open already")
-        _SHARED[name] = engine
-    try:
-        yield
-    finally:
-        with _SHARED_LOCK:
-            del _SHARED[name]
-            engine.closing = True
-            last = engine.users == 0
-        if last:
-            engine.con.close()
-
-
-@contextmanager
-def session(
-    memory_bytes: int, temp_dir: str | None = None, *, shared: str | None = None
-) -> Iterator[Connection]:
-    """A connection for one piece of work, closed after it (its temp tables go with it): to
-    the DuckDB named `shared` when one is open in this process (see `shared`), else to a
-    DuckDB of its own with `memory_bytes` and `temp_dir` (see connect)."""
-    with _SHARED_LOCK:
-        engine = _SHARED.get(shared) if shared is not None else None
-        if engine is not None:
-            con = engine.con.cursor()
-            engine.users += 1
-    if engine is None:
-        con = connect(memory_bytes, temp_dir)
-        try:
-            yield con
-        finally:
-            con.close()
-        return
-    try:
-        _session(con)
-        yield con
-    finally:
-        con.close()
-        with _SHARED_LOCK:
-            engine.users -= 1
-            last = engine.closing and engine.users == 0
-        if last:
-            engine.con.close()
 
 
 def register_fs(con: Connection, fs: fsspec.AbstractFileSystem) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from schemas.spec import HttpSource, Spec
 from tasks import progress, staging
-from tasks._duckdb import Connection, quote, session, shared
+from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
+from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch
 from tasks.http_source import read_pages
 from tasks.listing import SourceFile
@@ -39,9 +40,8 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
 @contextlib.contextmanager
 def one_engine(spec: Spec, run_dir: str, width: int) -> Iterator[None]:
     """While open, the files of the run at `run_dir` that this process stages, `width` at a
-    time, share one DuckDB, with the memory those files would have had each. A DuckDB's
-    first queries cost more than its later ones: staging orders-1m's 4 files in one takes
-    ~0.3 CPU-s (~15%) less than in a DuckDB each."""
+    time, share one DuckDB (see tasks/_shared_duckdb), with the memory those files had
+    together when each had a DuckDB of its own (one file may now take more than its share)."""
     memory = _file_memory(spec) * max(1, width)
     with shared(run_dir, memory, str(Path(run_dir) / "tmp")):
         yield

@@ -1,4 +1,4 @@
-"""tasks/_duckdb's shared DuckDB: sessions under one name share a database (its memory limit,
+"""tasks/_shared_duckdb: sessions under one name share a database (its memory limit,
 its tables) but keep their own temp tables, and it closes only once its block and its last
 session have ended."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tasks import _duckdb
-from tasks._duckdb import scalar, session, shared
+from tasks import _shared_duckdb
+from tasks._duckdb import scalar
+from tasks._shared_duckdb import session, shared
 
 MiB = 2**20
 
@@ -36,6 +37,7 @@ def test_sessions_under_one_name_share_a_duckdb_and_keep_their_temp_tables(
             assert scalar(con, "SELECT current_setting('temp_directory')") == str(tmp_path / "tmp")
             assert scalar(con, "SELECT current_setting('TimeZone')") == "UTC"
             assert scalar(con, "SELECT current_setting('preserve_insertion_order')") is False
+        assert _shared_duckdb._SHARED["run"].opened == 2
     with session(64 * MiB, shared="run") as own:  # the block has ended: a DuckDB of its own
         assert scalar(own, "SELECT current_setting('memory_limit')") == "64.0 MiB"
         with pytest.raises(duckdb.CatalogException, match="everyone"):
@@ -47,19 +49,34 @@ def test_sessions_under_one_name_share_a_duckdb_and_keep_their_temp_tables(
 def test_a_shared_duckdb_closes_after_its_block_and_its_last_session() -> None:
     with contextlib.ExitStack() as late:
         with shared("run", 64 * MiB):
-            engine = _duckdb._SHARED["run"].con
-            with pytest.raises(ValueError, match="'run' is open already"), shared("run", MiB):
+            engine = _shared_duckdb._SHARED["run"].con
+            with (
+                pytest.raises(
+                    ValueError, match="for run is open already in this process; end that"
+                ),
+                shared("run", MiB),
+            ):
                 pass
             con = late.enter_context(session(MiB, shared="run"))
             con.execute("CREATE TABLE t AS SELECT 41 AS v")
         # The block has ended with a session still at work: the DuckDB stays for it...
-        assert "run" not in _duckdb._SHARED
+        assert "run" not in _shared_duckdb._SHARED
         assert scalar(con, "SELECT v + 1 FROM t") == 42
         assert scalar(engine, "SELECT count(*) FROM t") == 1
     # ...and closes with it.
     with pytest.raises(duckdb.ConnectionException, match="closed"):
         engine.execute("SELECT 1")
     with shared("run", 64 * MiB):  # the name is free again
-        engine = _duckdb._SHARED["run"].con
+        engine = _shared_duckdb._SHARED["run"].con
     with pytest.raises(duckdb.ConnectionException, match="closed"):
         engine.execute("SELECT 1")  # no session was open: it closed with its block
+
+
+def test_a_session_that_fails_still_lets_its_shared_duckdb_close() -> None:
+    with shared("run", 64 * MiB):
+        engine = _shared_duckdb._SHARED["run"]
+        with pytest.raises(duckdb.CatalogException), session(MiB, shared="run") as con:
+            con.execute("SELECT * FROM nowhere")
+        assert (engine.users, engine.opened) == (0, 1)
+    with pytest.raises(duckdb.ConnectionException, match="closed"):
+        engine.con.execute("SELECT 1")

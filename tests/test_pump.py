@@ -203,3 +203,30 @@ def test_local_files_are_staged_no_more_at_once_than_there_are_cores(
     cores = len(os.sched_getaffinity(0))
     run_on = Executor(executor, "tcp://127.0.0.1:8786" if executor == "dask" else None)
     assert _width(spec, run_on) == (min(4, cores) if cores_bound else 4)
+
+
+def test_a_runs_files_are_staged_in_one_duckdb_that_closes_with_the_stage_step(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import _shared_duckdb
+
+    opened: list[tuple[str, _shared_duckdb._Shared]] = []
+
+    class Seen(dict[str, _shared_duckdb._Shared]):
+        def __setitem__(self, name: str, engine: _shared_duckdb._Shared) -> None:
+            opened.append((name, engine))
+            super().__setitem__(name, engine)
+
+    monkeypatch.setattr(_shared_duckdb, "_SHARED", Seen())
+    records = write_orders(project / "in", files=3, rows=200)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(batch_rows=70))
+
+    summary = _run(spec)
+
+    assert landed("out/orders") == expected(records)
+    [(name, engine)] = opened
+    assert name.endswith(f"/{summary['run_id']}")
+    assert (engine.opened, engine.users, engine.closing) == (3, 0, True)
+    with pytest.raises(duckdb.ConnectionException, match="closed"):
+        engine.con.execute("SELECT 1")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from schemas.loader import parse_spec
 from schemas.spec import Spec
-from tasks import _json_lines, stage
+from tasks import _json_lines, _shared_duckdb, stage
 from tasks._duckdb import connect
 from tasks._json_stage import stage_blocks
 from tasks.listing import list_files
@@ -229,6 +229,7 @@ def test_files_staged_at_once_in_one_duckdb_land_as_each_in_its_own(tmp_path: Pa
         found = list(
             pool.map(lambda i: stage.stage_file(spec, str(together), i, files[i], None), range(6))
         )
+        assert _shared_duckdb._SHARED[str(together)].opened == 6  # every file in the one DuckDB
     assert [c.to_dict() for c in found] == [c.to_dict() for c in expected]
     assert staged(together) == staged(alone)
     assert sum(c.rows_rejected for c in found) == rejected
