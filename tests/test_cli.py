@@ -8,11 +8,13 @@ seconds of imports. No call may ever print a traceback.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -364,6 +366,62 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
     assert summary["rows_read"] == first["rows_read"]
     assert summary["rows_written"] == first["rows_written"]
     assert landed(out) == expected(records)
+
+
+def test_a_run_records_its_parameters_in_prefect_as_given(
+    project: Path, prefect_server: str
+) -> None:
+    # The flow hands Prefect its plain parameters itself (flows/pump.py), so a run imports
+    # neither FastAPI nor Prefect's encoder; Prefect still records every parameter as passed.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    write_orders(project / "in", files=1, rows=40, seed=24)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"prefect", "duckdb", "flows.pump"} <= imported  # the list is complete
+    assert not {m for m in imported if m.split(".")[0] == "fastapi"}
+    run_id = one_json_object(done.stdout)["run_id"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-orders"]))
+        )
+        (artifact,) = [a for a in artifacts if run_id in str(a.data)]
+        run = client.read_flow_run(artifact.flow_run_id)
+    assert run.parameters == {
+        "spec_path": "pumps/orders.yaml",
+        "full_refresh": False,
+        "executor": None,
+        "cluster": None,
+    }
+
+
+def test_the_run_command_imports_without_the_cyclic_gc_and_turns_it_back_on() -> None:
+    from flows.cli import _importing
+
+    before = gc.get_freeze_count()
+    try:
+        with _importing():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > before
+        with pytest.raises(ImportError), _importing():
+            raise ImportError("a failed import")
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
 
 
 # ---------------------------------------------------------------- failures
