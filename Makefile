@@ -54,3 +54,5 @@ bench: .venv/.synced bench/.venv/.synced bytecode
 
 clean:
 	rm -rf .venv .tools .pumphouse warehouse .pytest_cache .mypy_cache .ruff_cache
+	find flows tasks schemas tests -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf bench/__pycache__

@@ -221,7 +221,7 @@ def run(
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
     _read_spec(str(spec))  # most spec errors exit 2 within a second
-    with _importing():
+    with _imports_without_gc():
         from flows.executor import choose
         from flows.pump import pump
         from tasks import progress
@@ -256,17 +256,19 @@ def run(
 
 
 @contextlib.contextmanager
-def _importing() -> Iterator[None]:
+def _imports_without_gc() -> Iterator[None]:
     """Python's cyclic garbage collector off while Prefect and the engines are imported: the
     objects they create are long-lived, and the full collections run as they pile up cost a
     command ~0.15-0.25 s. They are then frozen (left out of later collections), and the
-    collector is on again for the run."""
+    collector is as it was for the run."""
+    was_on = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
-        gc.enable()
+        if was_on:
+            gc.enable()
 
 
 def _failed_summary(spec: Path, e: Exception, started_at: str) -> dict[str, Any]:

@@ -368,7 +368,7 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
     assert landed(out) == expected(records)
 
 
-def test_a_run_records_its_parameters_in_prefect_as_given(
+def test_a_run_imports_no_fastapi_and_prefect_records_its_parameters_as_given(
     project: Path, prefect_server: str
 ) -> None:
     # The flow hands Prefect its plain parameters itself (flows/pump.py), so a run imports
@@ -377,9 +377,10 @@ def test_a_run_records_its_parameters_in_prefect_as_given(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     write_orders(project / "in", files=1, rows=40, seed=24)
-    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    # a name of its own: the pump's one artifact on the shared server is this run's
+    (project / "pumps" / "params.yaml").write_text(spec_text(name="params", out="./out/params"))
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
+        [sys.executable, "-X", "importtime", PUMPHOUSE, "run", "pumps/params.yaml", "--json"],
         cwd=project,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -387,6 +388,7 @@ def test_a_run_records_its_parameters_in_prefect_as_given(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
     imported = {
         line.rsplit("|", 1)[-1].strip()
         for line in done.stderr.splitlines()
@@ -397,30 +399,74 @@ def test_a_run_records_its_parameters_in_prefect_as_given(
     run_id = one_json_object(done.stdout)["run_id"]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-orders"]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-params"]))
         )
         (artifact,) = [a for a in artifacts if run_id in str(a.data)]
         run = client.read_flow_run(artifact.flow_run_id)
     assert run.parameters == {
-        "spec_path": "pumps/orders.yaml",
+        "spec_path": "pumps/params.yaml",
         "full_refresh": False,
         "executor": None,
         "cluster": None,
     }
 
 
-def test_the_run_command_imports_without_the_cyclic_gc_and_turns_it_back_on() -> None:
-    from flows.cli import _importing
+def test_the_flows_parameters_are_what_prefects_own_encoder_makes() -> None:
+    # If a Prefect upgrade changes what it records for such values, this fails.
+    from prefect import Flow
 
+    from flows.pump import pump
+
+    nan = float("nan")
+    for given in (
+        {
+            "spec_path": "pumps/orders.yaml",
+            "full_refresh": False,
+            "executor": None,
+            "cluster": None,
+        },
+        {
+            "spec_path": "pumps/ünïcode.yaml",
+            "full_refresh": True,
+            "executor": "dask",
+            "cluster": "tcp://h:8786",
+        },
+        {"n": 2**70, "x": 1.5, "inf": float("inf"), "nan": nan, "flag": True},
+    ):
+        ours, prefects = pump.serialize_parameters(given), Flow.serialize_parameters(pump, given)
+        assert ours == prefects or (ours.pop("nan") is prefects.pop("nan") and ours == prefects)
+        assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in prefects.items()}
+    assert pump.serialize_parameters({"spec": Path("p.yaml")}) == {"spec": "p.yaml"}  # Prefect's
+
+
+def test_the_run_command_imports_without_the_cyclic_gc_and_turns_it_back_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.cli import _imports_without_gc, app
+    from schemas.errors import UsageError
+
+    (tmp_path / "pumps").mkdir()
+    (tmp_path / "pumps" / "orders.yaml").write_text(spec_text())
+    monkeypatch.chdir(tmp_path)
     before = gc.get_freeze_count()
     try:
-        with _importing():
-            assert not gc.isenabled()
+        # the run command's imports, then a usage error (exit 2 in main()) before any flow
+        result = CliRunner().invoke(app, ["run", "pumps/orders.yaml", "--executor", "nope"])
+        assert isinstance(result.exception, UsageError), result.output
         assert gc.isenabled() and gc.get_freeze_count() > before
-        with pytest.raises(ImportError), _importing():
+        gc.unfreeze()
+        with _imports_without_gc():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(ImportError), _imports_without_gc():
             raise ImportError("a failed import")
         assert gc.isenabled()
+        gc.disable()
+        with _imports_without_gc():
+            pass
+        assert not gc.isenabled()  # left as it was
     finally:
+        gc.enable()
         gc.unfreeze()
 
 
