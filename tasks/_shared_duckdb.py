@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 from tasks._duckdb import Connection, connect, session_settings
@@ -59,11 +59,8 @@ def session(
     with `memory_bytes` and `temp_dir` (see tasks._duckdb.connect)."""
     found = _join(shared)
     if found is None:
-        con = connect(memory_bytes, temp_dir)
-        try:
-            yield con
-        finally:
-            con.close()
+        with closing(connect(memory_bytes, temp_dir)) as own:
+            yield own
         return
     engine, con = found
     try:

@@ -31,11 +31,16 @@ SECRET = "hunter2-Zq8v-not-for-print"
 
 
 def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    python: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """The real `pumphouse`, stdin not a terminal; `env` replaces the environment when given."""
+    """The real `pumphouse`, stdin not a terminal; `env` replaces the environment when given;
+    `python`: options for the interpreter that runs it (e.g. -X importtime)."""
     done = subprocess.run(
-        [PUMPHOUSE, *args],
+        [sys.executable, *python, PUMPHOUSE, *args] if python else [PUMPHOUSE, *args],
         cwd=cwd,
         env=os.environ.copy() if env is None else env,
         stdin=subprocess.DEVNULL,
@@ -379,16 +384,8 @@ def test_a_run_imports_no_fastapi_and_prefect_records_its_parameters_as_given(
     write_orders(project / "in", files=1, rows=40, seed=24)
     # a name of its own: the pump's one artifact on the shared server is this run's
     (project / "pumps" / "params.yaml").write_text(spec_text(name="params", out="./out/params"))
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", PUMPHOUSE, "run", "pumps/params.yaml", "--json"],
-        cwd=project,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = cli("run", "pumps/params.yaml", "--json", cwd=project, python=("-X", "importtime"))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "Traceback" not in done.stdout + done.stderr
     imported = {
         line.rsplit("|", 1)[-1].strip()
         for line in done.stderr.splitlines()
