@@ -353,7 +353,8 @@ def status(
         list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
     ] = None,
 ) -> None:
-    """Per pump: last run, its outcome, rows, high-water mark; recent runs and the next one.
+    """Per pump: last run, its outcome, rows, high-water mark; the open run (or the inputs a
+    run stopped at limits.max_rows_per_run left for the next); recent runs and the next one.
 
     Runs come from Prefect when a server is configured (PREFECT_API_URL), else from local state.
     """
@@ -382,7 +383,13 @@ def status(
         store = StateStore(spec.name)
         history = histories[spec.name]
         last = history.runs[0] if history.runs else None
-        open_run = store.manifest()
+        open_run, committed = store.manifest(), store.committed()
+        if open_run:
+            opened = f"{open_run.run_id} ({open_run.phase})"
+        elif committed.rest:  # see limits.max_rows_per_run
+            opened = f"{len(committed.rest)} input(s) left for the next run"
+        else:
+            opened = "-"
         cells = (
             spec.name,
             last.started_at if last else "never",
@@ -390,8 +397,8 @@ def status(
             last.rows_read if last else "-",
             last.rows_written if last else "-",
             last.rows_rejected if last else "-",
-            str(store.committed().hwm or "-"),
-            f"{open_run.run_id} ({open_run.phase})" if open_run else "-",
+            str(committed.hwm or "-"),
+            opened,
             " ".join(r.word for r in history.runs) or "-",
             history.next_run or "-",
         )

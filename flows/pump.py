@@ -119,7 +119,7 @@ def _locked_run(
             raise
     faults.point("loaded")
     summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
-    summary.hwm_after = loaded.hwm_after
+    summary.hwm_after, summary.inputs_left = loaded.hwm_after, len(manifest.left())
     summary.seconds = time.perf_counter() - started
     with summary.step("commit"):
         commit_task(store, manifest, loaded, summary.to_dict())
@@ -164,7 +164,15 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
         done[i] = stage.result(fut, i)
         total.add(done[i])
         faults.point("staged_file")
-    manifest.inputs = [manifest.inputs[i] for i in sorted(done)]  # what the row limit let in
+    # What the row limit let in; the rest goes first in the next run (tasks/plan.py).
+    left = [f for i, f in enumerate(manifest.inputs) if i not in done]
+    manifest.inputs = [manifest.inputs[i] for i in sorted(done)]
+    manifest.rest = left + manifest.rest
+    if left or total.rest:
+        get_run_logger().info(
+            f"stopped at limits.max_rows_per_run ({limits.max_rows_per_run:,} rows, "
+            f"{total.rows_read:,} read): the rest is read first by the next run"
+        )
     return total
 
 

@@ -5,26 +5,35 @@ staged again asks for the same pages. Each record's JSON text goes to `_raw` (ch
 the contract like an ndjson line), `_source` is its page's URL without secrets, `_row`
 its position in the run. Pages are followed as `source.paginate` says, on the origin of
 `source.url` only, up to `source.max_pages`.
+
+A run stops after the page that reaches `limits.max_rows_per_run`; the next page's URL is
+left for the next run, which starts there with the same `{cursor}` (in the URL) and mark.
+State keeps that URL with the `${...}` references of `source.params` as written, never
+their values.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
 import httpx
 import pyarrow as pa
 
 from schemas.errors import DataError
-from schemas.loader import resolve_mapping
+from schemas.loader import REF_RE, resolve, resolve_mapping
+from schemas.secrets import redact
 from schemas.spec import HttpSource, Limits, Paginate
-from tasks._http import Client, Manners, Reply, safe_url, utc_iso
+from tasks._http import Client, HttpFailure, Manners, Reply, safe_url, utc_iso
 from tasks._records import HEAD_CHARS, Record, bounded, head, table, too_big
 from tasks.read import Batch
 
@@ -33,10 +42,19 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\
 log = logging.getLogger("pumphouse.http")
 
 
-def read_pages(source: HttpSource, cursor: str | None, limits: Limits) -> Iterator[Batch]:
+def read_pages(
+    source: HttpSource,
+    cursor: str | None,
+    limits: Limits,
+    resume: Resume | None = None,
+    left: list[Resume] | None = None,
+) -> Iterator[Batch]:
     """Batches of kind "json" (record text in `_raw`, `_source` = the page URL, `_row` = position).
 
-    `cursor` is the committed high-water mark (None on a first run: `cursor_start` then).
+    `cursor` is the mark the run reads against (None on a first run: `cursor_start` then).
+    `resume`: where earlier runs stopped (see `resume_of`), to go on from instead of the
+    first page. With `left`, the pages stop after the one that reaches
+    limits.max_rows_per_run, and where to go on from goes into `left`.
     """
     manners = Manners(
         timeout=source.timeout,
@@ -46,15 +64,57 @@ def read_pages(source: HttpSource, cursor: str | None, limits: Limits) -> Iterat
         max_bytes=int(source.max_response_bytes),
     )
     first = first_url(source, cursor_value(cursor, source.cursor_start))
+    stop = limits.max_rows_per_run if left is not None else None
     pages: list[tuple[int, str]] = []  # (first row of the page, its URL), for `_source`
     with Client(source.url, resolve_mapping(source.headers), manners) as client:
-        records = _records(pages, _pages(client, source, first), int(limits.max_record_bytes))
+        found = _pages(client, source, first, resume, stop, [] if left is None else left)
+        records = _records(pages, found, int(limits.max_record_bytes))
         for seq, group in enumerate(bounded(records, limits.batch_rows, int(limits.batch_bytes))):
             starts = [start for start, _ in pages]
             urls = [pages[bisect.bisect_right(starts, row) - 1][1] for row in group[0]]
             batch = table("", group, [], ())
             batch = batch.set_column(0, "_source", pa.array(urls, pa.string()))
             yield Batch(batch, "json", seq, sum(len(r) for r in group[1]))
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a run stopped at limits.max_rows_per_run: the next page (as `portable` keeps
+    it) and how many pages the runs before read of this pagination (for max_pages)."""
+
+    url: str
+    pages: int
+
+
+def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, Any]:
+    """The run's one input (see tasks/plan): the endpoint, or where to go on from. The
+    fingerprint ties a resume point to the source as the spec says it then."""
+    if resume is None:
+        return {"kind": "http", "url": source.url, "size": 0, "fingerprint": ""}
+    fingerprint = f"resume:{resume.pages}:{_source_key(source)}"
+    return {"kind": "http", "url": resume.url, "size": 0, "fingerprint": fingerprint}
+
+
+def resume_of(source: HttpSource, url: str, fingerprint: str) -> Resume | None:
+    """The resume point an input holds; None for the first page: the endpoint, or a point
+    left while the spec said another source (the run then reads from the first page, with
+    the same mark: pages may come twice, no row is lost)."""
+    kind, _, rest = fingerprint.partition(":")
+    if kind != "resume":
+        return None
+    pages, _, key = rest.partition(":")
+    if key != _source_key(source):
+        _warn(
+            f"{safe_url(source.url)}: the run before stopped at limits.max_rows_per_run, and "
+            "source has changed since; this run reads from the first page (with the same mark)"
+        )
+        return None
+    return Resume(url, int(pages))
+
+
+def _source_key(source: HttpSource) -> str:
+    what = [source.url, source.params, source.records, source.paginate.model_dump(mode="json")]
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cursor_value(hwm: str | None, start: str | None) -> str | None:
@@ -84,14 +144,78 @@ def first_url(source: HttpSource, cursor: str | None) -> str:
     return str(httpx.URL(source.url).copy_merge_params(params))
 
 
-def _pages(client: Client, source: HttpSource, url: str) -> Iterator[tuple[str, list[Any]]]:
-    """(page URL, its records), following the pagination until it ends or max_pages."""
-    seen = {url}
-    for n in range(1, source.max_pages + 1):
-        reply = client.get_json(url)
+def portable(source: HttpSource, url: str) -> str | None:
+    """`url` as state may keep it: the value of each of `source.params` that holds a
+    `${...}` reference put back as written. None if a secret would still be in it."""
+    written = _referencing(source)
+    resolved = resolve_mapping(written)
+    kept = _swap(url, {k: (resolved[k], v) for k, v in written.items()})
+    parts = urlsplit(kept)
+    if "@" in parts.netloc:
+        return None
+    seen = (kept, unquote(kept), unquote_plus(kept))
+    return kept if all(redact(text) == text for text in seen) else None
+
+
+def resumed(source: HttpSource, url: str) -> str:
+    """The inverse of `portable`: the references (as the spec writes them) resolved again."""
+    written = _referencing(source)
+    return _swap(url, {k: (v, resolve(v)) for k, v in written.items()})
+
+
+def _referencing(source: HttpSource) -> dict[str, str]:
+    return {k: v for k, v in source.params.items() if REF_RE.search(v)}
+
+
+def _swap(url: str, values: dict[str, tuple[str, str]]) -> str:
+    """`url` with each query parameter `name` whose value is `old` set to `new` (for
+    `values[name] = (old, new)`); the rest of the URL byte for byte as it was."""
+    if not values:
+        return url
+    parts = urlsplit(url)
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else ():
+        name, eq, value = piece.partition("=")
+        old, new = values.get(unquote_plus(name), (None, ""))
+        if eq and unquote_plus(value) == old:
+            piece = f"{name}={quote(new, safe='')}"
+        pieces.append(piece)
+    return urlunsplit(parts._replace(query="&".join(pieces)))
+
+
+def _pages(
+    client: Client,
+    source: HttpSource,
+    first: str,
+    resume: Resume | None,
+    stop: int | None,
+    left: list[Resume],
+) -> Iterator[tuple[str, list[Any]]]:
+    """(page URL, its records), from `first` or from `resume`, following the pagination
+    until it ends or max_pages (counted over the runs a resume point joins); or, once `stop`
+    records are read, until the next page, which goes to `left`. An API that refuses the
+    page a run resumes at (its token expired) is read again from `first`, with no stop, so
+    that the runs make progress."""
+    url, done, reply = first, 0, None
+    if resume is not None:
+        url, done = resumed(source, resume.url), resume.pages
+        try:
+            reply = client.get_json(url)
+        except HttpFailure as e:
+            _warn(
+                f"{safe_url(url)}: the API refused the page the run before stopped at "
+                f"(limits.max_rows_per_run): {e}. This run reads again from the first page, "
+                "with the same mark, to the last (rows read before may come again)"
+            )
+            url, done, stop = first, 0, None
+    seen, read = {url}, 0
+    for n in range(done + 1, source.max_pages + 1):
+        reply = reply or client.get_json(url)
         records = records_at(reply.data, source.records, url)
         yield url, records
+        read += len(records)
         after = next_page(source.paginate, reply, url, records)
+        reply = None
         if after is None:
             return
         client.check_origin(after, f"page {n} ({safe_url(url)}) links to")
@@ -102,6 +226,17 @@ def _pages(client: Client, source: HttpSource, url: str) -> Iterator[tuple[str, 
                 f"page {n} of {safe_url(source.url)} ({safe_url(url)}) links to a page already "
                 f"read ({safe_url(after)}): the API's pagination loops; check source.paginate"
             )
+        if stop is not None and read >= stop:
+            kept = portable(source, after)
+            if kept is not None:
+                left.append(Resume(kept, n))
+                return
+            _warn(
+                f"{safe_url(source.url)}: limits.max_rows_per_run ({stop}) reached, but the "
+                f"next page's URL ({safe_url(after)}) holds a secret that the run's state may "
+                "not keep, so this run reads on to the last page"
+            )
+            stop = None
         seen.add(after)
         url = after
     _warn(

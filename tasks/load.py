@@ -23,11 +23,12 @@ def load_run(
     spec: Spec,
     run_dir: str,
     run_id: str,
-    hwm_before: str | None,
+    hwm_floor: str | None,
     seq_base: int = 0,
     state: str = ".",
 ) -> Loaded:
     """Write the run's rows and rejected rows to the sink; idempotent for the same run.
+    The mark after it is the newest cursor loaded, never below `hwm_floor` (the mark before).
 
     Load batch k of the run is sink batch `seq_base + k + 1`: sinks that keep their own
     record of what they hold (Delta) skip a batch they already have.
@@ -35,17 +36,17 @@ def load_run(
     run = Path(run_dir)
     sinks.remove_run(spec, run_id, state)  # a replay starts from nothing of its own
     con = connect(memory_bytes=spec.limits.memory, temp_dir=str(run / "tmp"))
-    out = Loaded(hwm_after=hwm_before)
+    out = Loaded(hwm_after=hwm_floor)
     try:
         valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
         if valid:
             staged = f"read_parquet({_list(valid)}, union_by_name = true)"
             if spec.transform.incremental:
-                top = scalar(
-                    con,
-                    f"SELECT max({ident(spec.transform.incremental.cursor)})::VARCHAR FROM {staged}",
-                )
-                out.hwm_after = top if top is not None else hwm_before
+                cursor = ident(spec.transform.incremental.cursor)
+                floor = quote(hwm_floor) if hwm_floor is not None else "NULL"
+                # The text literal takes the cursor's type; greatest() passes over NULLs.
+                top = scalar(con, f"SELECT greatest(max({cursor}), {floor})::VARCHAR FROM {staged}")
+                out.hwm_after = top if top is not None else hwm_floor
             out.rows_written, out.batches = _number(con, spec, staged)
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
             out.rows_duplicate = total - out.rows_written

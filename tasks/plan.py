@@ -9,6 +9,7 @@ from typing import Any
 
 from schemas.spec import HttpSource, Spec
 from tasks import sinks
+from tasks.http_source import page_input
 from tasks.listing import list_files
 from tasks.state import Committed, Manifest, StateStore
 
@@ -24,6 +25,8 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     A new run freezes its inputs (the files not read yet, or all of them when
     `new_files_only` is off) and the committed high-water mark, and saves them
     before reading anything, so an interrupted run is finished with the same inputs.
+    What a run stopped at max_rows_per_run left comes first, alone, against the mark that
+    run started with: the mark it committed would otherwise hide the older rows left.
     """
     open_run = store.manifest()
     if open_run is not None:
@@ -34,12 +37,18 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
             shutil.rmtree(store.run_dir(open_run.run_id), ignore_errors=True)
         return open_run, True
     committed = store.committed()
+    inputs, mark = _inputs(spec, committed), committed.hwm
+    http = isinstance(spec.source, HttpSource)
+    rest = _still_there(committed.rest, inputs, http) if committed.rest else []
+    if rest:
+        inputs, mark = rest, committed.rest_hwm
     manifest = Manifest(
         run_id=new_run_id(),
         started_at=time.time(),
-        inputs=_inputs(spec, committed),
-        hwm_before=committed.hwm,
+        inputs=inputs,
+        hwm_before=mark,
         seq_base=max(committed.seq, sinks.committed_seq(spec)),
+        hwm_committed=committed.hwm,
     )
     store.save_manifest(manifest)
     return manifest, False
@@ -50,8 +59,21 @@ def _inputs(spec: Spec, committed: Committed) -> list[dict[str, Any]]:
     pages are not known before they are read; the frozen cursor fixes what they hold)."""
     source = spec.source
     if isinstance(source, HttpSource):
-        return [{"kind": "http", "url": source.url, "size": 0, "fingerprint": ""}]
+        return [page_input(source)]
     files = list_files(source)
     if source.new_files_only:
         files = [f for f in files if not committed.is_read(f.url, f.fingerprint)]
     return [f.to_dict() for f in files]
+
+
+def _still_there(
+    rest: list[dict[str, Any]], listed: list[dict[str, Any]], http: bool
+) -> list[dict[str, Any]]:
+    """What a run stopped at max_rows_per_run left that is still there, as it is now: a
+    file since removed is not asked for, one since changed is read as it is now (against
+    the same mark). An http source's resume point stays while the source is http (see
+    `resume_of` for a source changed since)."""
+    if http:
+        return [f for f in rest if f.get("kind") == "http"]
+    now = {f["url"]: f for f in listed}
+    return [now[f["url"]] for f in rest if f.get("kind") != "http" and f["url"] in now]

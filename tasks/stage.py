@@ -18,7 +18,7 @@ from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch
-from tasks.http_source import read_pages
+from tasks.http_source import Resume, page_input, read_pages, resume_of
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
@@ -102,7 +102,8 @@ def _stage_batches(
     stage_checked: StageChecked,
 ) -> Counts:
     counts = Counts(files=1, bytes=file.size)
-    for batch in _batches(spec, file, hwm):
+    left: list[Resume] = []  # where an http source stopped at max_rows_per_run
+    for batch in _batches(spec, file, hwm, left):
         name = f"{index:05d}-{batch.seq:05d}"
         con.register("raw_batch", batch.table)
         con.execute(
@@ -111,13 +112,16 @@ def _stage_batches(
         con.unregister("raw_batch")
         counts.add(stage_checked(con, spec, run, name, hwm))
         progress.emit("rows", batch.table.num_rows)
+    if isinstance(spec.source, HttpSource):
+        counts.rest = [page_input(spec.source, point) for point in left]
     return counts
 
 
-def _batches(spec: Spec, file: SourceFile, hwm: str | None) -> Iterator[Batch]:
+def _batches(spec: Spec, file: SourceFile, hwm: str | None, left: list[Resume]) -> Iterator[Batch]:
     source = spec.source
     if isinstance(source, HttpSource):
-        return read_pages(source, hwm, spec.limits)
+        resume = resume_of(source, file.url, file.fingerprint)
+        return read_pages(source, hwm, spec.limits, resume, left)
     return read_batches(source, file, spec.limits)
 
 

@@ -2,7 +2,8 @@
 
 Layout under `PUMPHOUSE_STATE_DIR/NAME/` (default `.pumphouse/NAME/`):
 
-    state.json      committed after the rows it covers are in the sink
+    state.json      committed after the rows it covers are in the sink (with the inputs a
+                    run stopped at limits.max_rows_per_run left for the next)
     manifest.json   the open run: its frozen inputs and phase; gone when the run commits
     runs.jsonl      one summary line per finished run, for `pumphouse status`
     staging/RUN/    the open run's validated batches, until it commits
@@ -47,6 +48,10 @@ class Committed:
     hwm: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # url -> fingerprint
     seq: int = 0  # load batches committed so far, over all runs: the sink's batch sequence
+    # Inputs a run stopped at limits.max_rows_per_run left for the next, which reads them
+    # before anything new, against the mark the stopped run started with (`rest_hwm`).
+    rest: list[dict[str, Any]] = field(default_factory=list)
+    rest_hwm: str | None = None
 
     def is_read(self, url: str, fingerprint: str) -> bool:
         return self.files.get(url) == fingerprint
@@ -59,10 +64,25 @@ class Manifest:
     run_id: str
     started_at: float
     inputs: list[dict[str, Any]]  # SourceFile.to_dict() values, in read order
-    hwm_before: str | None
+    hwm_before: str | None  # rows are new when their cursor is above it
     phase: str = "staging"  # staging -> loading
     staged: dict[str, Any] = field(default_factory=dict)  # filled when phase becomes loading
     seq_base: int = 0  # the sink's batch sequence before this run: load batch k is seq_base + k + 1
+    # The committed mark at the start. Above hwm_before when the run reads what a run stopped
+    # at max_rows_per_run left (see Committed.rest); the mark after the run is never below it.
+    hwm_committed: str | None = None
+    rest: list[dict[str, Any]] = field(default_factory=list)  # files the row limit kept out
+
+    def left(self) -> list[dict[str, Any]]:
+        """What this run leaves for the next (limits.max_rows_per_run): the files kept out,
+        and where an http source stopped (in the staged counts, found again when re-staged)."""
+        return self.rest + list(self.staged.get("rest", []))
+
+    @property
+    def hwm_floor(self) -> str | None:
+        """The lowest mark this run may commit (a manifest from before `hwm_committed`
+        existed read only against the committed mark)."""
+        return self.hwm_committed if self.hwm_committed is not None else self.hwm_before
 
 
 class StateStore:
@@ -103,21 +123,26 @@ class StateStore:
         data = self._read_json("state.json")
         if not data:
             return Committed()
+        rest = data.get("rest") or {}
         return Committed(
-            hwm=data.get("hwm"), files=dict(data.get("files", {})), seq=int(data.get("seq", 0))
+            hwm=data.get("hwm"),
+            files=dict(data.get("files", {})),
+            seq=int(data.get("seq", 0)),
+            rest=list(rest.get("inputs", [])),
+            rest_hwm=rest.get("hwm"),
         )
 
     def commit(self, committed: Committed, summary: dict[str, Any]) -> None:
         """Commit state and close the run: state.json first, then the manifest goes."""
-        self._write_json(
-            "state.json",
-            {
-                "version": STATE_VERSION,
-                "hwm": committed.hwm,
-                "seq": committed.seq,
-                "files": committed.files,
-            },
-        )
+        data: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "hwm": committed.hwm,
+            "seq": committed.seq,
+            "files": committed.files,
+        }
+        if committed.rest:
+            data["rest"] = {"inputs": committed.rest, "hwm": committed.rest_hwm}
+        self._write_json("state.json", data)
         faults.point("state_written")
         self.record_run(summary)
         self.drop_manifest()

@@ -103,7 +103,7 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
         spec,
         str(store.run_dir(manifest.run_id)),
         manifest.run_id,
-        manifest.hwm_before,
+        manifest.hwm_floor,
         manifest.seq_base,
         store.location,
     )
@@ -118,4 +118,7 @@ def commit_task(
     files = dict(store.committed().files)
     files.update({f["url"]: f["fingerprint"] for f in manifest.inputs if f.get("kind") != "http"})
     seq = manifest.seq_base + loaded.batches
-    store.commit(Committed(hwm=loaded.hwm_after, files=files, seq=seq), summary)
+    rest = manifest.left()
+    rest_hwm = manifest.hwm_before if rest else None  # what is left is read against it
+    committed = Committed(hwm=loaded.hwm_after, files=files, seq=seq, rest=rest, rest_hwm=rest_hwm)
+    store.commit(committed, summary)

@@ -26,6 +26,8 @@ class Counts:
     rows_old: int = 0  # not newer than the high-water mark
     rows_staged: int = 0
     errors_sample: list[str] = field(default_factory=list)
+    # Inputs left for the next run: where an http source stopped at max_rows_per_run.
+    rest: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Counts) -> None:
         for name in (
@@ -40,6 +42,7 @@ class Counts:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors_sample = (self.errors_sample + other.errors_sample)[:5]
+        self.rest = self.rest + other.rest
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +59,7 @@ class Summary:
     rows_written: int = 0
     hwm_before: str | None = None
     hwm_after: str | None = None
+    inputs_left: int = 0  # left for the next run by limits.max_rows_per_run
     output: str = ""
     seconds: float = 0.0
     started_at: str = ""
@@ -91,6 +95,7 @@ class Summary:
             "batches": c.batches,
             "hwm_before": self.hwm_before,
             "hwm_after": self.hwm_after,
+            "inputs_left": self.inputs_left,
             "output": self.output,
             "seconds": round(self.seconds, 3),
             "durations": {k: round(v, 3) for k, v in self.durations.items()},
@@ -112,6 +117,7 @@ class Summary:
             ("rows written", d["rows_written"]),
             ("high-water mark before", d["hwm_before"] or "-"),
             ("high-water mark after", d["hwm_after"] or "-"),
+            *([("inputs left for the next run", d["inputs_left"])] if d["inputs_left"] else []),
             ("output", _located(d["output"], self.workdir)),
             ("seconds", d["seconds"]),
         ]
@@ -143,6 +149,12 @@ class Summary:
             f"{d['rows_rejected']} rejected, {d['rows_filtered']} filtered, {d['rows_old']} old, "
             f"{d['rows_duplicate']} duplicate, {d['rows_written']} written"
             + (f"; high-water mark {d['hwm_after']}" if d["hwm_after"] else "")
+            + (
+                f"; stopped at limits.max_rows_per_run, {d['inputs_left']} input(s) left "
+                "for the next run"
+                if d["inputs_left"]
+                else ""
+            )
         )
 
 

@@ -167,7 +167,7 @@ def test_the_artifact_tells_counts_bytes_durations_marks_output_and_the_error() 
         files=2, bytes=1234, rows_read=10, rows_rejected=1, rows_filtered=2, rows_old=3
     )
     s.rows_duplicate, s.rows_written = 1, 3
-    s.hwm_before, s.hwm_after = None, "2026-03-08 01:39:00+00"
+    s.hwm_before, s.hwm_after, s.inputs_left = None, "2026-03-08 01:39:00+00", 2
     s.started_at, s.seconds = "2026-01-01T00:00:00Z", 2.5
     s.durations = {"commit": 0.125, "plan": 0.25, "load": 0.75, "stage": 1.5}
     s.status, s.error = "failed", "bad | thing\nsecond line"
@@ -186,6 +186,7 @@ def test_the_artifact_tells_counts_bytes_durations_marks_output_and_the_error() 
         "| rows written | 3 |\n"
         "| high-water mark before | - |\n"
         "| high-water mark after | 2026-03-08 01:39:00+00 |\n"
+        "| inputs left for the next run | 2 |\n"
         "| output | ./out/orders (in /srv/project) |\n"
         "| seconds | 2.5 |\n"
         "\n"
@@ -198,6 +199,7 @@ def test_the_artifact_tells_counts_bytes_durations_marks_output_and_the_error() 
     meta = s.to_metadata()
     assert all(isinstance(v, str) for v in meta.values())
     assert (meta["rows_read"], meta["hwm_before"], meta["error"]) == ("10", "", s.error)
+    assert meta["inputs_left"] == "2"
     assert "durations" not in meta
 
     s3 = Summary(pump="orders", run_id="R2", output="s3://bucket/orders")

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks._duckdb import connect, scalar
+from tests.conftest import run_cli
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -194,3 +195,47 @@ def test_max_rows_per_run_stops_cleanly_and_the_next_run_goes_on(project: Path) 
         pq.ParquetFile(p).metadata.num_rows for p in Path("out/orders/data").rglob("*.parquet")
     ]
     assert max(sizes) <= 120
+
+
+@pytest.mark.reliability(
+    "limits",
+    "max_rows_per_run below the input, and the files left for the next run hold older "
+    "cursors than those read first (exports not in time order); a new file arrives meanwhile",
+    "the next run reads the files left over against the mark the cut run started with, "
+    "before the new file: every valid row lands once, as one run without the limit would land it",
+)
+def test_files_left_by_max_rows_per_run_are_not_hidden_by_the_mark(project: Path) -> None:
+    src = project / "in"
+    newer = write_orders(project / "tmp-newer", files=1, rows=300, seed=7, day=5)
+    older = write_orders(project / "tmp-older", files=1, rows=300, seed=8, start_id=5_000)
+    src.mkdir()
+    # Listed (by URL) newest first: the run the limit cuts reads the newest rows first.
+    (project / "tmp-newer" / "orders-05-000.ndjson").rename(src / "a.ndjson")
+    (project / "tmp-older" / "orders-00-000.ndjson").rename(src / "b.ndjson")
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(batch_rows=120) + "  max_rows_per_run: 300\n  max_concurrency: 1\n")
+
+    first = _run(spec)
+    shown = run_cli("status", str(spec), cwd=project, env={"COLUMNS": "250"})
+    assert "1 input(s) left for the next run" in shown.stdout, shown.stdout
+    # The file left over grows before the next run: it is read as it is then.
+    grown = write_orders(project / "tmp-grown", files=1, rows=20, seed=10, start_id=6_000)
+    with (src / "b.ndjson").open("a") as f:
+        f.write((project / "tmp-grown" / "orders-00-000.ndjson").read_text())
+    later = write_orders(project / "tmp-later", files=1, rows=30, seed=9, start_id=9_000, day=9)
+    (project / "tmp-later" / "orders-09-000.ndjson").rename(src / "0-later.ndjson")
+    second = _run(spec)
+    third = _run(spec)
+    fourth = _run(spec)
+
+    assert [r["files"] for r in (first, second, third, fourth)] == [1, 1, 1, 0]
+    assert [r["rows_read"] for r in (first, second, third, fourth)] == [300, 320, 30, 0]
+    want = {**expected(newer), **expected(older + grown), **expected(later)}
+    assert len(want) > 400
+    assert landed("out/orders") == want
+    # The mark ends where one run without the limit would have left it (the newest row).
+    assert fourth["hwm_before"].startswith("2026-03-17")
+    # The second run read b.ndjson against the first run's starting mark (none), not the
+    # first run's mark, and did not move the committed mark back.
+    assert second["hwm_before"] is None
+    assert second["hwm_after"] == first["hwm_after"]

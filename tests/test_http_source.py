@@ -4,6 +4,7 @@ TLS, secrets), and whole runs whose state moves only with what was loaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections import Counter
@@ -17,7 +18,15 @@ from schemas.errors import DataError, PumpError, SpecError, TransientError
 from schemas.loader import parse_spec
 from schemas.spec import HttpSource, Limits
 from tasks._http import Manners, backoff, retry_after, safe_url
-from tasks.http_source import cursor_value, read_pages
+from tasks.http_source import (
+    Resume,
+    cursor_value,
+    page_input,
+    portable,
+    read_pages,
+    resume_of,
+    resumed,
+)
 from tests._http_servers import (
     Answer,
     App,
@@ -130,6 +139,120 @@ def test_max_pages_stops_the_reading(caplog: pytest.LogCaptureFixture) -> None:
         f"{base}/v1/orders: stopped after source.max_pages (3) pages; the pages after those "
         "are not read (raise source.max_pages to read them)"
     ]
+
+
+def test_max_rows_per_run_stops_after_the_page_that_reaches_it_and_says_where_to_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = PagedAPI(RECORDS, "next_url")
+    with serve(app) as base:
+        src = source(base, paginate="next_url", max_pages=7)
+        limits = Limits(requests_per_second=1000, max_rows_per_run=15)
+        left: list[Resume] = []
+        first = [b.table for b in read_pages(src, None, limits, left=left)]
+        assert len(app.seen) == 3  # pages of 7: 21 records reach 15
+        assert raws(pa.concat_tables(first)) == RECORDS[:21]
+        assert left == [Resume(f"{base}/v1/orders?after=21", 3)]
+        rest: list[Resume] = []
+        second = [b.table for b in read_pages(src, None, limits, left[0], rest)]
+        assert raws(pa.concat_tables(second)) == RECORDS[21:42]
+        assert rest == [Resume(f"{base}/v1/orders?after=42", 6)]
+        # max_pages (7) counts the pages of the runs before: one more page, then the end.
+        app.seen.clear()
+        third = [b.table for b in read_pages(src, None, limits, rest[0], [])]
+        assert raws(pa.concat_tables(third)) == RECORDS[42:49]
+        assert len(app.seen) == 1
+        assert "stopped after source.max_pages (7) pages" in caplog.records[-1].getMessage()
+        # Without `left`, as the tests above read: no limit.
+        assert raws(read(source(base, paginate="next_url"), max_rows_per_run=15)) == RECORDS
+
+
+def test_a_page_the_api_no_longer_serves_is_read_again_from_the_first_to_the_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = PagedAPI(RECORDS, "next_url")
+    with serve(app) as base:
+        src = source(base, paginate="next_url")
+        limits = Limits(requests_per_second=1000, max_rows_per_run=15)
+        left: list[Resume] = []
+        gone = Resume(f"{base}/v1/expired?after=21", 3)  # answers 404
+        tables = [b.table for b in read_pages(src, None, limits, gone, left)]
+    assert raws(pa.concat_tables(tables)) == RECORDS  # from the first page, no stop
+    assert left == []
+    assert [r.getMessage() for r in caplog.records if r.name == "pumphouse.http"] == [
+        f"{base}/v1/expired?after=21: the API refused the page the run before stopped at "
+        f"(limits.max_rows_per_run): GET {base}/v1/expired?after=21 failed with HTTP 404, not "
+        'found: check source.url; the server said: {"error": "no such endpoint"}. This '
+        "run reads again from the first page, with the same mark, to the last (rows read "
+        "before may come again)"
+    ]
+
+
+def test_a_resume_point_is_for_the_source_the_spec_had_when_it_was_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = source("https://api.example.com", paginate="next_url")
+    point = Resume("https://api.example.com/v1/orders?after=21", 3)
+    held = page_input(src, point)
+    assert resume_of(src, held["url"], held["fingerprint"]) == point
+    assert resume_of(src, src.url, page_input(src)["fingerprint"]) is None  # the first page
+    changed = source("https://api.example.com", paginate="next_url", records="items")
+    assert resume_of(changed, held["url"], held["fingerprint"]) is None
+    assert caplog.records[-1].getMessage() == (
+        "https://api.example.com/v1/orders: the run before stopped at "
+        "limits.max_rows_per_run, and source has changed since; this run reads from the "
+        "first page (with the same mark)"
+    )
+
+
+def test_a_next_page_keeps_its_secret_parameters_as_written(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("API_KEY", "key+5772/156649==")
+    src = source("https://api.example.com", params={"key": "${env:API_KEY}", "region": "eu"})
+    url = "https://api.example.com/v1/orders?key=key%2B5772%2F156649%3D%3D&region=eu&after=7"
+    kept = portable(src, url)
+    assert kept == "https://api.example.com/v1/orders?key=%24%7Benv%3AAPI_KEY%7D&region=eu&after=7"
+    assert resumed(src, kept) == url
+    # A reference the spec no longer has is not resolved from what state kept.
+    monkeypatch.setenv("OTHER_KEY", "other-1414")
+    other = source("https://api.example.com", params={"key": "${env:OTHER_KEY}"})
+    assert resumed(other, kept) == kept
+    # The secret elsewhere (a link the server made), plain or encoded: not kept.
+    for elsewhere in (
+        "https://api.example.com/v1/key+5772/156649==/orders?after=7",
+        "https://api.example.com/v1/key%2B5772%2F156649%3D%3D/orders?after=7",
+        "https://api.example.com/v1/orders?after=7&sig=key%2B5772%2F156649%3D%3D",
+        "https://u:key%2B5772%2F156649%3D%3D@api.example.com/v1/orders",
+    ):
+        assert portable(src, elsewhere) is None, elsewhere
+    # ... and the run reads on to the last page, saying why.
+    monkeypatch.setenv("API_KEY", "key-5772156649")
+    app = Linking(RECORDS, "link_header")
+    with serve(app) as base:
+        src = source(base, paginate="link_header", params={"key": "${env:API_KEY}"})
+        left: list[Resume] = []
+        tables = [b.table for b in read_pages(src, None, Limits(max_rows_per_run=10), left=left)]
+    assert raws(pa.concat_tables(tables)) == RECORDS
+    assert left == []
+    assert [r.getMessage() for r in caplog.records if r.name == "pumphouse.http"] == [
+        f"{base}/v1/orders: limits.max_rows_per_run (10) reached, but the next page's "
+        f"URL ({base}/v1/***/orders?key=***&after=14) holds a secret that the run's state may "
+        "not keep, so this run reads on to the last page"
+    ]
+
+
+class Linking(PagedAPI):
+    """A PagedAPI whose next-page links put the `key` parameter in the path too."""
+
+    def answer(self, req: Seen) -> Answer:
+        key = req.query.get("key", "")
+        path = req.path.replace(f"/v1/{key}/orders", "/v1/orders")
+        found = super().answer(dataclasses.replace(req, path=path))
+        link = found.headers.get("Link")
+        if link:
+            found.headers["Link"] = link.replace("/v1/orders", f"/v1/{key}/orders")
+        return found
 
 
 class Looping(App):
@@ -680,3 +803,67 @@ def test_secrets_never_reach_state_history_or_errors(
         if path.is_file() and path.suffix != ".parquet":
             text = path.read_bytes()
             assert not any(s.encode() in text for s in secrets), path
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "limits",
+    "max_rows_per_run below what an http source holds, pages not in cursor order "
+    "(newest first), a secret in source.params",
+    "each run stops after the page that reaches the limit; the next run starts at the next "
+    "page with the same cursor and mark, before anything new; every row lands once; state "
+    "keeps the secret's reference, never its value",
+)
+def test_max_rows_per_run_stops_an_http_source_and_the_next_run_goes_on_from_there(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_KEY", "apikey-1732050807")
+    records = RECORDS[::-1]  # the API sends the newest first
+    app = PagedAPI(records, "next_url")
+    with serve(app) as base:
+        spec = (
+            http_spec(base)
+            .replace(
+                '  params: {updated_since: "{cursor}"}\n',
+                '  params: {updated_since: "{cursor}", key: "${env:API_KEY}"}\n',
+            )
+            .replace(
+                "  paginate: {style: cursor, cursor_path: meta.next_cursor}\n",
+                "  paginate: {style: next_url, next_url: links.next}\n",
+            )
+        )
+        (project / "pumps" / "orders.yaml").write_text(spec + "  max_rows_per_run: 20\n")
+        runs = []
+        for _ in range(3):
+            app.seen.clear()
+            runs.append(run_pump())
+            if len(runs) == 1:
+                state = (project / ".pumphouse/orders/state.json").read_text()
+                left = json.loads(state)["rest"]["inputs"][0]["url"]
+                assert left == f"{base}/v1/orders?key=%24%7Benv%3AAPI_KEY%7D&after=21"
+                assert "apikey-1732050807" not in state
+            if len(runs) == 2:  # the second run starts at the first run's next page
+                assert app.seen[0].query == {"key": "apikey-1732050807", "after": "21"}
+        newer = api_orders(10, seed=6, start=_minute_after(RECORDS[-1]))
+        app.records = newer[::-1] + records
+        app.seen.clear()
+        fourth = run_pump()
+
+    assert [r["rows_read"] for r in runs] == [21, 21, 8]
+    assert [r["inputs_left"] for r in runs] == [1, 1, 0]
+    assert [r["status"] for r in runs] == ["ok"] * 3
+    # The first run's mark would hide every row after its pages; the next two read against
+    # the mark the first started with (none), and the mark only moves up.
+    mark = max(r["updated_at"] for r in RECORDS if is_valid(r) and r["status"] != "void")
+    assert [r["hwm_before"] for r in runs] == [None, None, None]
+    assert {_iso(r["hwm_after"]) for r in runs} == {mark}
+    # Then the next new run asks from that mark, as one run without the limit would.
+    assert app.seen[0].query["updated_since"] == mark
+    assert fourth["hwm_before"] == runs[0]["hwm_after"]
+    again = [r for r in app.records if r["updated_at"] >= mark]
+    assert fourth["rows_read"] == len(again) >= 10
+    want = Counter(_rows(expected(records[:21])))
+    want += Counter(_rows(expected(records[21:42]))) + Counter(_rows(expected(records[42:])))
+    want += Counter(_rows(expected(again, hwm=mark)))
+    assert Counter(_landed_rows(project)) == want
+    assert "rest" not in json.loads((project / ".pumphouse/orders/state.json").read_text())
