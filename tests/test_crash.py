@@ -732,3 +732,74 @@ def test_a_full_refresh_killed_half_way_is_finished_by_the_next_run(project: Pat
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["rows_read"] == 200
     assert landed("out/orders") == expected(records)
+
+
+# ---- 1b. runs stopped at max_rows_per_run, killed --------------------------------------------
+
+CUT = "  max_rows_per_run: 600\n  max_concurrency: 1\n"  # 2 files of 300 rows per run
+
+
+def newest_first(clean: Clean, folder: Path) -> list[list[dict[str, Any]]]:
+    """The six files named so that they are listed newest first (exports not in cursor
+    order), copied with their modification times; returns each run's records, in the
+    order the runs read them (two files a run)."""
+    files = per_file(clean.records, day=0)
+    names = sorted(files)
+    for i, name in enumerate(reversed(names)):
+        shutil.copy2(clean.inputs / name, folder / "in" / f"x{i}.ndjson")
+    newest = [files[n] for n in reversed(names)]
+    return [newest[0] + newest[1], newest[2] + newest[3], newest[4] + newest[5]]
+
+
+@pytest.fixture(scope="module")
+def clean_cut(tmp_path_factory: pytest.TempPathFactory, clean_six: Clean) -> Outcome:
+    """Clean runs of the six files listed newest first, stopped at max_rows_per_run."""
+    ref = new_project(tmp_path_factory.mktemp("clean-cut"))
+    (ref / SPEC).write_text(spec_text(batch_rows=BATCH_ROWS) + CUT)
+    groups = newest_first(clean_six, ref)
+    runs = [run_here(ref)]
+    while runs[-1]["files"]:
+        runs.append(run_here(ref))
+    assert [r["files"] for r in runs] == [2, 2, 2, 0]
+    result = outcome(ref)
+    # Each run lands its own two files, none hidden by the mark the run before committed.
+    assert result.rows == sum((as_rows(expected(g)) for g in groups), Counter())
+    return result
+
+
+@pytest.mark.parametrize(
+    ("run", "fault"), [(r, f) for r in (1, 2) for f in ("staged", "loaded", "state_written")]
+)
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after staging, after loading and after the state write of a run stopped at "
+    "max_rows_per_run, and of the next run (which reads what it left), on files listed "
+    "newest first",
+    "the next runs finish it and go on: sink, rejected rows, file layout and state equal "
+    "clean runs with the same limit; no row is hidden by the mark",
+)
+def test_a_killed_run_stopped_at_max_rows_per_run_is_finished_and_the_rest_goes_on(
+    project: Path, clean_six: Clean, clean_cut: Outcome, run: int, fault: str
+) -> None:
+    new_project(project)
+    (project / SPEC).write_text(spec_text(batch_rows=BATCH_ROWS) + CUT)
+    newest_first(clean_six, project)
+    if run == 2:
+        assert run_here(project)["files"] == 2
+
+    crashed = pump_run(project, fault)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    manifest = manifest_of(project)
+    assert manifest is not None and manifest["phase"] == "loading"
+    assert [os.path.basename(f["url"]) for f in manifest["inputs"]] == (
+        ["x0.ndjson", "x1.ndjson"] if run == 1 else ["x2.ndjson", "x3.ndjson"]
+    )
+    assert len(manifest["rest"]) == (4 if run == 1 else 2)
+
+    runs = [run_here(project)]
+    assert (runs[0]["resumed"], runs[0]["run_id"]) == (True, manifest["run_id"])
+    while runs[-1]["files"]:
+        runs.append(run_here(project))
+    assert [r["files"] for r in runs] == ([2, 2, 2, 0] if run == 1 else [2, 2, 0])
+    assert_same(outcome(project), clean_cut)
+    assert "rest" not in json.loads((project / STATE / "state.json").read_text())
