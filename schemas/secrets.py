@@ -6,21 +6,27 @@ run history and errors pass their text through `redact` before anyone sees it.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_LENGTH = 4  # masking shorter values would garble messages more than it hides
 
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 _values: set[str] = set()
 _lock = threading.Lock()
 
 
 def remember(value: str) -> None:
-    """Treat `value` as a secret from now on, in this process."""
+    """Treat `value` as a secret from now on, in this process: as it is, and as it reads
+    percent-encoded in a URL (`+`, `/`, `=` in a key), where a server may quote it back."""
     if len(value) >= MIN_LENGTH:
+        forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
+        forms |= {_ESCAPE.sub(lambda m: m.group().lower(), f) for f in forms}  # %2f, too
         with _lock:
-            _values.add(value)
+            _values.update(forms)
 
 
 def redact(text: str) -> str:

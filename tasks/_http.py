@@ -279,7 +279,9 @@ class Client:
             reason = REASONS.get(status, "{where} refused the request").format(
                 where=self.manners.where
             )
-            said = redact(body[:SNIPPET].decode("utf-8", "replace")).replace("\n", " ").strip()
+            # Masked before it is cut: a secret the cut goes through would no longer match.
+            text = body[: SNIPPET + 65536].decode("utf-8", "replace")
+            said = redact(text)[:SNIPPET].replace("\n", " ").strip()
             raise HttpFailure(
                 f"{method} {safe_url(url)} failed with HTTP {status}, {reason}"
                 + (f"; the server said: {said}" if said else ""),

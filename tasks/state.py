@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import BusyError, PumpError
+from schemas.secrets import redact_all
 from schemas.settings import Settings, settings
 from tasks import faults
 from tasks._statefiles import LocalFiles, RemoteFiles, StateFiles, is_remote
@@ -150,8 +151,9 @@ class StateStore:
     def record_run(self, summary: dict[str, Any]) -> None:
         """Add a line to the run history. On an object store best effort: history is not
         state, and a failed run records itself while the store may be the thing failing."""
+        line = json.dumps(redact_all(summary), default=str)  # the output URL may hold one
         with contextlib.suppress(PumpError):  # a local append raises OSError, never this
-            self._files.append_line("runs.jsonl", json.dumps(summary, default=str))
+            self._files.append_line("runs.jsonl", line)
 
     def runs(self, last: int = 10) -> list[dict[str, Any]]:
         data = self._files.read("runs.jsonl")

@@ -16,6 +16,7 @@ import pytest
 
 from schemas.errors import DataError, PumpError, SpecError, TransientError
 from schemas.loader import parse_spec
+from schemas.secrets import redact
 from schemas.spec import HttpSource, Limits
 from tasks._http import Manners, backoff, retry_after, safe_url
 from tasks.http_source import (
@@ -649,6 +650,39 @@ def test_secrets_in_headers_and_params_are_sent_and_never_shown(
         f"GET {base}/v1/orders?api_key=***&region=eu failed with HTTP 401, unauthorized: "
         'check the credentials in source.headers; the server said: {"error": "bad token"}'
     )
+
+
+class Echo(App):
+    """Refuses every request with a body that quotes it back: the path and query (where a
+    key sits percent-encoded), then the Authorization header, cut by the 200-character quote."""
+
+    def answer(self, req: Seen) -> Answer:
+        text = f"seen {req.path} ".ljust(175, "x") + f" auth {req.headers.get('authorization')}"
+        return Answer(400, text.encode())
+
+
+def test_a_secret_a_server_quotes_back_is_masked_encoded_or_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key, token = "Zm9vYmFy+c2VjcmV0/a2V5==", "tokABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    monkeypatch.setenv("API_KEY", key)
+    monkeypatch.setenv("API_TOKEN", token)
+    with serve(Echo()) as base:
+        src = source(
+            base,
+            params={"api_key": "${env:API_KEY}"},
+            headers={"Authorization": "Bearer ${env:API_TOKEN}"},
+        )
+        with pytest.raises(PumpError) as caught:
+            read(src)
+    text = str(caught.value)
+    assert "seen /v1/orders?api_key=*** xxx" in text
+    assert text.endswith("auth Bearer ***")
+    for leak in ("Zm9vYmFy", "c2VjcmV0", "tokABCDE"):
+        assert leak not in text
+    # Every way a URL writes it, lower-case escapes too.
+    for encoded in ("Zm9vYmFy%2Bc2VjcmV0%2Fa2V5%3D%3D", "Zm9vYmFy%2bc2VjcmV0%2fa2V5%3d%3d"):
+        assert redact(f"?k={encoded}&x=1") == "?k=***&x=1"
 
 
 def test_safe_url_masks_what_looks_like_a_secret() -> None:

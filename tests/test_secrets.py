@@ -76,3 +76,29 @@ def test_a_failing_run_leaks_no_secret(project: Path, monkeypatch: pytest.Monkey
     assert not [text for text in written if SECRET in text]
     prefect_text = asyncio.run(_prefect_text())
     assert "leaky" in prefect_text and SECRET not in prefect_text
+
+
+@pytest.mark.reliability(
+    "secrets",
+    "a secret in the sink's URL (a webhook path) and a run that succeeds",
+    "the run history and state keep the URL masked; the summary shows it masked",
+)
+def test_a_secret_in_the_sink_url_stays_out_of_the_run_history(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.data import spec_text, write_orders
+
+    monkeypatch.setenv("HOOK_PATH", "T00/B00/hook-s3cr3t-0815")
+    write_orders(project / "in", files=1, rows=20)
+    text = spec_text().replace("url: ./out/orders", 'url: "./out/${env:HOOK_PATH}"')
+    (project / "pumps" / "orders.yaml").write_text(text)
+    from flows.pump import pump
+
+    summary = pump(spec_path="pumps/orders.yaml")
+    assert (summary["status"], summary["output"]) == ("ok", "./out/***")
+    assert (project / "out/T00/B00/hook-s3cr3t-0815/data").is_dir()  # the real path was used
+    history = (project / ".pumphouse/orders/runs.jsonl").read_text()
+    assert '"output": "./out/***"' in history
+    for path in (project / ".pumphouse").rglob("*"):
+        if path.is_file() and path.suffix != ".parquet":
+            assert "hook-s3cr3t-0815" not in path.read_text(errors="replace"), path
