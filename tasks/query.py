@@ -7,37 +7,47 @@ from typing import Any
 import duckdb
 
 from schemas.errors import UsageError
-from schemas.loader import resolve_mapping
 from schemas.spec import DeltaSink, ParquetSink, Spec
-from tasks import sink_delta, sink_parquet
+from tasks import sink_delta, sink_parquet, sinks
 from tasks._duckdb import connect, ident, quote, register_fs
+from tasks.state import StateStore
+from tasks.transform import projection
 
 
 def run_query(spec: Spec, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run read-only SQL against the pump's output; returns (column names, rows)."""
+    """Run read-only SQL against the pump's output; returns (column names, rows).
+
+    Before anything landed (or was rejected) the view is there, empty, with the columns the
+    spec gives it. An http sink has no output to query: only its rejected rows, which are
+    under the pump's state folder."""
     sink = spec.sink
-    if not isinstance(sink, ParquetSink | DeltaSink):
-        raise UsageError(
-            f"query reads parquet and delta sinks in this build; sink.type is {sink.type!r}"
-        )
-    fs, root = sink_parquet.target(sink.url, resolve_mapping(sink.storage_options))
     con = connect(memory_bytes=spec.limits.memory)
+    fs, root = sinks.files_target(spec, StateStore(spec.name).location)
+    wanted = [(f"{spec.name}_rejected", "rejected")]
+    if isinstance(sink, ParquetSink | DeltaSink):
+        wanted.insert(0, (spec.name, "data"))
     register_fs(con, fs)
     prefix = "" if sink_parquet.is_local(fs) else f"{_protocol(fs)}://"
     views = []
-    for view, sub in ((spec.name, "data"), (f"{spec.name}_rejected", "rejected")):
+    for view, sub in wanted:
         if sub == "data" and isinstance(sink, DeltaSink):  # the table's current version
             table = sink_delta.dataset(spec)
             if table is not None:
                 con.register(view, table)
                 views.append(view)
-            continue
-        if fs.glob(f"{root}/{sub}/**/*.parquet"):
+                continue
+        elif fs.glob(f"{root}/{sub}/**/*.parquet"):
             pattern = quote(f"{prefix}{root}/{sub}/**/*.parquet")
             con.execute(
                 f"CREATE VIEW {ident(view)} AS SELECT * FROM read_parquet({pattern}, "
                 "hive_partitioning = true, union_by_name = true)"
             )
+            views.append(view)
+            continue
+        columns = _columns(spec, rejected=sub == "rejected")
+        if columns:
+            typed = ", ".join(f"NULL::{t} AS {ident(n)}" for n, t in columns)
+            con.execute(f"CREATE VIEW {ident(view)} AS SELECT {typed} WHERE false")
             views.append(view)
     try:
         rel = con.sql(sql)
@@ -51,6 +61,21 @@ def run_query(spec: Spec, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         raise UsageError(f"query failed: {first_line}; views here: {have}") from None
     finally:
         con.close()
+
+
+def _columns(spec: Spec, rejected: bool) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of the output (after select and rename), or of rejected rows
+    (the schema's columns as text, then why and where); none without a schema."""
+    from tasks._columns import columns_of
+    from tasks.contract import contract_of
+
+    schema = contract_of(spec).schema()
+    found = [(c.name, c.sql) for c in columns_of(schema)] if schema is not None else []
+    if rejected:
+        lineage = [("_errors", "VARCHAR[]"), ("_source", "VARCHAR"), ("_row", "BIGINT")]
+        return [(n, "VARCHAR") for n, _ in found] + [*lineage, ("_raw", "VARCHAR")]
+    types = dict(found)
+    return [(dst, types[src]) for src, dst in projection(spec.transform, list(types))]
 
 
 def _protocol(fs: Any) -> str:

@@ -47,7 +47,7 @@ def write_rejected(
 ) -> None:
     """Rejected rows as parquet: under URL/rejected/, or for the http sink under the pump's
     state location `state` (a folder or a URL)."""
-    fs, root = _files_target(spec, state)
+    fs, root = files_target(spec, state)
     sink_parquet.write_batches(
         con, table, batches, fs, f"{root}/rejected", run_id, (), run, lineage=True
     )
@@ -55,7 +55,7 @@ def write_rejected(
 
 def remove_run(spec: Spec, run_id: str, state: str) -> None:
     """Delete the files an earlier attempt of this run wrote (the parquet parts, rejected rows)."""
-    fs, root = _files_target(spec, state)
+    fs, root = files_target(spec, state)
     sink_parquet.remove_run(fs, root, run_id)
 
 
@@ -63,7 +63,7 @@ def remove_all(spec: Spec, state: str) -> None:
     """--full-refresh: drop everything the pump has written (a webhook cannot be unsent)."""
     if isinstance(spec.sink, DeltaSink):
         sink_delta.remove_all(spec)
-    fs, root = _files_target(spec, state)
+    fs, root = files_target(spec, state)
     sink_parquet.remove_all(fs, root)
 
 
@@ -74,7 +74,7 @@ def committed_seq(spec: Spec) -> int:
     return 0
 
 
-def _files_target(spec: Spec, state: str) -> tuple[Any, str]:
+def files_target(spec: Spec, state: str) -> tuple[Any, str]:
     """Where the pump's parquet files go: the sink's URL, or for the http sink (which has no
     folder of its own) the pump's state location `state` (a folder or a URL)."""
     if not isinstance(spec.sink, HttpSink):
