@@ -154,6 +154,12 @@ def _load_or_say(path: Path) -> Any | None:
         return None
 
 
+def _line_of_name(path: Path) -> int:
+    """The line of the spec's top-level `name:` key (1 if it cannot be told)."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return next((n for n, line in enumerate(lines, 1) if line.startswith("name:")), 1)
+
+
 def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
     """The spec files given, else pumps/*.yaml; none at all is a usage error."""
     paths = specs or sorted(Path("pumps").glob("*.yaml"))
@@ -176,13 +182,22 @@ def _read_spec(spec: str) -> Any:
 def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files, e.g. pumps/*.yaml")],
 ) -> None:
-    """Check specs; print each problem; exit 2 if any."""
+    """Check specs; print each problem; exit 2 if any. Pump names must differ."""
     bad = 0
+    named: dict[str, Path] = {}
     for path in specs:
         spec = _load_or_say(path)
         if spec is None:
             bad += 1
+        elif spec.name in named and named[spec.name].resolve() != path.resolve():
+            bad += 1
+            _say(
+                f"{path}:{_line_of_name(path)} name: pump {spec.name!r} is also the name in "
+                f"{named[spec.name]}; give each pump its own name (it names the pump's state, "
+                "output view and deployment)"
+            )
         else:
+            named[spec.name] = path
             out.print(f"ok: {path} (pump {spec.name})", markup=False, highlight=False)
     if bad:
         raise typer.Exit(2)

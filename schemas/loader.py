@@ -22,6 +22,8 @@ Check = Callable[[Spec], Iterable[Problem]]
 
 REF_RE = re.compile(r"\$\{(env|secret):([^}]*)\}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SECRET_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # Prefect's block names have '-'
+
 # Values under these keys of `source` and `sink` are resolved only when used, so that
 # a spec model (which Prefect may record as a parameter) never holds a secret.
 LAZY_KEYS = frozenset({"headers", "storage_options", "params"})
@@ -118,7 +120,7 @@ def _interpolate(value: Any, loc: Loc, problems: list[Problem]) -> Any:
     found: list[str] = []
     for m in REF_RE.finditer(value):
         kind, name = m.groups()
-        if not NAME_RE.fullmatch(name):
+        if not (SECRET_NAME_RE if kind == "secret" else NAME_RE).fullmatch(name):
             found.append(
                 f"${{{kind}:{name}}} is not a valid reference; "
                 f"write ${{{kind}:NAME}} with a NAME of letters, digits and '_'"

@@ -21,6 +21,7 @@ from pydantic import (
     Tag,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from schemas.settings import settings
 
@@ -43,6 +44,17 @@ SINK_MODES = {
     "delta": ("append", "merge", "overwrite"),
     "http": ("append",),
 }
+
+
+def _not_a_flag(value: Any) -> Any:
+    """`true` is not a count, though Python takes a bool for an int (text such as "5000"
+    stays accepted: that is what `${env:NAME}` gives)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_flag)]
 
 
 class Model(BaseModel):
@@ -97,7 +109,7 @@ class Paginate(Model):
     limit_param: str = "limit"
     offset_param: str = "offset"
     page_param: str = "page"
-    page_size: int = Field(100, ge=1, le=100_000)
+    page_size: Count = Field(100, ge=1, le=100_000)
 
 
 class HttpSource(Model):
@@ -108,10 +120,10 @@ class HttpSource(Model):
     headers: dict[str, str] = Field(default_factory=dict)
     records: str = ""
     paginate: Paginate = Paginate()
-    max_pages: int = Field(10_000, ge=1)
+    max_pages: Count = Field(10_000, ge=1)
     timeout: Seconds = 30.0
     format: Literal["json"] = "json"
-    retries: int = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
+    retries: Count = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
     retry_max_wait: Seconds = 60.0  # cap on one wait between tries, Retry-After included
     max_response_bytes: ByteSize = Field(ByteSize(64 * 2**20), ge=1024)  # per page, decoded
 
@@ -276,12 +288,12 @@ class HttpSink(Model):
     url: str = Field(pattern=r"^https?://", min_length=8)
     mode: str = "append"
     format: Literal["ndjson", "json"] = "ndjson"
-    batch_rows: int = Field(500, ge=1, le=100_000)
+    batch_rows: Count = Field(500, ge=1, le=100_000)
     headers: dict[str, str] = Field(default_factory=dict)
     key: Names | None = None
     partition_by: Names = ()
     timeout: Seconds = 30.0
-    retries: int = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
+    retries: Count = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
     retry_max_wait: Seconds = 60.0  # cap on one wait between tries, Retry-After included
 
 
@@ -298,11 +310,11 @@ def _ceiling(name: str) -> Any:
 class Limits(Model):
     """Every limit has a default; the platform settings hold the hard ceilings."""
 
-    batch_rows: int = Field(100_000, ge=1)
+    batch_rows: Count = Field(100_000, ge=1)
     batch_bytes: ByteSize = Field(ByteSize(64 * 2**20), ge=1024)
-    max_concurrency: int = Field(4, ge=1)
+    max_concurrency: Count = Field(4, ge=1)
     requests_per_second: float = Field(10.0, gt=0)
-    max_rows_per_run: int = Field(10_000_000, ge=1)
+    max_rows_per_run: Count = Field(10_000_000, ge=1)
     max_record_bytes: ByteSize = Field(ByteSize(2**20), ge=16)
     max_invalid_ratio: float = Field(0.05, ge=0, le=1)
     memory: ByteSize = Field(ByteSize(2**30), ge=64 * 2**20)

@@ -23,7 +23,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import PUMPHOUSE
+from tests.conftest import PUMPHOUSE, REPO
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
 COMMANDS = ("validate", "run", "status", "query", "deploy", "reset")
@@ -134,6 +134,22 @@ def _bad_spec() -> str:
 
 def _line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_validate_refuses_two_pumps_of_one_name(project: Path) -> None:
+    pumps = project / "pumps"
+    (pumps / "orders.yaml").write_text(spec_text())
+    (pumps / "orders2.yaml").write_text("# the same pump again\n" + spec_text())
+    done = cli("validate", "pumps/orders.yaml", "pumps/orders2.yaml", cwd=project)
+    assert done.returncode == 2
+    assert done.stdout.strip() == "ok: pumps/orders.yaml (pump orders)"
+    assert plain_lines(done.stderr) == [
+        "pumps/orders2.yaml:2 name: pump 'orders' is also the name in pumps/orders.yaml; give "
+        "each pump its own name (it names the pump's state, output view and deployment)"
+    ]
+    # the same file twice is one pump
+    again = cli("validate", "pumps/orders.yaml", "pumps/orders.yaml", cwd=project)
+    assert again.returncode == 0, again.stderr
 
 
 def test_validate_reports_every_problem_with_file_line_and_key(
@@ -332,6 +348,56 @@ def test_query_formats_views_and_errors(
     assert bad_format.returncode == 2 and bad_format.stdout == ""
     (line,) = plain_lines(bad_format.stderr)
     assert "'xml'" in line and "table, csv, json" in line
+
+
+def test_query_views_are_there_before_anything_landed_or_was_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No run yet, nothing rejected, or an http sink: the views are there (empty where
+    nothing landed), with the columns the spec gives them."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pumps").mkdir()
+    demo = (REPO / "pumps" / "demo.yaml").read_text()
+    (tmp_path / "pumps" / "demo.yaml").write_text(demo)
+    empty = "SELECT count(*) AS n FROM demo UNION ALL SELECT count(*) FROM demo_rejected"
+    assert json.loads(in_process("query", "pumps/demo.yaml", empty, "--format", "json")) == [
+        {"n": 0},
+        {"n": 0},
+    ]
+    described = "SELECT column_name, column_type FROM (DESCRIBE demo)"
+    got = json.loads(in_process("query", "pumps/demo.yaml", described, "--format", "json"))
+    assert [(c["column_name"], c["column_type"]) for c in got] == [
+        ("order_id", "BIGINT"),
+        ("customer_id", "VARCHAR"),
+        ("amount", "DOUBLE"),
+        ("status", "VARCHAR"),
+        ("updated_at", "TIMESTAMP WITH TIME ZONE"),
+    ]
+    described = "SELECT list(column_name) AS c FROM (DESCRIBE demo_rejected)"
+    got = json.loads(in_process("query", "pumps/demo.yaml", described, "--format", "json"))
+    assert got == [
+        {
+            "c": [
+                *("order_id", "customer", "amount", "status", "updated_at", "email"),
+                *("_errors", "_source", "_row", "_raw"),
+            ]
+        }
+    ]
+    # An http sink: its rejected rows (under the pump's state folder) are there to query.
+    hook = demo.replace("  type: parquet\n  url: ./warehouse/demo\n  mode: append\n", "")
+    hook = hook.replace(
+        "  partition_by: [status]\n", "  type: http\n  url: http://127.0.0.1:9/hook\n"
+    )
+    (tmp_path / "pumps" / "demo.yaml").write_text(hook)
+    rejected = tmp_path / ".pumphouse" / "demo" / "rejected"
+    rejected.mkdir(parents=True)
+    duckdb.sql(
+        "COPY (SELECT '-1' AS order_id, ['order_id: ge(0)'] AS _errors) "
+        f"TO '{rejected}/part-r1-00001.parquet' (FORMAT parquet)"
+    )
+    asked = "SELECT order_id, _errors FROM demo_rejected"
+    got = json.loads(in_process("query", "pumps/demo.yaml", asked, "--format", "json"))
+    assert got == [{"order_id": "-1", "_errors": ["order_id: ge(0)"]}]
 
 
 def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
@@ -541,6 +607,28 @@ def test_secrets_never_reach_the_output(project: Path, prefect_server: str) -> N
     assert status.returncode == 0 and "failed" in status.stdout
     for done in (refused, failed, status):
         assert SECRET not in done.stdout + done.stderr
+
+
+def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_server: str) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value="block-s3cr3t-271828").save("pump-cli-token", overwrite=True)
+    spec = spec_text().replace(
+        '  glob: "*.ndjson"\n',
+        '  glob: "*.ndjson"\n  storage_options: {token: "${secret:pump-cli-tokn}"}\n',
+    )
+    (project / "pumps" / "orders.yaml").write_text(spec)
+    done = cli("validate", "pumps/orders.yaml", cwd=project)
+    assert done.returncode == 2 and done.stdout == ""
+    assert plain_lines(done.stderr) == [
+        f"pumps/orders.yaml:{_line_of(spec, 'storage_options')} source.storage_options.token: "
+        "Prefect Secret block 'pump-cli-tokn' could not be loaded; create it with `prefect "
+        "block create secret` or in the UI, then run again"
+    ]
+    (project / "pumps" / "orders.yaml").write_text(spec.replace("-tokn}", "-token}"))
+    done = cli("validate", "pumps/orders.yaml", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "block-s3cr3t-271828" not in done.stdout + done.stderr
 
 
 # ---------------------------------------------------------------- Prefect's embedded default

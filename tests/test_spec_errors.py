@@ -172,6 +172,12 @@ BAD_SPECS: list[Bad] = [
         "pumps/orders.yaml:34 limits.batch_rows: expected a whole number (got 'lots')",
     ),
     bad(
+        "bool for int",
+        "  batch_rows: 100000",
+        "  batch_rows: true",
+        "pumps/orders.yaml:34 limits.batch_rows: expected a whole number (got True)",
+    ),
+    bad(
         "string for bool",
         "  new_files_only: true",
         "  new_files_only: sometimes",
