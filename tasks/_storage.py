@@ -60,8 +60,8 @@ def remember_env_credentials() -> None:
 
 
 def kind(e: BaseException) -> str | None:
-    """'missing', 'denied', 'no_credentials', 'refused' (a request the store will never
-    accept), 'bad_option', 'transient', or None when `e` is not a storage failure."""
+    """'missing', 'denied', 'not_a_folder', 'no_credentials', 'refused' (a request the store
+    will never accept), 'bad_option', 'transient', or None when `e` is not a storage failure."""
     names = {c.__name__ for c in type(e).__mro__}
     if isinstance(e, PumpError):
         return None
@@ -69,6 +69,8 @@ def kind(e: BaseException) -> str | None:
         return "missing"
     if isinstance(e, PermissionError):
         return "denied"
+    if isinstance(e, NotADirectoryError | IsADirectoryError | FileExistsError):
+        return "not_a_folder"
     if names & CREDENTIAL_ERRORS:
         return "no_credentials"
     if isinstance(e, TimeoutError | ConnectionError):
@@ -106,6 +108,11 @@ def storage_error(e: BaseException, where: str, doing: str, options: str) -> Bas
         return DataError(
             f"{where}: no such file or folder; check the path (relative paths start at the "
             "working directory) and storage_options"
+        )
+    if found == "not_a_folder":
+        return DataError(
+            f"{where}: a file stands where a folder must be, or a folder where a file must "
+            f"be ({detail}); fix the URL, or move what is in the way"
         )
     if found == "denied":
         return DataError(

@@ -103,5 +103,6 @@ def io_errors(url: str) -> Iterator[None]:
             yield
         except FileNotFoundError:
             raise DataError(
-                f"{safe_url(url)}: the file is gone since it was listed; restore it, or reset the pump"
+                f"{safe_url(url)}: the file is gone since it was listed; run again (the next "
+                "run lists the files afresh), or restore it first"
             ) from None

@@ -35,6 +35,8 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
             # included: this attempt may stage fewer files (max_rows_per_run), and the load
             # reads every staged file.
             shutil.rmtree(store.run_dir(open_run.run_id), ignore_errors=True)
+            if _as_listed_now(spec, open_run):
+                store.save_manifest(open_run)
         return open_run, True
     committed = store.committed()
     inputs, mark = _inputs(spec, committed), committed.hwm
@@ -64,6 +66,19 @@ def _inputs(spec: Spec, committed: Committed) -> list[dict[str, Any]]:
     if source.new_files_only:
         files = [f for f in files if not committed.is_read(f.url, f.fingerprint)]
     return [f.to_dict() for f in files]
+
+
+def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
+    """Give the interrupted run's files the size and fingerprint they have now: it reads
+    them as they are now, and what it commits must say so (else the next run would read a
+    file it has loaded again). True if any changed."""
+    if isinstance(spec.source, HttpSource) or not manifest.inputs:
+        return False
+    now = {f.url: f.to_dict() for f in list_files(spec.source)}
+    fresh = [now.get(f["url"], f) for f in manifest.inputs]
+    changed = fresh != manifest.inputs
+    manifest.inputs = fresh
+    return changed
 
 
 def _still_there(

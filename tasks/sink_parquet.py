@@ -131,13 +131,14 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
         raise PumpError(f"refusing to write {rel}: outside the sink folder")
     final = f"{dest}/{rel.replace(os.sep, '/')}"
     if is_local(fs):
-        Path(final).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(file, final)
-        except OSError:  # another device: copy beside the target, then rename
-            part = f"{final}.tmp"
-            shutil.copyfile(file, part)
-            os.replace(part, final)
+        with storage_errors(f"sink {final}", "writing", "sink.storage_options"):
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(file, final)
+            except OSError:  # another device: copy beside the target, then rename
+                part = f"{final}.tmp"
+                shutil.copyfile(file, part)
+                os.replace(part, final)
     else:
         with storage_errors(f"sink {final}", "writing", "sink.storage_options"):
             fs.put_file(file, final)  # one PUT (or a multipart upload): all or nothing

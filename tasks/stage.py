@@ -12,6 +12,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
+
+from schemas.errors import DataError
 from schemas.spec import HttpSource, Spec
 from tasks import progress, staging
 from tasks._duckdb import Connection, quote
@@ -125,6 +128,33 @@ def _batches(spec: Spec, file: SourceFile, hwm: str | None, left: list[Resume]) 
     return read_batches(source, file, spec.limits)
 
 
+def _names_known(spec: Spec, columns: list[str]) -> None:
+    """DataError for a column that the spec's transform or sink names and the data does not
+    have. With `strict: false` the schema need not list every column, so this is known only
+    once the data is read."""
+    t, sink = spec.transform, spec.sink
+    _known("transform.select", list(t.select or []), columns)
+    outputs = [dst for _, dst in projection(t, columns)]
+    _known("transform.incremental.cursor", [t.incremental.cursor] if t.incremental else [], outputs)
+    _known("transform.dedup.key", list(t.dedup.key) if t.dedup else [], outputs)
+    _known(
+        "transform.dedup.order_by",
+        [t.dedup.order_by] if t.dedup and t.dedup.order_by else [],
+        outputs,
+    )
+    _known("sink.partition_by", list(getattr(sink, "partition_by", None) or []), outputs)
+    _known("sink.key", list(getattr(sink, "key", None) or []), outputs)
+
+
+def _known(key: str, names: list[str], have: list[str]) -> None:
+    for name in names:
+        if name not in have:
+            raise DataError(
+                f"{key}: no column {name!r} in the data; columns here: {', '.join(have)}. "
+                "Fix the name, or declare the column in schema.columns"
+            )
+
+
 def _stage_checked(
     con: Connection,
     spec: Spec,
@@ -165,11 +195,19 @@ def _stage_checked(
             )
     columns = [c for c in types if c not in INTERNAL]
     t = spec.transform
+    _names_known(spec, columns)
     source_of = {dst: src for src, dst in projection(t, columns)}
     cursor_type = types.get(source_of.get(t.incremental.cursor, "")) if t.incremental else None
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
-    )
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
+        )
+    except duckdb.Error as e:  # the filter, on columns the schema does not type
+        first = str(e).splitlines()[0].rstrip(".!")
+        raise DataError(
+            f"transform.filter {t.filter!r} cannot run on this data ({first}); columns here: "
+            f"{', '.join(source_of)}; fix the filter, or declare its columns in schema.columns"
+        ) from None
     kept = con.sql(
         "SELECT count(*) FILTER (WHERE NOT _keep_filter), "
         "count(*) FILTER (WHERE _keep_filter AND NOT _keep_new), "

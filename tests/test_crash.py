@@ -803,3 +803,35 @@ def test_a_killed_run_stopped_at_max_rows_per_run_is_finished_and_the_rest_goes_
     assert [r["files"] for r in runs] == ([2, 2, 2, 0] if run == 1 else [2, 2, 0])
     assert_same(outcome(project), clean_cut)
     assert "rest" not in json.loads((project / STATE / "state.json").read_text())
+
+
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after planning, then the planned file grows before the next run",
+    "the next run finishes the run with the file as it is then and commits that version: "
+    "every row lands once, and the file is not read again",
+)
+def test_a_file_that_changed_before_an_interrupted_run_was_finished_is_read_once(
+    project: Path,
+) -> None:
+    new_project(project)
+    records = write_orders(project / "in", files=1, rows=40, seed=31)
+    crashed = pump_run(project, "planned")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    planned = manifest_of(project)
+    assert planned is not None and len(planned["inputs"]) == 1
+    grown = write_orders(project / "more", files=1, rows=10, seed=32, start_id=1_000, day=2)
+    path = project / "in" / "orders-00-000.ndjson"
+    with path.open("a") as f:
+        f.write((project / "more" / "orders-02-000.ndjson").read_text())
+
+    first = run_here(project)
+    again = run_here(project)
+    assert (first["resumed"], first["files"]) == (True, 1)
+    assert first["rows_read"] == 50
+    assert (again["resumed"], again["files"], again["rows_read"]) == (False, 0, 0)
+    assert landed(str(project / SINK)) == expected([*records, *grown])
+    assert committed_files(project) == {"orders-00-000.ndjson"}
+    state = json.loads((project / STATE / "state.json").read_text())
+    (fingerprint,) = state["files"].values()
+    assert fingerprint.startswith(f"{path.stat().st_size}:")

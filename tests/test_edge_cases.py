@@ -74,3 +74,74 @@ def test_edge_cases_land_exactly(project: Path) -> None:
         "SELECT id, score, _errors, _row FROM read_parquet('out/edge/rejected/*.parquet')"
     ).fetchall()
     assert rejected == [("3", "250", ["score: less_than_or_equal_to(200)"], 4)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "filter: \"status <> 'void'\"",
+            'filter: "nosuch > 1"',
+            "transform.filter 'nosuch > 1' cannot run on this data (Binder Error: Referenced "
+            'column "nosuch" not found in FROM clause',
+        ),
+        (
+            "filter: \"status <> 'void'\"",
+            'filter: "amount + 1"',
+            "transform.filter 'amount + 1' cannot run on this data (Binder Error: Cannot mix "
+            "values of type DOUBLE and BOOLEAN in COALESCE",
+        ),
+        (
+            "key: [order_id]",
+            "key: [orderid]",
+            "transform.dedup.key: no column 'orderid' in the data; columns here: order_id, "
+            "customer, amount, status, updated_at. Fix the name, or declare the column in "
+            "schema.columns",
+        ),
+        (
+            "partition_by: [status]",
+            "partition_by: [state]",
+            "sink.partition_by: no column 'state' in the data; columns here: order_id, "
+            "customer, amount, status, updated_at. Fix the name, or declare the column in "
+            "schema.columns",
+        ),
+    ],
+)
+def test_a_column_the_spec_names_and_the_data_lacks_is_named_with_its_key(
+    project: Path, old: str, new: str, message: str
+) -> None:
+    """With `strict: false` the schema need not list every column, so a wrong name is
+    found when the data is read: the run fails in one line naming the key, loads nothing."""
+    from flows.pump import pump
+    from schemas.errors import DataError
+    from tests.data import spec_text, write_orders
+
+    write_orders(project / "in", files=1, rows=30)
+    text = spec_text()
+    assert old in text
+    (project / "pumps" / "orders.yaml").write_text(text.replace(old, new))
+    with pytest.raises(DataError) as caught:
+        pump(spec_path="pumps/orders.yaml")
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not (project / "out").exists()
+
+
+def test_a_sink_url_through_a_file_is_a_clear_error_and_loads_nothing(project: Path) -> None:
+    from flows.pump import pump
+    from schemas.errors import DataError
+    from tests.data import spec_text, write_orders
+
+    write_orders(project / "in", files=1, rows=30)
+    (project / "afile").write_text("not a folder")
+    (project / "pumps" / "orders.yaml").write_text(spec_text(out="./afile/sub"))
+    with pytest.raises(DataError) as caught:
+        pump(spec_path="pumps/orders.yaml")
+    text = str(caught.value)
+    assert text.startswith(f"sink {project}/afile/sub/"), text
+    assert (
+        ": a file stands where a folder must be, or a folder where a file must be "
+        "(NotADirectoryError: Not a directory); fix the URL, or move what is in the way"
+    ) in text
+    assert (project / "afile").read_text() == "not a folder"
+    assert not (project / ".pumphouse/orders/state.json").exists()
