@@ -7,7 +7,7 @@ import csv
 import io
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from schemas.errors import DataError
@@ -29,9 +29,14 @@ def csv_options(source: FilesSource, file: SourceFile) -> CsvOptions:
 
 
 def csv_records(
-    stream: io.BufferedReader[Any], opts: CsvOptions, limit: int, url: str
+    stream: io.BufferedReader[Any],
+    opts: CsvOptions,
+    limit: int,
+    url: str,
+    positional: Sequence[str] = (),
 ) -> tuple[list[str], Iterator[Record]]:
-    """The column names (from the header, or column0...) and an iterator of the records."""
+    """The column names (from the header; without one, `positional` in order, then
+    column<N>) and an iterator of the records."""
     # csv's own per-field cap (128 KiB by default, process-wide) would reject records our
     # limit allows; only ever raise it.
     csv.field_size_limit(max(csv.field_size_limit(), limit))
@@ -46,7 +51,9 @@ def csv_records(
         )
     if opts.header:
         return _header_names(first[4], url, first[0]), rows
-    return [f"column{i}" for i in range(len(first[4]))], itertools.chain([first], rows)
+    width = len(first[4])
+    names = [positional[i] if i < len(positional) else f"column{i}" for i in range(width)]
+    return names, itertools.chain([first], rows)
 
 
 def csv_groups(

@@ -6,7 +6,7 @@ JSON stays text in `_raw` (DuckDB parses it later); CSV becomes string columns; 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,12 +37,15 @@ class Batch:
     source_bytes: int  # compressed bytes of the file this batch covers (approximate)
 
 
-def read_batches(source: FilesSource, file: SourceFile, limits: Limits) -> Iterator[Batch]:
+def read_batches(
+    source: FilesSource, file: SourceFile, limits: Limits, names: Sequence[str] = ()
+) -> Iterator[Batch]:
     """Stream one file as batches of at most limits.batch_rows rows (and about limits.batch_bytes
     of record text), never holding the whole file.
 
     Formats: ndjson and json arrays give kind "json" (the record text in `_raw`); csv gives kind
-    "columns" with one string column per header field; parquet gives its own typed columns.
+    "columns" with one string column per header field (with `csv.header: false`, `names` in
+    order, then column<N>); parquet gives its own typed columns.
     A record that cannot be read (over limits.max_record_bytes, not UTF-8, wrong CSV width,
     a broken JSON array) becomes a row with `_parse_error` set, never an exception.
     An empty file yields no batches. Compressed input (gzip, zstd) that expands beyond
@@ -55,7 +58,7 @@ def read_batches(source: FilesSource, file: SourceFile, limits: Limits) -> Itera
             return
         counted = Meter(raw, file.url)
         with io.BufferedReader(decompressed(counted, codec, file), CHUNK) as stream:
-            yield from _text_batches(stream, counted, fmt, source, file, limits)
+            yield from _text_batches(stream, counted, fmt, source, file, limits, names)
 
 
 def ndjson_blocks(
@@ -107,13 +110,14 @@ def _text_batches(
     source: FilesSource,
     file: SourceFile,
     limits: Limits,
+    positional: Sequence[str] = (),
 ) -> Iterator[Batch]:
     limit, rows, size = int(limits.max_record_bytes), limits.batch_rows, int(limits.batch_bytes)
     opts = csv_options(source, file)
     names: list[str] = []
     groups: Iterator[Group]
     if fmt == "csv":
-        names, records = csv_records(stream, opts, limit, file.url)
+        names, records = csv_records(stream, opts, limit, file.url, positional)
         groups = csv_groups(records, len(names), rows, size)
     elif fmt == "json":
         groups = bounded(json_records(stream, limit), rows, size)

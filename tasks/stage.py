@@ -15,12 +15,12 @@ from pathlib import Path
 import duckdb
 
 from schemas.errors import DataError
-from schemas.spec import HttpSource, Spec
+from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec
 from tasks import progress, staging
 from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
-from tasks.contract import check_batch
+from tasks.contract import check_batch, contract_of
 from tasks.http_source import Resume, page_input, read_pages, resume_of
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
@@ -125,7 +125,18 @@ def _batches(spec: Spec, file: SourceFile, hwm: str | None, left: list[Resume]) 
     if isinstance(source, HttpSource):
         resume = resume_of(source, file.url, file.fingerprint)
         return read_pages(source, hwm, spec.limits, resume, left)
-    return read_batches(source, file, spec.limits)
+    return read_batches(source, file, spec.limits, _positional(spec))
+
+
+def _positional(spec: Spec) -> list[str]:
+    """The names of a headerless CSV's fields: the schema's columns, in order."""
+    source = spec.source
+    if not isinstance(source, FilesSource) or source.csv.header:
+        return []
+    if isinstance(spec.schema_, SchemaSpec):
+        return list(spec.schema_.columns)
+    schema = contract_of(spec).schema()
+    return list(schema.columns) if schema is not None else []
 
 
 def _names_known(spec: Spec, columns: list[str]) -> None:

@@ -145,3 +145,32 @@ def test_a_sink_url_through_a_file_is_a_clear_error_and_loads_nothing(project: P
     ) in text
     assert (project / "afile").read_text() == "not a folder"
     assert not (project / ".pumphouse/orders/state.json").exists()
+
+
+def test_a_csv_without_a_header_fills_the_schema_s_columns_in_order(project: Path) -> None:
+    from flows.pump import pump
+
+    (project / "in").mkdir()
+    (project / "in" / "o.csv").write_text("1|c1|2.5|open|2026-03-08T10:00:00Z|x\n2|-|3|paid|-|y\n")
+    (project / "pumps" / "orders.yaml").write_text(
+        "name: orders\n"
+        "source: {type: files, url: ./in/o.csv, csv: {delimiter: '|', header: false, "
+        "null_values: ['-']}}\n"
+        "schema:\n  columns:\n"
+        "    order_id: {type: int64}\n    customer: {type: string}\n"
+        "    amount: {type: float64}\n    status: {type: string}\n"
+        "    updated_at: {type: timestamp}\n"
+        "sink: {type: parquet, url: ./out/orders}\n"
+    )
+    summary = pump(spec_path="pumps/orders.yaml")
+    assert (summary["rows_written"], summary["rows_rejected"]) == (2, 0)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.sql(
+        "SELECT order_id, customer, amount, status, updated_at::VARCHAR, column5 "
+        "FROM read_parquet('out/orders/data/**/*.parquet') ORDER BY order_id"
+    ).fetchall()
+    assert rows == [
+        (1, "c1", 2.5, "open", "2026-03-08 10:00:00+00", "x"),
+        (2, None, 3.0, "paid", None, "y"),
+    ]
