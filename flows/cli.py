@@ -154,6 +154,19 @@ def _load_or_say(path: Path) -> Any | None:
         return None
 
 
+def _server_for_secrets(path: Path) -> None:
+    """A spec that names a Prefect Secret block is checked against the server runs use:
+    with none configured, the local one (started once, reused), not a temporary one."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # the loader says what is wrong with the file
+    if "${secret:" in text:
+        from flows.local_server import use_local_server
+
+        use_local_server(_say)
+
+
 def _line_of_name(path: Path) -> int:
     """The line of the spec's top-level `name:` key (1 if it cannot be told)."""
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -186,6 +199,7 @@ def validate(
     bad = 0
     named: dict[str, Path] = {}
     for path in specs:
+        _server_for_secrets(path)
         spec = _load_or_say(path)
         if spec is None:
             bad += 1
@@ -242,6 +256,7 @@ def run(
         from tasks import progress
 
     choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
+    _server_for_secrets(spec)
     _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
 
     show_bar = not as_json and err.is_terminal

@@ -54,7 +54,7 @@ def pump(
         clean = masked(e)
         summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started
-        store.record_run(redact_all(summary.to_dict()))
+        store.record_run(summary.to_dict())  # it masks secrets itself
         publish(summary)
         logger.error(redact(f"{summary.one_line()}: {clean}"))
         if clean is e:

@@ -14,7 +14,7 @@ from schemas import secrets
 from schemas._messages import describe_all
 from schemas._problems import Loc, Problem, spec_error
 from schemas._yaml import read_yaml
-from schemas.errors import SpecError
+from schemas.errors import SpecError, TransientError
 from schemas.spec import Spec, cross_check
 
 # A loader check: more problems found in a valid spec (tasks.guard.filter_problems, ...).
@@ -22,7 +22,7 @@ Check = Callable[[Spec], Iterable[Problem]]
 
 REF_RE = re.compile(r"\$\{(env|secret):([^}]*)\}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SECRET_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # Prefect's block names have '-'
+SECRET_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")  # Prefect's rule for block names
 
 # Values under these keys of `source` and `sink` are resolved only when used, so that
 # a spec model (which Prefect may record as a parameter) never holds a secret.
@@ -100,10 +100,17 @@ def _prefect_secret(name: str) -> str:
         from prefect.blocks.system import Secret
 
         value = Secret.load(name).get()  # type: ignore[union-attr]
-    except Exception:
+    except ValueError as e:
+        if "Unable to find block document" not in str(e):
+            raise TransientError(f"Prefect Secret block {name!r}: {e}; run again") from None
         raise SpecError(
             f"Prefect Secret block {name!r} could not be loaded; create it with "
             f"`prefect block create secret` or in the UI, then run again"
+        ) from None
+    except Exception as e:  # the server is not reachable: not the spec's fault
+        raise TransientError(
+            f"Prefect Secret block {name!r} could not be read from the Prefect server "
+            f"({type(e).__name__}); check that it is up (PREFECT_API_URL), then run again"
         ) from None
     return str(value)
 
@@ -121,9 +128,14 @@ def _interpolate(value: Any, loc: Loc, problems: list[Problem]) -> Any:
     for m in REF_RE.finditer(value):
         kind, name = m.groups()
         if not (SECRET_NAME_RE if kind == "secret" else NAME_RE).fullmatch(name):
+            what = "a Prefect block name (lowercase letters, digits, '-')"
             found.append(
-                f"${{{kind}:{name}}} is not a valid reference; "
-                f"write ${{{kind}:NAME}} with a NAME of letters, digits and '_'"
+                f"${{{kind}:{name}}} is not a valid reference; write ${{{kind}:NAME}} with a "
+                + (
+                    f"NAME that is {what}"
+                    if kind == "secret"
+                    else "NAME of letters, digits and '_'"
+                )
             )
         elif kind == "env" and name not in os.environ:
             found.append(

@@ -57,6 +57,15 @@ def _not_a_flag(value: Any) -> Any:
 Count = Annotated[int, BeforeValidator(_not_a_flag)]
 
 
+def _not_a_flag_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_a_flag_number)]
+
+
 class Model(BaseModel):
     """Base of every spec section: immutable, and an unknown key is an error."""
 
@@ -313,10 +322,10 @@ class Limits(Model):
     batch_rows: Count = Field(100_000, ge=1)
     batch_bytes: ByteSize = Field(ByteSize(64 * 2**20), ge=1024)
     max_concurrency: Count = Field(4, ge=1)
-    requests_per_second: float = Field(10.0, gt=0)
+    requests_per_second: Number = Field(10.0, gt=0)
     max_rows_per_run: Count = Field(10_000_000, ge=1)
     max_record_bytes: ByteSize = Field(ByteSize(2**20), ge=16)
-    max_invalid_ratio: float = Field(0.05, ge=0, le=1)
+    max_invalid_ratio: Number = Field(0.05, ge=0, le=1)
     memory: ByteSize = Field(ByteSize(2**30), ge=64 * 2**20)
 
     @field_validator(

@@ -103,6 +103,7 @@ def io_errors(url: str) -> Iterator[None]:
             yield
         except FileNotFoundError:
             raise DataError(
-                f"{safe_url(url)}: the file is gone since it was listed; run again (the next "
-                "run lists the files afresh), or restore it first"
+                f"{safe_url(url)}: the file is gone since it was listed; run again to list "
+                "the files afresh (if that fails the same way, restore the file, or `pumphouse "
+                "reset` the pump)"
             ) from None

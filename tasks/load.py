@@ -7,8 +7,17 @@ from pathlib import Path
 
 from schemas.spec import Spec
 from tasks import sinks
-from tasks._duckdb import Connection, connect, ident, quote, scalar
-from tasks.transform import ARRIVAL_KEY, batch_of, dedup_sql, keyed_sql, numbered_sql, starts_sql
+from tasks._duckdb import Connection, column_types, connect, ident, quote, scalar
+from tasks.transform import (
+    ARRIVAL_KEY,
+    LINEAGE,
+    batch_of,
+    dedup_sql,
+    keyed_sql,
+    numbered_sql,
+    run_columns_known,
+    starts_sql,
+)
 
 
 @dataclass
@@ -41,6 +50,8 @@ def load_run(
         valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
         if valid:
             staged = f"read_parquet({_list(valid)}, union_by_name = true)"
+            described = column_types(con, f"SELECT * FROM {staged} LIMIT 0")
+            run_columns_known(spec, [n for n, _ in described if n not in LINEAGE])
             if spec.transform.incremental:
                 cursor = ident(spec.transform.incremental.cursor)
                 floor = quote(hwm_floor) if hwm_floor is not None else "NULL"

@@ -71,11 +71,11 @@ def _inputs(spec: Spec, committed: Committed) -> list[dict[str, Any]]:
 def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
     """Give the interrupted run's files the size and fingerprint they have now: it reads
     them as they are now, and what it commits must say so (else the next run would read a
-    file it has loaded again). True if any changed."""
+    file it has loaded again). A file since removed is left out. True if any changed."""
     if isinstance(spec.source, HttpSource) or not manifest.inputs:
         return False
     now = {f.url: f.to_dict() for f in list_files(spec.source)}
-    fresh = [now.get(f["url"], f) for f in manifest.inputs]
+    fresh = [now[f["url"]] for f in manifest.inputs if f["url"] in now]  # gone: not asked for
     changed = fresh != manifest.inputs
     manifest.inputs = fresh
     return changed

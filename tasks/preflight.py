@@ -25,10 +25,8 @@ def secret_problems(spec: Spec) -> list[Problem]:
 
 
 def _unresolved(value: Any, loc: Loc) -> list[Problem]:
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # as resolve_mapping goes: dicts, not lists
         return [p for k, v in value.items() for p in _unresolved(v, (*loc, k))]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _unresolved(v, (*loc, i))]
     if not isinstance(value, str):
         return []
     problems: list[Problem] = []

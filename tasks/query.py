@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 
 from schemas.errors import UsageError
-from schemas.spec import DeltaSink, ParquetSink, Spec
+from schemas.spec import DeltaSink, ParquetSink, SchemaSpec, Spec
 from tasks import sink_delta, sink_parquet, sinks
 from tasks._duckdb import connect, ident, quote, register_fs
 from tasks.state import StateStore
@@ -69,13 +69,17 @@ def _columns(spec: Spec, rejected: bool) -> list[tuple[str, str]]:
     from tasks._columns import columns_of
     from tasks.contract import contract_of
 
+    lineage = [("_errors", "VARCHAR[]"), ("_source", "VARCHAR"), ("_row", "BIGINT")]
+    if rejected and isinstance(spec.schema_, SchemaSpec):  # no pandera needed for the names
+        return [(n, "VARCHAR") for n in spec.schema_.columns] + [*lineage, ("_raw", "VARCHAR")]
     schema = contract_of(spec).schema()
     found = [(c.name, c.sql) for c in columns_of(schema)] if schema is not None else []
     if rejected:
-        lineage = [("_errors", "VARCHAR[]"), ("_source", "VARCHAR"), ("_row", "BIGINT")]
         return [(n, "VARCHAR") for n, _ in found] + [*lineage, ("_raw", "VARCHAR")]
-    types = dict(found)
-    return [(dst, types[src]) for src, dst in projection(spec.transform, list(types))]
+    types = dict(found)  # a selected column the schema leaves out (strict: false) is text
+    return [
+        (dst, types.get(src, "VARCHAR")) for src, dst in projection(spec.transform, list(types))
+    ]
 
 
 def _protocol(fs: Any) -> str:

@@ -18,7 +18,7 @@ import fsspec
 from schemas.errors import PumpError
 from tasks import faults
 from tasks._duckdb import Connection, ident, quote
-from tasks._storage import storage_errors
+from tasks._storage import storage_error, storage_errors
 
 
 def target(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -131,7 +131,7 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
         raise PumpError(f"refusing to write {rel}: outside the sink folder")
     final = f"{dest}/{rel.replace(os.sep, '/')}"
     if is_local(fs):
-        with storage_errors(f"sink {final}", "writing", "sink.storage_options"):
+        try:
             Path(final).parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(file, final)
@@ -139,6 +139,8 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
                 part = f"{final}.tmp"
                 shutil.copyfile(file, part)
                 os.replace(part, final)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as e:
+            raise storage_error(e, f"sink {final}", "writing", "sink.storage_options") from None
     else:
         with storage_errors(f"sink {final}", "writing", "sink.storage_options"):
             fs.put_file(file, final)  # one PUT (or a multipart upload): all or nothing

@@ -25,7 +25,7 @@ from tasks.http_source import Resume, page_input, read_pages, resume_of
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
-from tasks.transform import batch_sql, projection
+from tasks.transform import batch_sql, missing_column, projection
 
 INTERNAL = ("_source", "_row", "_raw", "_errors", "_original", "_batch")
 
@@ -140,30 +140,14 @@ def _positional(spec: Spec) -> list[str]:
 
 
 def _names_known(spec: Spec, columns: list[str]) -> None:
-    """DataError for a column that the spec's transform or sink names and the data does not
-    have. With `strict: false` the schema need not list every column, so this is known only
-    once the data is read."""
-    t, sink = spec.transform, spec.sink
-    _known("transform.select", list(t.select or []), columns)
+    """DataError for a column that a batch needs (select, the cursor) and the data does not
+    have: with `strict: false` the schema need not list every column, so this is known only
+    once the data is read. What the run's rows need together is checked at load."""
+    t = spec.transform
+    missing_column("transform.select", list(t.select or []), columns)
     outputs = [dst for _, dst in projection(t, columns)]
-    _known("transform.incremental.cursor", [t.incremental.cursor] if t.incremental else [], outputs)
-    _known("transform.dedup.key", list(t.dedup.key) if t.dedup else [], outputs)
-    _known(
-        "transform.dedup.order_by",
-        [t.dedup.order_by] if t.dedup and t.dedup.order_by else [],
-        outputs,
-    )
-    _known("sink.partition_by", list(getattr(sink, "partition_by", None) or []), outputs)
-    _known("sink.key", list(getattr(sink, "key", None) or []), outputs)
-
-
-def _known(key: str, names: list[str], have: list[str]) -> None:
-    for name in names:
-        if name not in have:
-            raise DataError(
-                f"{key}: no column {name!r} in the data; columns here: {', '.join(have)}. "
-                "Fix the name, or declare the column in schema.columns"
-            )
+    cursor = [t.incremental.cursor] if t.incremental else []
+    missing_column("transform.incremental.cursor", cursor, outputs)
 
 
 def _stage_checked(
@@ -214,6 +198,8 @@ def _stage_checked(
             f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
         )
     except duckdb.Error as e:  # the filter, on columns the schema does not type
+        if not t.filter:
+            raise
         first = str(e).splitlines()[0].rstrip(".!")
         raise DataError(
             f"transform.filter {t.filter!r} cannot run on this data ({first}); columns here: "

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.spec import Dedup, Transform
+from schemas.errors import DataError
+from schemas.spec import Dedup, Spec, Transform
 from tasks._duckdb import ident, quote
 
 LINEAGE = ("_source", "_row")  # kept through staging so dedup can break every tie
@@ -17,6 +18,27 @@ def projection(transform: Transform, columns: Sequence[str]) -> list[tuple[str, 
     """(input column, output name) pairs after `select` and `rename`."""
     chosen = list(transform.select) if transform.select is not None else list(columns)
     return [(c, transform.rename.get(c, c)) for c in chosen]
+
+
+def missing_column(key: str, names: Sequence[str], have: Sequence[str]) -> None:
+    """DataError for the first of `names` (named by the spec at `key`) not in `have`."""
+    for name in names:
+        if name not in have:
+            raise DataError(
+                f"{key}: no column {name!r} in the data; columns here: {', '.join(have)}. "
+                "Fix the name, or declare the column in schema.columns"
+            )
+
+
+def run_columns_known(spec: Spec, have: Sequence[str]) -> None:
+    """The columns the run's rows need together (dedup, partitions, the sink's key) are
+    among `have`, the staged columns of all its batches."""
+    t, sink = spec.transform, spec.sink
+    missing_column("transform.dedup.key", list(t.dedup.key) if t.dedup else [], have)
+    order_by = [t.dedup.order_by] if t.dedup and t.dedup.order_by else []
+    missing_column("transform.dedup.order_by", order_by, have)
+    missing_column("sink.partition_by", list(getattr(sink, "partition_by", None) or []), have)
+    missing_column("sink.key", list(getattr(sink, "key", None) or []), have)
 
 
 def batch_sql(

@@ -383,6 +383,16 @@ def test_query_views_are_there_before_anything_landed_or_was_rejected(
             ]
         }
     ]
+    # A selected column the schema does not list (strict: false) is text.
+    extra = demo.replace("select: [order_id, customer,", "select: [order_id, coupon, customer,")
+    assert extra != demo
+    (tmp_path / "pumps" / "demo.yaml").write_text(extra)
+    described = "SELECT column_name, column_type FROM (DESCRIBE demo) LIMIT 2"
+    got = json.loads(in_process("query", "pumps/demo.yaml", described, "--format", "json"))
+    assert got == [
+        {"column_name": "order_id", "column_type": "BIGINT"},
+        {"column_name": "coupon", "column_type": "VARCHAR"},
+    ]
     # An http sink: its rejected rows (under the pump's state folder) are there to query.
     hook = demo.replace("  type: parquet\n  url: ./warehouse/demo\n  mode: append\n", "")
     hook = hook.replace(

@@ -174,3 +174,24 @@ def test_a_csv_without_a_header_fills_the_schema_s_columns_in_order(project: Pat
         (1, "c1", 2.5, "open", "2026-03-08 10:00:00+00", "x"),
         (2, None, 3.0, "paid", None, "y"),
     ]
+
+
+def test_a_field_only_some_batches_have_can_partition_the_run(project: Path) -> None:
+    """With `strict: false` a field the schema does not list may be in some files only:
+    the run's rows are partitioned by it (NULL where it is missing), not refused."""
+    from flows.pump import pump
+    from tests.data import spec_text
+
+    (project / "in").mkdir()
+    row = '{"order_id": %d, "customer": "c", "amount": 1, "status": "open", "updated_at": "2026-03-08T10:0%d:00Z"%s}\n'
+    (project / "in" / "a.ndjson").write_text(row % (1, 1, ""))
+    (project / "in" / "b.ndjson").write_text(row % (2, 2, ', "region": "eu"'))
+    text = spec_text().replace("partition_by: [status]", "partition_by: [region]")
+    (project / "pumps" / "orders.yaml").write_text(text)
+    summary = pump(spec_path="pumps/orders.yaml")
+    assert (summary["status"], summary["rows_written"]) == ("ok", 2)
+    rows = duckdb.sql(
+        "SELECT order_id, region FROM read_parquet('out/orders/data/**/*.parquet', "
+        "hive_partitioning = true) ORDER BY order_id"
+    ).fetchall()
+    assert rows == [(1, None), (2, "eu")]

@@ -410,11 +410,11 @@ def test_secret_references_are_kept_for_later() -> None:
     spec = spec_with(
         (
             "{type: parquet, url: ./warehouse/minimal}",
-            "{type: parquet, url: s3://lake/o, storage_options: {secret: '${secret:LAKE_KEY}'}}",
+            "{type: parquet, url: s3://lake/o, storage_options: {secret: '${secret:lake-key}'}}",
         ),
     )
     assert isinstance(spec.sink, ParquetSink)
-    assert spec.sink.storage_options == {"secret": "${secret:LAKE_KEY}"}
+    assert spec.sink.storage_options == {"secret": "${secret:lake-key}"}
 
 
 def test_resolve_fails_clearly_when_the_variable_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,7 @@ source:
   format: ndjson
   compression: infer
   csv: {delimiter: ",", header: true}
-  storage_options: {key: "${secret:ORDERS_S3_KEY}"}
+  storage_options: {key: "${secret:orders-s3-key}"}
   new_files_only: true
 """
 SCHEMA = """\
@@ -170,6 +170,12 @@ BAD_SPECS: list[Bad] = [
         "  batch_rows: 100000",
         "  batch_rows: lots",
         "pumps/orders.yaml:34 limits.batch_rows: expected a whole number (got 'lots')",
+    ),
+    bad(
+        "bool for a ratio",
+        "  max_invalid_ratio: 0.05",
+        "  max_invalid_ratio: true",
+        "pumps/orders.yaml:36 limits.max_invalid_ratio: expected a number (got True)",
     ),
     bad(
         "bool for int",
@@ -520,16 +526,24 @@ BAD_SPECS: list[Bad] = [
     ),
     bad(
         "malformed env reference",
-        "${secret:ORDERS_S3_KEY}",
+        "${secret:orders-s3-key}",
         "${env:}",
         "pumps/orders.yaml:9 source.storage_options.key: ${env:} is not a valid reference; "
         "write ${env:NAME} with a NAME of letters, digits and '_'",
     ),
     bad(
+        "a secret name Prefect cannot have",
+        "${secret:orders-s3-key}",
+        "${secret:Orders_S3_Key}",
+        "pumps/orders.yaml:9 source.storage_options.key: ${secret:Orders_S3_Key} is not a valid "
+        "reference; write ${secret:NAME} with a NAME that is a Prefect block name (lowercase "
+        "letters, digits, '-')",
+    ),
+    bad(
         "secret outside headers, params and storage_options",
         "url: s3://exports/orders/",
-        "url: s3://${secret:BUCKET}/orders/",
-        "pumps/orders.yaml:4 source.url: ${secret:BUCKET} may only stand in headers, params "
+        "url: s3://${secret:bucket}/orders/",
+        "pumps/orders.yaml:4 source.url: ${secret:bucket} may only stand in headers, params "
         "or storage_options; elsewhere use ${env:NAME}",
     ),
     bad(
