@@ -167,10 +167,17 @@ def _server_for_secrets(path: Path) -> None:
         use_local_server(_say)
 
 
-def _line_of_name(path: Path) -> int:
-    """The line of the spec's top-level `name:` key (1 if it cannot be told)."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return next((n for n, line in enumerate(lines, 1) if line.startswith("name:")), 1)
+def _name_taken(path: Path, name: str, other: Path) -> list[str]:
+    """The problem of a second spec for pump `name`, at its `name` key (file:line name: ...)."""
+    from schemas._problems import spec_error
+    from schemas._yaml import read_yaml
+
+    _, lines = read_yaml(path.read_text(encoding="utf-8-sig"), str(path))
+    message = (
+        f"pump {name!r} is also the name in {other}; give each pump its own name (it names "
+        "the pump's state, output view and deployment)"
+    )
+    return list(spec_error(str(path), lines, [(("name",), message)]).problems)
 
 
 def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
@@ -205,11 +212,8 @@ def validate(
             bad += 1
         elif spec.name in named and named[spec.name].resolve() != path.resolve():
             bad += 1
-            _say(
-                f"{path}:{_line_of_name(path)} name: pump {spec.name!r} is also the name in "
-                f"{named[spec.name]}; give each pump its own name (it names the pump's state, "
-                "output view and deployment)"
-            )
+            for problem in _name_taken(path, spec.name, named[spec.name]):
+                _say(problem)
         else:
             named[spec.name] = path
             out.print(f"ok: {path} (pump {spec.name})", markup=False, highlight=False)

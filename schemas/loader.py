@@ -21,8 +21,14 @@ from schemas.spec import Spec, cross_check
 Check = Callable[[Spec], Iterable[Problem]]
 
 REF_RE = re.compile(r"\$\{(env|secret):([^}]*)\}")
-NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SECRET_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")  # Prefect's rule for block names
+# What a reference's NAME may be, and how a message says it.
+NAMES = {
+    "env": (re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), "of letters, digits and '_'"),
+    "secret": (  # Prefect's rule for block names
+        re.compile(r"[a-z0-9][a-z0-9-]*"),
+        "that is a Prefect block name (lowercase letters, digits, '-')",
+    ),
+}
 
 # Values under these keys of `source` and `sink` are resolved only when used, so that
 # a spec model (which Prefect may record as a parameter) never holds a secret.
@@ -127,15 +133,11 @@ def _interpolate(value: Any, loc: Loc, problems: list[Problem]) -> Any:
     found: list[str] = []
     for m in REF_RE.finditer(value):
         kind, name = m.groups()
-        if not (SECRET_NAME_RE if kind == "secret" else NAME_RE).fullmatch(name):
-            what = "a Prefect block name (lowercase letters, digits, '-')"
+        rule, said = NAMES[kind]
+        if not rule.fullmatch(name):
             found.append(
-                f"${{{kind}:{name}}} is not a valid reference; write ${{{kind}:NAME}} with a "
-                + (
-                    f"NAME that is {what}"
-                    if kind == "secret"
-                    else "NAME of letters, digits and '_'"
-                )
+                f"${{{kind}:{name}}} is not a valid reference; "
+                f"write ${{{kind}:NAME}} with a NAME {said}"
             )
         elif kind == "env" and name not in os.environ:
             found.append(

@@ -46,24 +46,20 @@ SINK_MODES = {
 }
 
 
-def _not_a_flag(value: Any) -> Any:
-    """`true` is not a count, though Python takes a bool for an int (text such as "5000"
-    stays accepted: that is what `${env:NAME}` gives)."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
+def _not_a_flag(error: str, message: str) -> BeforeValidator:
+    """`true` is not a count or a number, though Python takes a bool for an int (text such
+    as "5000" stays accepted: that is what `${env:NAME}` gives)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(error, message)
+        return value
+
+    return BeforeValidator(check)
 
 
-Count = Annotated[int, BeforeValidator(_not_a_flag)]
-
-
-def _not_a_flag_number(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise PydanticCustomError("float_type", "Input should be a valid number")
-    return value
-
-
-Number = Annotated[float, BeforeValidator(_not_a_flag_number)]
+Count = Annotated[int, _not_a_flag("int_type", "Input should be a valid integer")]
+Number = Annotated[float, _not_a_flag("float_type", "Input should be a valid number")]
 
 
 class Model(BaseModel):

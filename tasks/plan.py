@@ -74,8 +74,7 @@ def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
     file it has loaded again). A file since removed is left out. True if any changed."""
     if isinstance(spec.source, HttpSource) or not manifest.inputs:
         return False
-    now = {f.url: f.to_dict() for f in list_files(spec.source)}
-    fresh = [now[f["url"]] for f in manifest.inputs if f["url"] in now]  # gone: not asked for
+    fresh = _as_now(manifest.inputs, [f.to_dict() for f in list_files(spec.source)])
     changed = fresh != manifest.inputs
     manifest.inputs = fresh
     return changed
@@ -90,5 +89,10 @@ def _still_there(
     `resume_of` for a source changed since)."""
     if http:
         return [f for f in rest if f.get("kind") == "http"]
+    return _as_now([f for f in rest if f.get("kind") != "http"], listed)
+
+
+def _as_now(inputs: list[dict[str, Any]], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`inputs` as `listed` has them now (size, fingerprint); those not listed left out."""
     now = {f["url"]: f for f in listed}
-    return [now[f["url"]] for f in rest if f.get("kind") != "http" and f["url"] in now]
+    return [now[f["url"]] for f in inputs if f["url"] in now]

@@ -69,14 +69,15 @@ def _columns(spec: Spec, rejected: bool) -> list[tuple[str, str]]:
     from tasks._columns import columns_of
     from tasks.contract import contract_of
 
-    lineage = [("_errors", "VARCHAR[]"), ("_source", "VARCHAR"), ("_row", "BIGINT")]
     if rejected and isinstance(spec.schema_, SchemaSpec):  # no pandera needed for the names
-        return [(n, "VARCHAR") for n in spec.schema_.columns] + [*lineage, ("_raw", "VARCHAR")]
-    schema = contract_of(spec).schema()
-    found = [(c.name, c.sql) for c in columns_of(schema)] if schema is not None else []
+        types = dict.fromkeys(spec.schema_.columns, "VARCHAR")
+    else:
+        schema = contract_of(spec).schema()
+        types = {c.name: c.sql for c in columns_of(schema)} if schema is not None else {}
     if rejected:
-        return [(n, "VARCHAR") for n, _ in found] + [*lineage, ("_raw", "VARCHAR")]
-    types = dict(found)  # a selected column the schema leaves out (strict: false) is text
+        why = [("_errors", "VARCHAR[]"), ("_source", "VARCHAR"), ("_row", "BIGINT")]
+        return [(n, "VARCHAR") for n in types] + [*why, ("_raw", "VARCHAR")]
+    # A selected column the schema leaves out (strict: false) is text.
     return [
         (dst, types.get(src, "VARCHAR")) for src, dst in projection(spec.transform, list(types))
     ]

@@ -9,6 +9,14 @@ import pytest
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
+
+def _utc_rows(sql: str) -> list[tuple[object, ...]]:
+    """The rows of `sql` in plain DuckDB, timestamps shown in UTC."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con.sql(sql).fetchall()
+
+
 SPEC = """\
 name: edge
 source: {type: files, url: ./in/, glob: "*.csv", csv: {null_values: ["", "NA"]}}
@@ -59,20 +67,18 @@ def test_edge_cases_land_exactly(project: Path) -> None:
         2,
         3,
     )
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    rows = con.sql(
+    rows = _utc_rows(
         "SELECT id, strftime(\"at\", '%Y-%m-%d %H:%M:%S'), score, note "
         "FROM read_parquet('out/edge/data/**/*.parquet') ORDER BY id"
-    ).fetchall()
+    )
     assert rows == [
         (1, "2024-11-03 01:30:00", 5.0, "second"),
         (2, "2024-03-10 06:59:59", 7.0, "later same instant"),
         (4, None, 1.0, "no time"),
     ]
-    rejected = con.sql(
+    rejected = _utc_rows(
         "SELECT id, score, _errors, _row FROM read_parquet('out/edge/rejected/*.parquet')"
-    ).fetchall()
+    )
     assert rejected == [("3", "250", ["score: less_than_or_equal_to(200)"], 4)]
 
 
@@ -164,12 +170,10 @@ def test_a_csv_without_a_header_fills_the_schema_s_columns_in_order(project: Pat
     )
     summary = pump(spec_path="pumps/orders.yaml")
     assert (summary["rows_written"], summary["rows_rejected"]) == (2, 0)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    rows = con.sql(
+    rows = _utc_rows(
         "SELECT order_id, customer, amount, status, updated_at::VARCHAR, column5 "
         "FROM read_parquet('out/orders/data/**/*.parquet') ORDER BY order_id"
-    ).fetchall()
+    )
     assert rows == [
         (1, "c1", 2.5, "open", "2026-03-08 10:00:00+00", "x"),
         (2, None, 3.0, "paid", None, "y"),
