@@ -177,6 +177,19 @@ def test_blocks_split_long_files_into_pieces_and_blocks(
     assert blocks[0]["batches"] == 29 and blocks[0]["rows_read"] == 2000
 
 
+def test_a_file_the_blocks_give_up_on_late_is_staged_again_by_the_record_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds staged from early blocks, then a block not for the fast path (invalid UTF-8):
+    the record reader stages the whole file again, in the same DuckDB session."""
+    monkeypatch.setattr(_json_lines, "BLOCK", 4096)
+    monkeypatch.setattr(_json_lines, "PIECE", 512)
+    data = "".join(rec(i) + "\n" for i in range(600)).encode() + b'{"id": 1, "status": "\xff"}\n'
+    blocks, batches, took = both_ways(tmp_path, data, rows=70)
+    assert blocks == batches and not took
+    assert blocks[0]["rows_read"] == 601 and blocks[0]["rows_rejected"] == 1
+
+
 lines = st.lists(
     st.one_of(
         st.integers(0, 50).map(lambda i: rec(i)),
