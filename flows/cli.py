@@ -378,7 +378,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     ):  # fmt: skip
         value = s.get(key)
         table.add_row(key.replace("_", " "), "-" if value is None else redact(str(value)))
+        if key == "hwm_after" and s.get("inputs_left"):
+            table.add_row("inputs left for the next run", str(s["inputs_left"]))
     _print_table(table)
+    for warning in s.get("warnings") or []:
+        _say(f"warning: {warning}")
 
 
 @app.command()

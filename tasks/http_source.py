@@ -15,6 +15,8 @@ their values.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -245,9 +247,29 @@ def _pages(
     )
 
 
+_HEARD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "pumphouse_http_warnings", default=None
+)
+
+
+@contextlib.contextmanager
+def warnings_heard() -> Iterator[list[str]]:
+    """The warnings of the reads done inside the block, in order (for the run's summary)."""
+    heard: list[str] = []
+    token = _HEARD.set(heard)
+    try:
+        yield heard
+    finally:
+        _HEARD.reset(token)
+
+
 def _warn(message: str) -> None:
-    """A warning in the Prefect run's log when there is a run, else in Python's. (There is
-    no run unless prefect is loaded: it is not imported here, as it costs a second.)"""
+    """A warning for the run's summary (see warnings_heard), and in the Prefect run's log
+    when there is a run, else in Python's. (There is no run unless prefect is loaded: it is
+    not imported here, as it costs a second.)"""
+    heard = _HEARD.get()
+    if heard is not None:
+        heard.append(message)
     context = sys.modules.get("prefect.context")
     if context and (context.TaskRunContext.get() or context.FlowRunContext.get()):
         from prefect import get_run_logger

@@ -21,7 +21,7 @@ from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch, contract_of
-from tasks.http_source import Resume, page_input, read_pages, resume_of
+from tasks.http_source import Resume, page_input, read_pages, resume_of, warnings_heard
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
@@ -106,15 +106,17 @@ def _stage_batches(
 ) -> Counts:
     counts = Counts(files=1, bytes=file.size)
     left: list[Resume] = []  # where an http source stopped at max_rows_per_run
-    for batch in _batches(spec, file, hwm, left):
-        name = f"{index:05d}-{batch.seq:05d}"
-        con.register("raw_batch", batch.table)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE checked AS {check_batch(con, spec, 'raw_batch', batch.kind)}"
-        )
-        con.unregister("raw_batch")
-        counts.add(stage_checked(con, spec, run, name, hwm))
-        progress.emit("rows", batch.table.num_rows)
+    with warnings_heard() as heard:
+        for batch in _batches(spec, file, hwm, left):
+            name = f"{index:05d}-{batch.seq:05d}"
+            con.register("raw_batch", batch.table)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE checked AS {check_batch(con, spec, 'raw_batch', batch.kind)}"
+            )
+            con.unregister("raw_batch")
+            counts.add(stage_checked(con, spec, run, name, hwm))
+            progress.emit("rows", batch.table.num_rows)
+    counts.warnings = heard
     if isinstance(spec.source, HttpSource):
         counts.rest = [page_input(spec.source, point) for point in left]
     return counts

@@ -13,6 +13,9 @@ from typing import Any
 STEPS = ("refresh", "plan", "stage", "load", "commit")
 
 
+WARNINGS = 10  # a run's summary keeps its first warnings, each once
+
+
 @dataclass
 class Counts:
     """Rows through the steps of one run; adds up per file and per batch."""
@@ -28,6 +31,8 @@ class Counts:
     errors_sample: list[str] = field(default_factory=list)
     # Inputs left for the next run: where an http source stopped at max_rows_per_run.
     rest: list[dict[str, Any]] = field(default_factory=list)
+    # What the run should tell its user (an http source stopped at max_pages), each once.
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, other: Counts) -> None:
         for name in (
@@ -43,6 +48,7 @@ class Counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors_sample = (self.errors_sample + other.errors_sample)[:5]
         self.rest = self.rest + other.rest
+        self.warnings = list(dict.fromkeys(self.warnings + other.warnings))[:WARNINGS]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +102,7 @@ class Summary:
             "hwm_before": self.hwm_before,
             "hwm_after": self.hwm_after,
             "inputs_left": self.inputs_left,
+            "warnings": list(c.warnings),
             "output": self.output,
             "seconds": round(self.seconds, 3),
             "durations": {k: round(v, 3) for k, v in self.durations.items()},
@@ -128,6 +135,7 @@ class Summary:
         if self.started_at:
             head += f", started {self.started_at}"
         error = f"\n\n**error:** {_cell(self.error)}" if self.error else ""
+        error += "".join(f"\n\n**warning:** {_cell(w)}" for w in d["warnings"])
         return (
             f"{head}{error}\n\n"
             + _table(("step", "value"), counts)
@@ -139,7 +147,7 @@ class Summary:
         return {
             k: ("" if v is None else str(v))
             for k, v in self.to_dict().items()
-            if not isinstance(v, dict)
+            if not isinstance(v, dict | list)
         }
 
     def one_line(self) -> str:
@@ -155,6 +163,7 @@ class Summary:
                 if d["inputs_left"]
                 else ""
             )
+            + "".join(f"; warning: {w}" for w in d["warnings"])
         )
 
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -255,6 +256,31 @@ def test_run_publishes_its_summary_as_a_prefect_artifact(pumped: dict[str, Any])
     assert f"| rows rejected (invalid) | {summary['rows_rejected']} |" in markdown
     assert f"| rows written | {summary['rows_written']} |" in markdown
     assert f"| high-water mark after | {summary['hwm_after']} |" in markdown
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_run_s_warnings_are_in_its_summary_and_on_the_terminal(project: Path) -> None:
+    """An http source stopped at max_pages leaves pages unread: the user who ran the command
+    hears it, not just Prefect's log."""
+    from tests._http_servers import PagedAPI, api_orders, api_spec, serve
+
+    records = api_orders(30, seed=5)
+    with serve(PagedAPI(records, "cursor", page_size=7)) as base:
+        (project / "pumps" / "orders.yaml").write_text(api_spec(base, 10, "  max_pages: 2\n"))
+        as_json = cli("run", "pumps/orders.yaml", "--json", cwd=project)
+        shutil.rmtree(project / ".pumphouse")
+        shutil.rmtree(project / "out")
+        as_table = cli("run", "pumps/orders.yaml", cwd=project)
+    warning = (
+        f"{base}/v1/orders: stopped after source.max_pages (2) pages; the pages after those "
+        "are not read (raise source.max_pages to read them)"
+    )
+    summary = one_json_object(as_json.stdout)
+    assert (as_json.returncode, summary["rows_read"]) == (0, 14)
+    assert summary["warnings"] == [warning]
+    assert as_table.returncode == 0, as_table.stderr
+    assert plain_lines(as_table.stderr) == [f"warning: {warning}"]
+    assert "rows read      │ 14 " in as_table.stdout
 
 
 def test_the_command_exits_after_prefect_has_its_last_log_line_and_state(
