@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -159,3 +160,53 @@ def _detail(e: BaseException) -> str:
     text = str(e.args[1] if isinstance(e, OSError) and len(e.args) == 2 else e) or ""
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
+_PASSING = (
+    "error sending request",
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "dns error",
+    "slowdown",
+    "500 internal",
+    "502 bad gateway",
+    "503 service",
+    "504 gateway",
+)
+
+
+def object_store_error(e: OSError, where: str, doing: str, options: str) -> PumpError | None:
+    """A deltalake storage failure (Rust object_store: a chain of lines, ANSI colours, the
+    store's XML answer) as the pumphouse error storage_error() would give; None when its
+    text says nothing this can sort."""
+    text = plain(e)
+    found = _S3_CODE.search(text)
+    code = found.group(1) if found else ""
+    steps = [line.strip().lstrip("↳").strip() for line in text.splitlines()]
+    steps = [line for line in steps if line and not line.startswith("<")]
+    detail = steps[-1] if steps else type(e).__name__
+    lowered = text.lower()
+    if code == "NoSuchBucket":
+        return DataError(
+            f"{where}: the bucket does not exist; create it, or fix the bucket name in the URL"
+        )
+    if code in _DENIED or "403 forbidden" in lowered or "permission denied" in lowered:
+        return DataError(
+            f"{where}: access denied ({code or detail}); check the credentials in {options} "
+            "and that they may read and write there"
+        )
+    if any(p in lowered for p in _PASSING):
+        return TransientError(
+            f"{where}: {doing} failed after retries ({detail}); the store is unavailable or "
+            "throttling, run again later"
+        )
+    return None
+
+
+def plain(e: BaseException) -> str:
+    """An error's text without the terminal colours deltalake puts in it."""
+    return _ANSI.sub("", str(e)).strip()

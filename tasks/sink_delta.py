@@ -21,7 +21,7 @@ from schemas.loader import resolve_mapping
 from schemas.spec import DeltaSink, Spec
 from tasks import _delta_merge, _delta_schema, _delta_storage, faults, sink_parquet
 from tasks._duckdb import Connection, arrow, column_types
-from tasks._storage import storage_errors
+from tasks._storage import object_store_error, plain, storage_errors
 
 META = "pumphouse."  # prefix of the commit metadata keys pumphouse writes
 
@@ -49,7 +49,11 @@ def write_batches(
     try:
         _write_batches(con, table, batches, spec, run, run_id, seq_base, hwm)
     except (OSError, CommitFailedError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = f"sink {spec.sink.url}"
+        found = object_store_error(e, where, "writing", OPTIONS) if isinstance(e, OSError) else None
+        if found is not None:
+            raise found from None
+        first = _first(e)
         raise TransientError(
             f"writing the Delta table at {spec.sink.url} failed: {first}; "
             "run again: batches already committed are skipped"
@@ -266,6 +270,21 @@ def open_table(uri: str, options: dict[str, str]) -> DeltaTable | None:
         return DeltaTable(uri, storage_options=options or None)
     except TableNotFoundError:
         return None
+    except OSError as e:
+        where = f"sink {uri}"
+        found = object_store_error(e, where, "opening the Delta table", OPTIONS)
+        raise found or DataError(
+            f"{where}: opening the Delta table failed ({_first(e)}); check the URL and {OPTIONS}"
+        ) from None
+
+
+OPTIONS = "sink.storage_options"
+
+
+def _first(e: BaseException) -> str:
+    """The first line of an error's text, without deltalake's colours."""
+    text = plain(e)
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _txn(dt: DeltaTable | None, app: str) -> int:

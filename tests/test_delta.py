@@ -34,7 +34,7 @@ from tests._delta import (  # noqa: F401 (s3_endpoint is a fixture)
     table_rows,
     txn_version,
 )
-from tests._moto import make_bucket, storage_options
+from tests._moto import free_port, make_bucket, storage_options
 from tests.conftest import run_cli
 from tests.data import expected, is_valid, spec_text, write_orders
 
@@ -650,3 +650,65 @@ def test_merge_into_s3(project: Path, s3_endpoint: str) -> None:  # noqa: F811
     refreshed = _run(full_refresh=True)
     assert refreshed["rows_read"] == 200
     assert as_oracle(table_rows("s3://lake-delta/orders", opts)) == expected(day0 + day1)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_missing_bucket_or_an_unreachable_store_says_what_to_do(
+    project: Path,
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    """deltalake's own errors (a chain of lines, colours, the store's XML) become one plain
+    line naming the sink and the fix: exit 1, nothing else on stderr."""
+    write_orders(project / "in", files=1, rows=20, seed=3)
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cases = [
+        (
+            "s3://no-such-lake/orders",
+            s3_endpoint,
+            "error: sink s3://no-such-lake/orders: the bucket does not exist; create it, "
+            "or fix the bucket name in the URL",
+        ),
+        (
+            "s3://lake-down/orders",
+            down,
+            "error: sink s3://lake-down/orders: opening the Delta table failed after retries "
+            "(Connection refused (os error 111)); the store is unavailable or throttling, "
+            "run again later",
+        ),
+    ]
+    for url, endpoint, line in cases:
+        options = storage_options(endpoint, **S3_KEYS)
+        text = delta_spec("merge").replace(
+            "  url: ./out/orders\n", f"  url: {url}\n  storage_options: {options}\n"
+        )
+        (project / SPEC).write_text(text)
+        done = run_cli("run", SPEC, cwd=project)
+        assert done.returncode == 1
+        assert done.stderr.strip() == line
+        assert S3_KEYS["secret"] not in done.stdout + done.stderr
+
+
+def test_what_deltalake_raises_is_sorted_by_what_to_do() -> None:
+    """deltalake's storage errors, as object_store words them (colours included)."""
+    from schemas.errors import TransientError
+    from tasks._storage import object_store_error
+
+    arrow = "\n          \x1b[31m↳\x1b[0m "
+    xml = '<?xml version="1.0"?>\n<Error><Code>{}</Code><Message>m</Message></Error>'
+    cases = [
+        (f"Generic S3 error{arrow}404 Not Found{arrow}{xml.format('NoSuchBucket')}", DataError,
+         "the bucket does not exist"),
+        (f"Generic S3 error{arrow}403 Forbidden{arrow}{xml.format('InvalidAccessKeyId')}",
+         DataError, "access denied (InvalidAccessKeyId); check the credentials in o"),
+        (f"Generic LocalFileSystem error{arrow}Permission denied (os error 13)", DataError,
+         "access denied (Permission denied (os error 13))"),
+        (f"Generic S3 error{arrow}503 Service Unavailable{arrow}{xml.format('SlowDown')}",
+         TransientError, "writing failed after retries (503 Service Unavailable)"),
+        (f"Generic S3 error{arrow}error sending request{arrow}timed out", TransientError,
+         "writing failed after retries (timed out)"),
+    ]  # fmt: skip
+    for text, kind, words in cases:
+        found = object_store_error(OSError(text), "sink s3://b/t", "writing", "o")
+        assert type(found) is kind and words in str(found), (text, found)
+        assert "\x1b" not in str(found) and "<" not in str(found)
+    assert object_store_error(OSError("Kernel error -> Schema mismatch"), "w", "d", "o") is None
