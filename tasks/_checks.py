@@ -75,13 +75,21 @@ def _row_check(check: pa.Check, data: ibis.Table, key: str | None, label: str) -
         result = check._check_fn(IbisData(data, key), **check._check_kwargs)
         passed = _boolean(result, data)
         if key is not None and check.ignore_na:
-            passed = passed | data[key].isnull()
+            passed = passed | _missing(data[key])
         # pandera's rule: a NULL outcome counts as passed when ignore_na (the default).
         failed = ~passed.fill_null(bool(check.ignore_na))
     except Exception as e:
         detail = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         raise SpecError(f"{what} cannot run in SQL: {detail}") from None
     return [RowCheck(key, label, failed)]
+
+
+def _missing(column: ir.Column) -> ir.BooleanValue:
+    """NULL, or for a float NaN: a missing value to pandera (and to `nullable`), which checks
+    pass over. (In SQL, NaN sorts above every number: `ge` would pass it, `le` fail it.)"""
+    if isinstance(column, ir.FloatingValue):
+        return column.isnull() | column.isnan().fill_null(False)
+    return column.isnull()
 
 
 def _boolean(result: Any, data: ibis.Table) -> ir.BooleanValue:

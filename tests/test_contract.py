@@ -178,6 +178,20 @@ def test_null_passes_checks_unless_the_column_is_not_nullable() -> None:
     ]
 
 
+def test_nan_is_a_missing_value_to_every_check_as_it_is_to_nullable() -> None:
+    """A float NaN ("NaN" in a CSV, "nan" in JSON text) is missing, as NULL is: every check
+    passes it on a nullable column (in SQL NaN sorts above every number, so `ge` alone would
+    pass it and `le` / `in_range` fail it), and `nullable: false` rejects it."""
+    checks = {"ge": 0, "le": 10, "in_range": {"min": 0, "max": 10}, "ne": 3, "isin": [1.0, 2.0]}
+    values = ['"NaN"', '"nan"', '"-nan"', "1", "11"]
+    out = "x: less_than_or_equal_to(10)", "x: isin([1.0, 2.0])", "x: in_range(0, 10)"
+    assert errors(one_column({"type": "float64", "checks": checks}, values)) == [
+        [], [], [], [], list(out)
+    ]  # fmt: skip
+    strict = {"type": "float64", "nullable": False, "checks": checks}
+    assert errors(one_column(strict, values[:2])) == [["x: not_nullable"]] * 2
+
+
 def test_unique_is_checked_within_the_batch_and_nulls_are_not_duplicates() -> None:
     rows = one_column({"type": "int64", "unique": True}, ["1", "2", "1", "null", "null", '"1"'])
     assert errors(rows) == [["x: unique"], [], ["x: unique"], [], [], ["x: unique"]]
