@@ -57,6 +57,11 @@ class TransientError(PumpError):
     """A temporary failure (network, throttling, a busy lock): retrying may succeed."""
 
 
+class RetriesSpent(TransientError):
+    """A temporary failure after every retry the spec allows (an http source's or sink's
+    `retries`): the step around it is not tried again, so `retries` is what a user gets."""
+
+
 class BusyError(PumpError):
     """Another run of the same pump holds the lock: wait for it, then run again."""
 

@@ -24,7 +24,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import httpx
 
-from schemas.errors import DataError, PumpError, TransientError
+from schemas.errors import DataError, PumpError, RetriesSpent
 from schemas.secrets import MASK, redact
 
 BACKOFF_BASE = 0.5  # seconds before the first retry; doubled for each one after
@@ -179,7 +179,7 @@ class Client:
         headers: dict[str, str] | None = None,
         parse: bool = False,
     ) -> Reply:
-        """One request with retries. Raises HttpFailure (4xx), TransientError (retries spent),
+        """One request with retries. Raises HttpFailure (4xx), RetriesSpent (retries spent),
         DataError (a body over the cap, or still not JSON), PumpError (left the origin, TLS)."""
         self.check_origin(url, "the URL")
         started = time.monotonic()
@@ -303,7 +303,7 @@ class Client:
                 f"{method} {safe_url(url)}: {problem.what}, {tries} times; "
                 f"check that {where}.url is a JSON API"
             )
-        raise TransientError(
+        raise RetriesSpent(
             f"{method} {safe_url(url)} failed {tries} times in {spent:.1f}s, last with "
             f"{problem.what}; the server is failing or throttling: try again later "
             f"({where}.retries and {where}.retry_max_wait set how long pumphouse keeps trying)"

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import PumpError, SpecError, TransientError
+from schemas.errors import PumpError, RetriesSpent, SpecError, TransientError
 from schemas.secrets import redact
 from schemas.spec import Spec
 from tasks.listing import SourceFile
@@ -28,9 +28,12 @@ R = TypeVar("R")
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may pass on a second try; a spec or data error never will."""
+    """Retry only what may pass on a second try; a spec or data error never will, and an
+    HTTP request has had the retries its spec allows."""
     try:
         state.result()
+    except RetriesSpent:
+        return False
     except TransientError:
         return True
     except Exception:

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from schemas.errors import PumpError
+from schemas.errors import PumpError, RetriesSpent
 from schemas.spec import Spec
 from tasks._duckdb import connect
 from tasks._http import HttpFailure
@@ -326,3 +326,24 @@ def test_a_run_stopped_by_a_4xx_is_finished_by_the_next_without_doubles(project:
     assert (s["status"], s["resumed"], s["run_id"]) == ("ok", True, manifest["run_id"])
     assert received(app.rows()) == expected(records)  # each row once: delivered chunks skipped
     assert json.loads((project / ".pumphouse/orders/state.json").read_text())["hwm"]
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("retries", [0, 2])
+def test_sink_retries_is_how_often_a_failing_post_is_tried_again(
+    project: Path, retries: int
+) -> None:
+    """`retries` is the whole story: the load step is not tried again around a POST that has
+    had them (it would multiply them by the step's own tries)."""
+    write_orders(project / "in", files=1, rows=20, seed=7)
+    app = Receiver(script=[503] * 20)
+    with serve(app) as base:
+        text = hook_spec(base, 100, 30).replace(
+            "  retry_max_wait: 0.05\n", f"  retry_max_wait: 0.05\n  retries: {retries}\n"
+        )
+        (project / "pumps" / "orders.yaml").write_text(text)
+        with pytest.raises(RetriesSpent) as failed:
+            run_pump()
+    assert len(app.seen) == retries + 1
+    assert f"failed {retries + 1} times in " in str(failed.value)
+    assert len({r.headers["idempotency-key"] for r in app.seen}) == 1
