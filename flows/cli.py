@@ -190,12 +190,14 @@ def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
     return paths
 
 
-def _read_spec(spec: str) -> Any:
+def _read_spec(spec: str, late: bool = True) -> Any:
     """The spec, parsed and validated without the run's preflight: enough for status, query and
-    reset, which need the pump's name and sink, and start in a second instead of several."""
+    reset, which need the pump's name and sink, and start in a second instead of several.
+    An env variable of headers, params or storage_options need not be set: status never
+    uses one, query only the sink's storage_options (and says so then, if it is not set)."""
     from schemas.loader import load_spec
 
-    return load_spec(spec)
+    return load_spec(spec, late=late)
 
 
 @app.command()
@@ -253,7 +255,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
-    _read_spec(str(spec))  # most spec errors exit 2 within a second
+    _read_spec(str(spec), late=False)  # most spec errors exit 2 within a second
     with _imports_without_gc():
         from flows.executor import choose
         from flows.pump import pump

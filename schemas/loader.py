@@ -35,8 +35,12 @@ NAMES = {
 LAZY_KEYS = frozenset({"headers", "storage_options", "params"})
 
 
-def load_spec(path: str | os.PathLike[str], checks: Sequence[Check] = ()) -> Spec:
-    """Parse and validate one spec file; raise SpecError listing every problem with its line."""
+def load_spec(
+    path: str | os.PathLike[str], checks: Sequence[Check] = (), *, late: bool = False
+) -> Spec:
+    """Parse and validate one spec file; raise SpecError listing every problem with its line.
+    `late`: a ${env:NAME} in headers, params or storage_options (resolved where it is used)
+    need not be set yet: for commands that may never use it (status, query, reset)."""
     file = str(path)
     try:
         text = Path(file).read_text(encoding="utf-8-sig")
@@ -46,14 +50,16 @@ def load_spec(path: str | os.PathLike[str], checks: Sequence[Check] = ()) -> Spe
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{file}: cannot read the spec: {e}") from None
-    return parse_spec(text, file, checks)
+    return parse_spec(text, file, checks, late=late)
 
 
-def parse_spec(text: str, file: str = "<spec>", checks: Sequence[Check] = ()) -> Spec:
+def parse_spec(
+    text: str, file: str = "<spec>", checks: Sequence[Check] = (), *, late: bool = False
+) -> Spec:
     """Like load_spec, from text; `file` names the source in messages."""
     raw, lines = read_yaml(text, file)
     problems: list[Problem] = []
-    data = _interpolate(raw, (), problems)
+    data = _interpolate(raw, (), problems, late)
     # A value whose reference did not resolve would only fail again as a bad value.
     unresolved = {loc for loc, _ in problems}
     found: list[Problem] = []
@@ -121,12 +127,13 @@ def _prefect_secret(name: str) -> str:
     return str(value)
 
 
-def _interpolate(value: Any, loc: Loc, problems: list[Problem]) -> Any:
-    """Check every ${...} reference; substitute env values now except under LAZY_KEYS."""
+def _interpolate(value: Any, loc: Loc, problems: list[Problem], late: bool = False) -> Any:
+    """Check every ${...} reference; substitute env values now except under LAZY_KEYS
+    (where, with `late`, an unset variable is left to the moment of use)."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), problems) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), problems, late) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), problems) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), problems, late) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
     lazy = len(loc) >= 2 and loc[0] in ("source", "sink") and loc[1] in LAZY_KEYS
@@ -139,11 +146,11 @@ def _interpolate(value: Any, loc: Loc, problems: list[Problem]) -> Any:
                 f"${{{kind}:{name}}} is not a valid reference; "
                 f"write ${{{kind}:NAME}} with a NAME {said}"
             )
-        elif kind == "env" and name not in os.environ:
+        elif kind == "env" and name not in os.environ and not (late and lazy):
             found.append(
                 f"environment variable {name} is not set; export it, or remove ${{env:{name}}}"
             )
-        elif kind == "env":
+        elif kind == "env" and name in os.environ:
             secrets.remember(os.environ[name])
         elif kind == "secret" and not lazy:
             found.append(

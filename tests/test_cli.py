@@ -333,6 +333,33 @@ def test_status_reads_the_pumps_folder(pumped: dict[str, Any], tmp_path: Path) -
     assert "no specs" in line and "pumphouse status pumps/NAME.yaml" in line
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_status_and_query_need_no_variable_only_a_source_or_sink_would_use(
+    project: Path,
+) -> None:
+    """A token in headers or storage_options is for the run that talks to the store: an
+    operator reads history and output without it. `run` still needs it, and says so."""
+    records = write_orders(project / "in", files=1, rows=40, seed=8)
+    text = spec_text().replace(
+        '  glob: "*.ndjson"\n',
+        '  glob: "*.ndjson"\n  storage_options: {password: "${env:PUMP_SECRET}"}\n',
+    )
+    (project / "pumps" / "orders.yaml").write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "PUMP_SECRET"}
+    ran = cli("run", "pumps/orders.yaml", "--json", cwd=project, env={**env, "PUMP_SECRET": SECRET})
+    assert ran.returncode == 0, ran.stderr
+    status = cli("status", cwd=project, env=env)
+    assert status.returncode == 0, status.stderr
+    assert "invalid spec" not in status.stdout and " ok " in status.stdout
+    query = cli("query", "pumps/orders.yaml", "SELECT count(*) FROM orders", "--format", "csv",
+                cwd=project, env=env)  # fmt: skip
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.splitlines()[1:] == [str(len(expected(records)))]
+    refused = cli("run", "pumps/orders.yaml", cwd=project, env=env)
+    assert refused.returncode == 2
+    assert "environment variable PUMP_SECRET is not set" in refused.stderr
+
+
 def test_query_formats_views_and_errors(
     pumped: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
