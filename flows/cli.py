@@ -8,6 +8,7 @@ import csv
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -110,8 +111,21 @@ def main() -> None:
         _say("this looks like a bug in pumphouse; rerun with PUMPHOUSE_DEBUG=1 for details")
         sys.exit(1)
     if code == 130:  # Ctrl-C: typer turns it into Exit(130) when it reaches typer first
-        _say("interrupted; run again to finish: an interrupted run is resumed with the same inputs")
+        _say(f"interrupted; {RESUMED}")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+RESUMED = "run again to finish: an interrupted run is resumed with the same inputs"
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM: say so, as Ctrl-C does, and end as a process killed by it would (128 + 15).
+    During a flow Prefect's own handler comes first: it records the run as crashed, then
+    hands the signal back here."""
+    _say(f"terminated; {RESUMED}")
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def _print_usage_error(e: typer.TyperException) -> None:
@@ -255,6 +269,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
+    signal.signal(signal.SIGTERM, _terminated)
     _read_spec(str(spec), late=False)  # most spec errors exit 2 within a second
     with _imports_without_gc():
         from flows.executor import choose

@@ -14,8 +14,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -281,6 +283,40 @@ def test_a_run_s_warnings_are_in_its_summary_and_on_the_terminal(project: Path) 
     assert as_table.returncode == 0, as_table.stderr
     assert plain_lines(as_table.stderr) == [f"warning: {warning}"]
     assert "rows read      │ 14 " in as_table.stdout
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> None:
+    """A run stopped by SIGTERM (a scheduler's stop, a container's end) says what happened,
+    as Ctrl-C does, and ends as a process killed by it would; the next run finishes it."""
+    from tests._http_servers import PagedAPI, Scripted, api_orders, api_spec, serve
+
+    records = api_orders(30, seed=6)
+    app = Scripted([None, ("slow", 4)], PagedAPI(records, "cursor", page_size=7))
+    with serve(app) as base:
+        (project / "pumps" / "orders.yaml").write_text(api_spec(base, 10))
+        proc = subprocess.Popen(
+            [PUMPHOUSE, "run", "pumps/orders.yaml"],
+            cwd=project,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while len(app.seen) < 2 and time.monotonic() < deadline:  # waiting on the slow page
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, errors = proc.communicate(timeout=60)
+        assert proc.returncode == 143, errors
+        assert "Traceback" not in out + errors
+        assert plain_lines(errors)[-1] == (
+            "terminated; run again to finish: an interrupted run is resumed with the same inputs"
+        )
+        again = cli("run", "pumps/orders.yaml", "--json", cwd=project)
+    summary = one_json_object(again.stdout)
+    assert (again.returncode, summary["resumed"], summary["rows_read"]) == (0, True, 30)
+    assert landed(str(project / "out" / "orders")) == expected(records)
 
 
 def test_the_command_exits_after_prefect_has_its_last_log_line_and_state(
