@@ -8,6 +8,7 @@ the table already holds is recognised on a replay and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,22 +99,33 @@ def _write_batches(
             if done > seq_base:  # an earlier attempt of this run committed batches: keep the run
                 raise
             raise SinkRefused(str(e)) from None
+    if sink.mode == "overwrite":
+        # One commit for the run: readers see the old rows or the new, never a part.
+        def parts() -> Iterator[pa.RecordBatch]:
+            for k in range(batches):
+                yield from arrow(
+                    con, f"SELECT {select} FROM {source} WHERE _batch = {k}"
+                ).to_batches()
+
+        schema = arrow(con, f"SELECT {select} FROM {source} LIMIT 0").schema
+        write_deltalake(
+            dt if dt is not None else uri,
+            pa.RecordBatchReader.from_batches(schema, parts()),
+            mode="overwrite",
+            schema_mode="overwrite" if dt is not None else None,
+            partition_by=list(sink.partition_by) or None,
+            storage_options=None if dt is not None else options,
+            commit_properties=_commit(spec, run_id, batches, batches, seq_base + batches, hwm),
+        )
+        faults.point("loaded_batch")
+        return
     for k in range(batches):
         seq = seq_base + k + 1
         if seq <= done:
             continue
         data = fit.apply(arrow(con, f"SELECT {select} FROM {source} WHERE _batch = {k}"))
-        meta = {
-            f"{META}pump": spec.name,
-            f"{META}run_id": run_id,
-            f"{META}batch": f"{k + 1}/{batches}",
-            f"{META}seq": str(seq),
-            f"{META}hwm": hwm or "",
-        }
-        commit = CommitProperties(
-            custom_metadata=meta, app_transactions=[Transaction(app_id=app_id(spec), version=seq)]
-        )
-        dt = _commit_batch(dt, uri, options, spec, data, k, commit, fit)
+        commit = _commit(spec, run_id, k + 1, batches, seq, hwm)
+        dt = _commit_batch(dt, uri, options, spec, data, commit, fit)
         if _txn(dt, app_id(spec)) < seq:  # a merge that changed no row commits nothing
             write_deltalake(
                 dt,
@@ -125,26 +137,41 @@ def _write_batches(
         faults.point("loaded_batch")
 
 
+def _commit(
+    spec: Spec, run_id: str, upto: int, batches: int, seq: int, hwm: str | None
+) -> CommitProperties:
+    """A commit of the run's batches up to `upto` of `batches`: the app transaction `seq`
+    (the pump's batch sequence) and the run's state as metadata, atomic with the data."""
+    meta = {
+        f"{META}pump": spec.name,
+        f"{META}run_id": run_id,
+        f"{META}batch": f"{upto}/{batches}",
+        f"{META}seq": str(seq),
+        f"{META}hwm": hwm or "",
+    }
+    return CommitProperties(
+        custom_metadata=meta, app_transactions=[Transaction(app_id=app_id(spec), version=seq)]
+    )
+
+
 def _commit_batch(
     dt: DeltaTable | None,
     uri: str,
     options: dict[str, str],
     spec: Spec,
     data: pa.Table,
-    k: int,
     commit: CommitProperties,
     fit: _delta_schema.Fit,
 ) -> DeltaTable:
+    """Append or merge one batch (the table is created by the first)."""
     sink = _sink(spec)
-    partition_by = list(sink.partition_by) or None
-    if dt is None or (sink.mode == "overwrite" and k == 0):
+    if dt is None:
         write_deltalake(
-            dt if dt is not None else uri,
+            uri,
             data,
-            mode="overwrite" if dt is not None else "append",
-            schema_mode="overwrite" if dt is not None else None,
-            partition_by=partition_by,
-            storage_options=None if dt is not None else options,
+            mode="append",
+            partition_by=list(sink.partition_by) or None,
+            storage_options=options,
             commit_properties=commit,
         )
     elif sink.mode == "merge":

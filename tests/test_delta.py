@@ -212,17 +212,22 @@ def test_a_replayed_run_skips_the_batches_the_table_holds(tmp_path: Path) -> Non
     assert commit_seqs(str(url)) == [1, 2, 3, 4] and len(rows_of(url)) == 7
 
 
-def test_overwrite_replaces_the_table_with_the_runs_rows(tmp_path: Path) -> None:
+def test_overwrite_replaces_the_table_with_the_runs_rows_in_one_commit(tmp_path: Path) -> None:
+    """A run's batches land in one commit (its app transaction is the run's last batch), so a
+    reader sees the old rows or the new, never a part; a replay of a committed run is a no-op."""
     url = tmp_path / "t"
     spec = unit_spec(url, mode="overwrite", dedup="")
     load(spec, [(1, "a", T1, 0), (2, "a", T1, 1)], 0, tmp_path)
-    load(spec, [(3, "b", T2, 0), (4, "b", T2, 1)], 2, tmp_path)
-    assert rows_of(url) == {3: ("b", "11:00"), 4: ("b", "11:00")}
-    # replayed after its first batch: the overwrite is not repeated, batch 2 is appended
-    load(spec, [(3, "b", T2, 0)], 4, tmp_path)
-    load(spec, [(3, "b", T2, 0), (5, "c", T2, 1)], 4, tmp_path)
+    load(spec, [(3, "b", T2, 0), (4, "b", T2, 1), (6, "b", T2, 2)], 2, tmp_path)
+    assert rows_of(url) == {3: ("b", "11:00"), 4: ("b", "11:00"), 6: ("b", "11:00")}
+    assert DeltaTable(str(url)).version() == 1  # versions 0 and 1: one commit a run
+    load(spec, [(3, "b", T2, 0)], 2, tmp_path)  # the second run replayed: it is in the table
+    assert rows_of(url) == {3: ("b", "11:00"), 4: ("b", "11:00"), 6: ("b", "11:00")}
+    load(spec, [(3, "b", T2, 0), (5, "c", T2, 1)], 5, tmp_path)
     assert rows_of(url) == {3: ("b", "11:00"), 5: ("c", "11:00")}
-    assert commit_seqs(str(url)) == [1, 2, 3, 4, 5, 6]
+    assert commit_seqs(str(url)) == [2, 5, 7] and txn_version(str(url)) == 7
+    state = sink_delta.committed_state(spec)
+    assert state == {"pump": "orders", "run_id": "run-1", "batch": "2/2", "seq": "7", "hwm": ""}
 
 
 def test_remove_all_deletes_the_table_and_finishes_a_removal_killed_half_way(
@@ -487,7 +492,10 @@ def test_two_runs_land_exactly_per_mode(project: Path, mode: str) -> None:
     else:
         assert as_oracle(got) == expected(day1)
     n = sum(-(-r["rows_written"] // 60) for r in (first, second))  # batches of 60 rows
-    assert commit_seqs(URL) == list(range(1, n + 1))
+    if mode == "overwrite":  # one commit a run, numbered by its last batch
+        assert commit_seqs(URL) == [-(-first["rows_written"] // 60), n]
+    else:
+        assert commit_seqs(URL) == list(range(1, n + 1))
     state = json.loads((project / ".pumphouse/orders/state.json").read_text())
     assert state["seq"] == n == txn_version(URL)
     # the state in the table's last commit agrees with the committed state
