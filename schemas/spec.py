@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -197,6 +198,27 @@ class Column(Model):
     nullable: bool = True
     unique: bool = False
     checks: Checks = Checks()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flags_among_checks(cls, v: Any) -> Any:
+        """`nullable` and `unique` may stand among the checks too (the contract lists them
+        with the checks); either way they are the column's own flags."""
+        if not isinstance(v, dict) or not isinstance(v.get("checks"), dict):
+            return v
+        checks, out = dict(v["checks"]), dict(v)
+        for flag in ("nullable", "unique"):
+            if flag not in checks:
+                continue
+            value = checks.pop(flag)
+            if flag in out and out[flag] != value:
+                raise ValueError(
+                    f"{flag} is given twice, {out[flag]!r} and {value!r} under checks; "
+                    "keep one of them"
+                )
+            out[flag] = value
+        out["checks"] = checks
+        return out
 
 
 class SchemaSpec(Model):

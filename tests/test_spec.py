@@ -547,3 +547,29 @@ def test_every_pump_in_the_repo_parses(path: Path | None) -> None:
         pytest.skip("no pumps/*.yaml in the repo yet")
     spec = load_spec(path)
     assert spec.name == path.stem
+
+
+def test_nullable_and_unique_may_stand_among_the_checks() -> None:
+    """The contract lists them with the checks: either place sets the column's own flag."""
+    base = (
+        "name: p\nsource: {type: files, url: ./in/, format: csv}\nsink: {type: parquet, url: ./o}\n"
+    )
+    spec = parse_spec(
+        base + "schema:\n  columns:\n"
+        "    a: {type: int64, checks: {unique: true, nullable: false, ge: 0}}\n"
+        "    b: {type: int64, unique: true, nullable: false}\n"
+    )
+    columns = spec.schema_.columns  # type: ignore[union-attr]
+    assert (columns["a"].unique, columns["a"].nullable) == (True, False)
+    assert columns["a"].checks == columns["b"].checks.model_copy(update={"ge": 0})
+    assert (columns["b"].unique, columns["b"].nullable) == (True, False)
+    with pytest.raises(SpecError) as twice:
+        parse_spec(
+            base
+            + "schema:\n  columns:\n    a: {type: int64, nullable: true, checks: {nullable: false}}\n",
+            "p.yaml",
+        )
+    assert str(twice.value).splitlines()[-1] == (
+        "p.yaml:6 schema.columns.a: nullable is given twice, True and False under checks; "
+        "keep one of them"
+    )
