@@ -27,15 +27,25 @@ READ_BLOCK = 8 << 20
 BOMB_RATIO = 100
 BOMB_FLOOR = 1 << 30
 SUFFIX_CODECS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+MAGIC_CODECS = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}  # the formats' first bytes
+
+
+def sniffed(raw: Any) -> str:
+    """The codec a seekable stream's first bytes say (gzip, zstd), else "none"; the stream
+    is left at its start. For `compression: infer` when the name has no suffix to go by."""
+    head = raw.read(4)
+    raw.seek(0)
+    return next((c for magic, c in MAGIC_CODECS.items() if head.startswith(magic)), "none")
 
 
 def codec_of(source: FilesSource, file: SourceFile, fmt: str) -> str:
-    """The file's compression: source.compression, or inferred from the name's suffix."""
+    """The file's compression: source.compression, or inferred from the name's suffix
+    ("infer" when the name has none: the content may say, see sniffed)."""
     codec: str = source.compression
     if codec == "infer":
         name = file.url.lower()
-        codec = next((c for ext, c in SUFFIX_CODECS.items() if name.endswith(ext)), "none")
-    if fmt == "parquet" and codec != "none":
+        codec = next((c for ext, c in SUFFIX_CODECS.items() if name.endswith(ext)), codec)
+    if fmt == "parquet" and codec not in ("none", "infer"):
         raise DataError(
             f"{safe_url(file.url)}: parquet files carry their own compression and cannot be "
             f"read through {codec}; store them uncompressed or set source.compression: none"

@@ -23,7 +23,15 @@ from tasks._json import json_records, ndjson_groups
 from tasks._json_lines import blocks
 from tasks._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
 from tasks._records import META, Group, bounded, table
-from tasks._stream import CHUNK, READ_BLOCK, Meter, codec_of, decompressed, io_errors
+from tasks._stream import (
+    CHUNK,
+    READ_BLOCK,
+    Meter,
+    codec_of,
+    decompressed,
+    io_errors,
+    sniffed,
+)
 from tasks.listing import SourceFile, safe_url
 
 
@@ -90,6 +98,8 @@ def _opened(source: FilesSource, file: SourceFile, fmt: str) -> Iterator[tuple[A
     # then reads a replaced object only up to the old size. Ask the store afresh.
     fs.invalidate_cache(path)
     with io_errors(file.url), fs.open(path, "rb", block_size=READ_BLOCK) as raw:
+        if codec == "infer":
+            codec = "none" if fmt == "parquet" else sniffed(raw)
         yield raw, codec
 
 

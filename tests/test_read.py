@@ -609,6 +609,9 @@ NDJSON = b"".join(b'{"i":%d}\n' % i for i in range(100))
         ("x.ndjson.zst", zstandard.ZstdCompressor().compress(NDJSON), "infer"),
         ("x.ndjson.zstd", zstandard.ZstdCompressor().compress(NDJSON), "infer"),
         ("x.ndjson", gzip.compress(NDJSON[:40]) + gzip.compress(NDJSON[40:]), "gzip"),
+        ("x.ndjson", gzip.compress(NDJSON), "infer"),  # no suffix: the first bytes say
+        ("x.ndjson", zstandard.ZstdCompressor().compress(NDJSON), "infer"),
+        ("x.ndjson", NDJSON, "infer"),
         (
             "x.ndjson",
             zstandard.ZstdCompressor().compress(NDJSON[:40])
