@@ -100,24 +100,10 @@ def _write_batches(
                 raise
             raise SinkRefused(str(e)) from None
     if sink.mode == "overwrite":
-        # One commit for the run: readers see the old rows or the new, never a part.
-        def parts() -> Iterator[pa.RecordBatch]:
-            for k in range(batches):
-                yield from arrow(
-                    con, f"SELECT {select} FROM {source} WHERE _batch = {k}"
-                ).to_batches()
-
-        schema = arrow(con, f"SELECT {select} FROM {source} LIMIT 0").schema
-        write_deltalake(
-            dt if dt is not None else uri,
-            pa.RecordBatchReader.from_batches(schema, parts()),
-            mode="overwrite",
-            schema_mode="overwrite" if dt is not None else None,
-            partition_by=list(sink.partition_by) or None,
-            storage_options=None if dt is not None else options,
-            commit_properties=_commit(spec, run_id, batches, batches, seq_base + batches, hwm),
-        )
-        faults.point("loaded_batch")
+        if batches:
+            _overwrite(
+                con, dt, uri, options, spec, (source, select), batches, run_id, seq_base, hwm
+            )
         return
     for k in range(batches):
         seq = seq_base + k + 1
@@ -135,6 +121,40 @@ def _write_batches(
                 commit_properties=commit,
             )
         faults.point("loaded_batch")
+
+
+def _overwrite(
+    con: Connection,
+    dt: DeltaTable | None,
+    uri: str,
+    options: dict[str, str],
+    spec: Spec,
+    rows: tuple[str, str],
+    batches: int,
+    run_id: str,
+    seq_base: int,
+    hwm: str | None,
+) -> None:
+    """The run's batches as one commit, so that readers see the old rows or the new, never a
+    part; its app transaction is the run's last batch. `rows`: (relation, select list)."""
+    source, select = rows
+    sink = _sink(spec)
+
+    def parts() -> Iterator[pa.RecordBatch]:
+        for k in range(batches):
+            yield from arrow(con, f"SELECT {select} FROM {source} WHERE _batch = {k}").to_batches()
+
+    schema = arrow(con, f"SELECT {select} FROM {source} LIMIT 0").schema
+    write_deltalake(
+        dt if dt is not None else uri,
+        pa.RecordBatchReader.from_batches(schema, parts()),
+        mode="overwrite",
+        schema_mode="overwrite" if dt is not None else None,
+        partition_by=list(sink.partition_by) or None,
+        storage_options=None if dt is not None else options,
+        commit_properties=_commit(spec, run_id, batches, batches, seq_base + batches, hwm),
+    )
+    faults.point("loaded_batch")
 
 
 def _commit(

@@ -226,6 +226,8 @@ def test_overwrite_replaces_the_table_with_the_runs_rows_in_one_commit(tmp_path:
     load(spec, [(3, "b", T2, 0), (5, "c", T2, 1)], 5, tmp_path)
     assert rows_of(url) == {3: ("b", "11:00"), 5: ("c", "11:00")}
     assert commit_seqs(str(url)) == [2, 5, 7] and txn_version(str(url)) == 7
+    load(spec, [], 9, tmp_path)  # a run that loads no rows leaves the table as it is
+    assert rows_of(url) == {3: ("b", "11:00"), 5: ("c", "11:00")}
     state = sink_delta.committed_state(spec)
     assert state == {"pump": "orders", "run_id": "run-1", "batch": "2/2", "seq": "7", "hwm": ""}
 
