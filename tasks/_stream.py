@@ -30,12 +30,34 @@ SUFFIX_CODECS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 MAGIC_CODECS = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}  # the formats' first bytes
 
 
-def sniffed(raw: Any) -> str:
-    """The codec a seekable stream's first bytes say (gzip, zstd), else "none"; the stream
-    is left at its start. For `compression: infer` when the name has no suffix to go by."""
+def sniffed(raw: Any) -> tuple[str, Any]:
+    """The codec a stream's first bytes say (gzip, zstd; else "none"), and the stream to read
+    from its start: `raw`, sought back, or where it cannot seek (an HTTP stream of unknown
+    size) a reader that gives those bytes first. For `compression: infer` when the name has
+    no suffix to go by."""
     head = raw.read(4)
-    raw.seek(0)
-    return next((c for magic, c in MAGIC_CODECS.items() if head.startswith(magic)), "none")
+    codec = next((c for magic, c in MAGIC_CODECS.items() if head.startswith(magic)), "none")
+    try:
+        raw.seek(0)
+    except (ValueError, OSError):  # io.UnsupportedOperation is both
+        return codec, _Replayed(head, raw)
+    return codec, raw
+
+
+class _Replayed(io.RawIOBase):
+    """`head` (bytes already read from `src`), then the rest of `src`."""
+
+    def __init__(self, head: bytes, src: Any) -> None:
+        self.head, self.src = head, src
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.head[: len(buffer)] if self.head else self.src.read(len(buffer))
+        self.head = self.head[len(data) :] if self.head else b""
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def codec_of(source: FilesSource, file: SourceFile, fmt: str) -> str:
@@ -57,11 +79,12 @@ def decompressed(raw: Any, codec: str, file: SourceFile) -> Meter:
     """`raw` read through `codec`, counted, and capped at max(BOMB_RATIO x size, BOMB_FLOOR)."""
     if codec == "none":
         return Meter(raw, file.url)
-    inner: Any = (
-        gzip.GzipFile(fileobj=raw, mode="rb")
-        if codec == "gzip"
-        else zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    )
+    if codec == "gzip":
+        inner: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif codec == "zstd":
+        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    else:
+        raise ValueError(f"no codec {codec!r}: gzip, zstd or none")
     return Meter(inner, file.url, codec=codec, cap=max(BOMB_RATIO * file.size, BOMB_FLOOR))
 
 

@@ -660,3 +660,35 @@ def test_gzip_bomb_is_refused(tmp_path: Path) -> None:
         f"{path}: decompresses to more than {2**30} bytes, over 100x its size; refused as "
         "a possible decompression bomb. If the file is genuine, split it into smaller files"
     )
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_file_served_over_http_without_a_size_is_read_and_its_codec_sniffed(
+    gzipped: bool,
+) -> None:
+    """fsspec streams an http(s) file whose size the server does not give, and such a
+    stream cannot seek: `compression: infer` looks at its first bytes without going back."""
+    import http.server
+    import threading
+
+    body = gzip.compress(NDJSON) if gzipped else NDJSON
+
+    class NoSize(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the body ends when the connection closes
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoSize)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/export"
+        batches = read(url, Limits(batch_rows=30), format="ndjson")
+    finally:
+        server.shutdown()
+    assert [r[1] for r in records(batches)] == [f'{{"i":{i}}}' for i in range(100)]
