@@ -204,14 +204,15 @@ def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
     return paths
 
 
-def _read_spec(spec: str, late: bool = True) -> Any:
+def _read_spec(spec: str, *, reads_sink: bool = False) -> Any:
     """The spec, parsed and validated without the run's preflight: enough for status, query and
     reset, which need the pump's name and sink, and start in a second instead of several.
-    An env variable of headers, params or storage_options need not be set: status never
-    uses one, query only the sink's storage_options (and says so then, if it is not set)."""
-    from schemas.loader import load_spec
+    Env variables of headers, params and storage_options (resolved at use) need not be set,
+    but for the sink's storage_options when the command `reads_sink` (query, compact)."""
+    from schemas.loader import RESOLVED_AT_USE, load_spec
 
-    return load_spec(spec, late=late)
+    unused = RESOLVED_AT_USE - {("sink", "storage_options")} if reads_sink else RESOLVED_AT_USE
+    return load_spec(spec, unset_ok=unused)
 
 
 @app.command()
@@ -270,7 +271,9 @@ def run(
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
     signal.signal(signal.SIGTERM, _terminated)
-    _read_spec(str(spec), late=False)  # most spec errors exit 2 within a second
+    from schemas.loader import load_spec
+
+    load_spec(str(spec))  # most spec errors exit 2 within a second
     with _imports_without_gc():
         from flows.executor import choose
         from flows.pump import pump
@@ -477,7 +480,7 @@ def query(
         raise UsageError(f"--format {fmt!r} is not a format; valid: table, csv, json")
     from tasks.query import run_query
 
-    columns, rows = run_query(_read_spec(str(spec)), sql)
+    columns, rows = run_query(_read_spec(str(spec), reads_sink=True), sql)
     if fmt == "json":
         print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
     elif fmt == "csv":
@@ -511,7 +514,7 @@ def compact(
     from tasks.sink_delta import compact as compact_table
     from tasks.state import StateStore
 
-    loaded = _read_spec(str(spec))
+    loaded = _read_spec(str(spec), reads_sink=True)
     if loaded.sink.type != "delta":
         raise UsageError(f"compact works on delta sinks; {spec} has sink.type {loaded.sink.type}")
     with StateStore(loaded.name).lock():

@@ -33,14 +33,20 @@ NAMES = {
 # Values under these keys of `source` and `sink` are resolved only when used, so that
 # a spec model (which Prefect may record as a parameter) never holds a secret.
 LAZY_KEYS = frozenset({"headers", "storage_options", "params"})
+# Where a ${...} is resolved at use (section, key): a command that never uses one of these
+# (status, query, reset) may load the spec with its env variables unset.
+RESOLVED_AT_USE = frozenset((section, key) for section in ("source", "sink") for key in LAZY_KEYS)
 
 
 def load_spec(
-    path: str | os.PathLike[str], checks: Sequence[Check] = (), *, late: bool = False
+    path: str | os.PathLike[str],
+    checks: Sequence[Check] = (),
+    *,
+    unset_ok: frozenset[tuple[str, str]] = frozenset(),
 ) -> Spec:
     """Parse and validate one spec file; raise SpecError listing every problem with its line.
-    `late`: a ${env:NAME} in headers, params or storage_options (resolved where it is used)
-    need not be set yet: for commands that may never use it (status, query, reset)."""
+    `unset_ok`: (section, key) pairs of RESOLVED_AT_USE whose ${env:NAME} need not be set
+    yet, for a command that does not use them."""
     file = str(path)
     try:
         text = Path(file).read_text(encoding="utf-8-sig")
@@ -50,16 +56,20 @@ def load_spec(
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{file}: cannot read the spec: {e}") from None
-    return parse_spec(text, file, checks, late=late)
+    return parse_spec(text, file, checks, unset_ok=unset_ok)
 
 
 def parse_spec(
-    text: str, file: str = "<spec>", checks: Sequence[Check] = (), *, late: bool = False
+    text: str,
+    file: str = "<spec>",
+    checks: Sequence[Check] = (),
+    *,
+    unset_ok: frozenset[tuple[str, str]] = frozenset(),
 ) -> Spec:
     """Like load_spec, from text; `file` names the source in messages."""
     raw, lines = read_yaml(text, file)
     problems: list[Problem] = []
-    data = _interpolate(raw, (), problems, late)
+    data = _interpolate(raw, (), problems, unset_ok)
     # A value whose reference did not resolve would only fail again as a bad value.
     unresolved = {loc for loc, _ in problems}
     found: list[Problem] = []
@@ -127,13 +137,15 @@ def _prefect_secret(name: str) -> str:
     return str(value)
 
 
-def _interpolate(value: Any, loc: Loc, problems: list[Problem], late: bool = False) -> Any:
+def _interpolate(
+    value: Any, loc: Loc, problems: list[Problem], unset_ok: frozenset[tuple[str, str]]
+) -> Any:
     """Check every ${...} reference; substitute env values now except under LAZY_KEYS
-    (where, with `late`, an unset variable is left to the moment of use)."""
+    (where, under `unset_ok`, an unset variable is left to the moment of use)."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), problems, late) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), problems, unset_ok) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), problems, late) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), problems, unset_ok) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
     lazy = len(loc) >= 2 and loc[0] in ("source", "sink") and loc[1] in LAZY_KEYS
@@ -146,7 +158,7 @@ def _interpolate(value: Any, loc: Loc, problems: list[Problem], late: bool = Fal
                 f"${{{kind}:{name}}} is not a valid reference; "
                 f"write ${{{kind}:NAME}} with a NAME {said}"
             )
-        elif kind == "env" and name not in os.environ and not (late and lazy):
+        elif kind == "env" and name not in os.environ and tuple(loc[:2]) not in unset_ok:
             found.append(
                 f"environment variable {name} is not set; export it, or remove ${{env:{name}}}"
             )

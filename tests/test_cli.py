@@ -374,26 +374,38 @@ def test_status_and_query_need_no_variable_only_a_source_or_sink_would_use(
     project: Path,
 ) -> None:
     """A token in headers or storage_options is for the run that talks to the store: an
-    operator reads history and output without it. `run` still needs it, and says so."""
+    operator reads history and output without it. `query` reads the sink, so it needs the
+    sink's, and says where it stands; `run` needs them all."""
     records = write_orders(project / "in", files=1, rows=40, seed=8)
     text = spec_text().replace(
         '  glob: "*.ndjson"\n',
         '  glob: "*.ndjson"\n  storage_options: {password: "${env:PUMP_SECRET}"}\n',
     )
+    text = text.replace("  url: ./out/orders\n", "  url: ./out/orders\n"
+                        '  storage_options: {password: "${env:SINK_SECRET}"}\n')  # fmt: skip
     (project / "pumps" / "orders.yaml").write_text(text)
-    env = {k: v for k, v in os.environ.items() if k != "PUMP_SECRET"}
-    ran = cli("run", "pumps/orders.yaml", "--json", cwd=project, env={**env, "PUMP_SECRET": SECRET})
+    line = text[: text.index("${env:SINK_SECRET}")].count("\n") + 1
+    env = {k: v for k, v in os.environ.items() if k not in ("PUMP_SECRET", "SINK_SECRET")}
+    both = {**env, "PUMP_SECRET": SECRET, "SINK_SECRET": SECRET}
+    ran = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=both)
     assert ran.returncode == 0, ran.stderr
     status = cli("status", cwd=project, env=env)
     assert status.returncode == 0, status.stderr
     assert "invalid spec" not in status.stdout and " ok " in status.stdout
-    query = cli("query", "pumps/orders.yaml", "SELECT count(*) FROM orders", "--format", "csv",
-                cwd=project, env=env)  # fmt: skip
+    count = ("query", "pumps/orders.yaml", "SELECT count(*) FROM orders", "--format", "csv")
+    query = cli(*count, cwd=project, env={**env, "SINK_SECRET": SECRET})
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines()[1:] == [str(len(expected(records)))]
-    refused = cli("run", "pumps/orders.yaml", cwd=project, env=env)
+    no_sink = cli(*count, cwd=project, env=env)
+    assert no_sink.returncode == 2
+    assert plain_lines(no_sink.stderr) == [
+        f"pumps/orders.yaml:{line} sink.storage_options.password: environment variable "
+        "SINK_SECRET is not set; export it, or remove ${env:SINK_SECRET}"
+    ]
+    refused = cli("run", "pumps/orders.yaml", cwd=project, env={**env, "SINK_SECRET": SECRET})
     assert refused.returncode == 2
     assert "environment variable PUMP_SECRET is not set" in refused.stderr
+    assert SECRET not in "".join(d.stdout + d.stderr for d in (ran, status, query, refused))
 
 
 def test_query_formats_views_and_errors(
