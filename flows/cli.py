@@ -54,7 +54,8 @@ def entry() -> None:
     Exit runs what a normal exit runs (non-daemon threads joined, Prefect's log and event
     workers drained through threading's exit hooks, atexit handlers, streams flushed), then
     skips freeing every module's objects one by one: ~0.5 s after importing Prefect, of no
-    use to a process that is about to end.
+    use to a process that is about to end. After SIGTERM it ships Prefect's queued records
+    and ends without waiting for steps still running.
     """
     code: object = 0
     try:
@@ -68,10 +69,15 @@ def entry() -> None:
             _say(str(code))
             code = 1
         try:
-            threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
-            atexit._run_exitfuncs()
+            if code == TERMINATED:  # a stop should stop: steps still running are not waited for
+                _drain_prefect()
+            else:
+                threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
+                atexit._run_exitfuncs()
         except KeyboardInterrupt:
             code = code or 130
+        except Terminated:
+            code = code or TERMINATED
         except BaseException as e:  # a hook failing must not turn a run's exit into a traceback
             _say(f"error while exiting: {type(e).__name__}: {e}")
         try:
@@ -101,6 +107,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         code = 130
+    except Terminated:
+        code = TERMINATED
     except typer.TyperException as e:  # typer's (vendored click) usage errors
         _print_usage_error(e)
         sys.exit(e.exit_code)
@@ -112,20 +120,36 @@ def main() -> None:
         sys.exit(1)
     if code == 130:  # Ctrl-C: typer turns it into Exit(130) when it reaches typer first
         _say(f"interrupted; {RESUMED}")
+    elif code == TERMINATED:
+        _say(f"terminated; {RESUMED}")
     sys.exit(code if isinstance(code, int) else 0)
 
 
 RESUMED = "run again to finish: an interrupted run is resumed with the same inputs"
+TERMINATED = 128 + signal.SIGTERM  # the exit code of a process SIGTERM ended
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt: the command ends
+    through its usual exit (Prefect's last log lines shipped, the progress bar stopped)."""
+
+
+def _drain_prefect(timeout: float = 5) -> None:
+    """Ship what Prefect has queued (the crashed run's last log lines and events) and no more."""
+    for module, worker in (
+        ("prefect.logging.handlers", "APILogWorker"),
+        ("prefect.events.worker", "EventsWorker"),
+    ):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            with contextlib.suppress(Exception):
+                getattr(loaded, worker).drain_all(timeout=timeout)
 
 
 def _terminated(signum: int, frame: Any) -> None:
-    """SIGTERM: say so, as Ctrl-C does, and end as a process killed by it would (128 + 15).
-    During a flow Prefect's own handler comes first: it records the run as crashed, then
+    """During a flow Prefect's own handler comes first: it records the run as crashed, then
     hands the signal back here."""
-    _say(f"terminated; {RESUMED}")
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    os._exit(128 + signum)
+    raise Terminated(signum)
 
 
 def _print_usage_error(e: typer.TyperException) -> None:

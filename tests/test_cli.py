@@ -313,6 +313,12 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
         assert plain_lines(errors)[-1] == (
             "terminated; run again to finish: an interrupted run is resumed with the same inputs"
         )
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        with get_client(sync_client=True) as client:
+            (last,) = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)
+        assert last.state is not None and last.state.type.value == "CRASHED", last.state
         again = cli("run", "pumps/orders.yaml", "--json", cwd=project)
     summary = one_json_object(again.stdout)
     assert (again.returncode, summary["resumed"], summary["rows_read"]) == (0, True, 30)
