@@ -3,10 +3,12 @@ batches are checked together, one contract query per block instead of one per ba
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from schemas.spec import Spec
@@ -141,7 +143,8 @@ def _stage_rows(
         try:
             counts.add(stage_checked(con, spec, run, f"{index:05d}-{b:05d}", hwm))
         finally:  # the record reader may stage this file again, in a table of this name
-            con.execute("DROP VIEW checked")
+            with contextlib.suppress(duckdb.Error):  # never in place of the error under way
+                con.execute("DROP VIEW IF EXISTS checked")
         b = end
     con.execute(f"DELETE FROM __ph_lines WHERE _batch < {hi}")
     return counts

@@ -99,8 +99,13 @@ def storage_error(e: BaseException, where: str, doing: str, options: str) -> Bas
     """The pumphouse error for storage failure `e` while `doing` (reading, listing, writing)
     `where` (a key and a URL, without secrets); `options` names where credentials come from.
     `e` itself when it is not a storage failure."""
-    found = kind(e)
-    detail = _detail(e)
+    return _error(kind(e), _detail(e), where, doing, options) or e
+
+
+def _error(
+    found: str | None, detail: str, where: str, doing: str, options: str
+) -> PumpError | None:
+    """The error for a storage failure of kind `found` (see kind), None for no kind."""
     if found == "missing":
         if "bucket does not exist" in detail or "NoSuchBucket" in detail:
             return DataError(
@@ -140,7 +145,7 @@ def storage_error(e: BaseException, where: str, doing: str, options: str) -> Bas
             f"{where}: {doing} failed after retries ({detail}); the store is unavailable or "
             "throttling, run again later"
         )
-    return e
+    return None
 
 
 @contextmanager
@@ -167,6 +172,9 @@ _S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
 _PASSING = (
     "error sending request",
+    "retries",  # object_store retried it already: "after 10 retries"
+    "429 too many requests",
+    "connection closed",
     "connection refused",
     "connection reset",
     "timed out",
@@ -191,19 +199,11 @@ def object_store_error(e: OSError, where: str, doing: str, options: str) -> Pump
     detail = steps[-1] if steps else type(e).__name__
     lowered = text.lower()
     if code == "NoSuchBucket":
-        return DataError(
-            f"{where}: the bucket does not exist; create it, or fix the bucket name in the URL"
-        )
+        return _error("missing", code, where, doing, options)
     if code in _DENIED or "403 forbidden" in lowered or "permission denied" in lowered:
-        return DataError(
-            f"{where}: access denied ({code or detail}); check the credentials in {options} "
-            "and that they may read and write there"
-        )
+        return _error("denied", code or detail, where, doing, options)
     if any(p in lowered for p in _PASSING):
-        return TransientError(
-            f"{where}: {doing} failed after retries ({detail}); the store is unavailable or "
-            "throttling, run again later"
-        )
+        return _error("transient", detail, where, doing, options)
     return None
 
 

@@ -1,4 +1,5 @@
-"""The Delta Lake sink (`sink.type: delta`): append, merge or overwrite, one commit per batch.
+"""The Delta Lake sink (`sink.type: delta`): append or merge one commit per batch, overwrite
+one commit per run.
 
 Exactly once: each batch's commit carries a Delta app transaction (app id `pumphouse:NAME`,
 version = the batch's sequence number) and the run's state as commit metadata (run id,
@@ -8,14 +9,13 @@ the table already holds is recognised on a replay and skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from schemas.errors import DataError, PumpError, SinkRefused, TransientError, UsageError
 from schemas.loader import resolve_mapping
@@ -41,15 +41,16 @@ def write_batches(
     seq_base: int,
     hwm: str | None = None,
 ) -> None:
-    """Commit each `_batch` k of `table` as table version with app transaction seq_base + k + 1;
-    skip the batches the table already holds (a replay of an interrupted run). Each commit
-    records `hwm`, the high-water mark the run commits.
+    """Commit each `_batch` k of `table` as table version with app transaction seq_base + k + 1
+    (overwrite: all of them in one commit, seq_base + batches); skip the batches the table
+    already holds (a replay of an interrupted run). Each commit records `hwm`, the high-water
+    mark the run commits.
 
     Storage and commit-conflict failures are transient: the load is retried, and the retry
     skips what got committed."""
     try:
         _write_batches(con, table, batches, spec, run, run_id, seq_base, hwm)
-    except (OSError, CommitFailedError) as e:
+    except (OSError, DeltaError) as e:  # a commit conflict, or a read failing mid-write
         where = f"sink {spec.sink.url}"
         found = object_store_error(e, where, "writing", OPTIONS) if isinstance(e, OSError) else None
         if found is not None:
@@ -101,9 +102,7 @@ def _write_batches(
             raise SinkRefused(str(e)) from None
     if sink.mode == "overwrite":
         if batches:
-            _overwrite(
-                con, dt, uri, options, spec, (source, select), batches, run_id, seq_base, hwm
-            )
+            _overwrite(con, dt, uri, options, spec, source, select, batches, run_id, seq_base, hwm)
         return
     for k in range(batches):
         seq = seq_base + k + 1
@@ -129,25 +128,21 @@ def _overwrite(
     uri: str,
     options: dict[str, str],
     spec: Spec,
-    rows: tuple[str, str],
+    source: str,
+    select: str,
     batches: int,
     run_id: str,
     seq_base: int,
     hwm: str | None,
 ) -> None:
     """The run's batches as one commit, so that readers see the old rows or the new, never a
-    part; its app transaction is the run's last batch. `rows`: (relation, select list)."""
-    source, select = rows
+    part; its app transaction is the run's last batch. `select`: the columns of `source`
+    (a relation) as the table takes them."""
     sink = _sink(spec)
-
-    def parts() -> Iterator[pa.RecordBatch]:
-        for k in range(batches):
-            yield from arrow(con, f"SELECT {select} FROM {source} WHERE _batch = {k}").to_batches()
-
-    schema = arrow(con, f"SELECT {select} FROM {source} LIMIT 0").schema
+    rows = con.sql(f"SELECT {select} FROM {source} WHERE _batch < {batches}")
     write_deltalake(
         dt if dt is not None else uri,
-        pa.RecordBatchReader.from_batches(schema, parts()),
+        rows.to_arrow_reader(spec.limits.batch_rows),  # streamed: one schema, batch by batch
         mode="overwrite",
         schema_mode="overwrite" if dt is not None else None,
         partition_by=list(sink.partition_by) or None,
@@ -320,8 +315,9 @@ def open_table(uri: str, options: dict[str, str]) -> DeltaTable | None:
     except OSError as e:
         where = f"sink {uri}"
         found = object_store_error(e, where, "opening the Delta table", OPTIONS)
-        raise found or DataError(
-            f"{where}: opening the Delta table failed ({_first(e)}); check the URL and {OPTIONS}"
+        raise found or TransientError(  # unsorted: a second try may pass, as for a write
+            f"{where}: opening the Delta table failed ({_first(e)}); run again, and if it "
+            f"keeps failing check the URL and {OPTIONS}"
         ) from None
 
 

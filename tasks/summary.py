@@ -134,10 +134,10 @@ class Summary:
         )
         if self.started_at:
             head += f", started {self.started_at}"
-        error = f"\n\n**error:** {_cell(self.error)}" if self.error else ""
-        error += "".join(f"\n\n**warning:** {_cell(w)}" for w in d["warnings"])
+        said = f"\n\n**error:** {_cell(self.error)}" if self.error else ""
+        said += "".join(f"\n\n**warning:** {_cell(w)}" for w in d["warnings"])
         return (
-            f"{head}{error}\n\n"
+            f"{head}{said}\n\n"
             + _table(("step", "value"), counts)
             + ("\n" + _table(("step", "seconds"), steps) if steps else "")
         )

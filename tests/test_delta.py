@@ -716,6 +716,8 @@ def test_what_deltalake_raises_is_sorted_by_what_to_do() -> None:
          TransientError, "writing failed after retries (503 Service Unavailable)"),
         (f"Generic S3 error{arrow}error sending request{arrow}timed out", TransientError,
          "writing failed after retries (timed out)"),
+        (f"Generic S3 error{arrow}Error performing PUT in 3s, after 10 retries{arrow}"
+         "429 Too Many Requests", TransientError, "(429 Too Many Requests); the store is"),
     ]  # fmt: skip
     for text, kind, words in cases:
         found = object_store_error(OSError(text), "sink s3://b/t", "writing", "o")
