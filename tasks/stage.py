@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from schemas.errors import DataError
-from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec
+from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec, renamed_twice
 from tasks import progress, staging
 from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
@@ -147,6 +147,8 @@ def _names_known(spec: Spec, columns: list[str]) -> None:
     once the data is read. What the run's rows need together is checked at load."""
     t = spec.transform
     missing_column("transform.select", list(t.select or []), columns)
+    for problem in renamed_twice(t.rename, list(t.select or columns)):
+        raise DataError(f"transform.rename: {problem}; columns here: {', '.join(columns)}")
     outputs = [dst for _, dst in projection(t, columns)]
     cursor = [t.incremental.cursor] if t.incremental else []
     missing_column("transform.incremental.cursor", cursor, outputs)

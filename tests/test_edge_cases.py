@@ -133,6 +133,29 @@ def test_a_column_the_spec_names_and_the_data_lacks_is_named_with_its_key(
     assert not (project / "out").exists()
 
 
+def test_a_rename_onto_a_field_the_data_brings_is_an_error_not_a_name_1(project: Path) -> None:
+    """DuckDB would keep both columns as `note` and `note_1`: data under a name it never had.
+    A field the schema does not list is known only once read; validate catches the rest."""
+    from flows.pump import pump
+    from schemas.errors import DataError
+
+    (project / "in").mkdir()
+    (project / "in" / "a.ndjson").write_text('{"id": 1, "customer": "c1", "note": "n"}\n')
+    (project / "pumps" / "r.yaml").write_text(
+        "name: r\nsource: {type: files, url: ./in/, glob: '*.ndjson'}\n"
+        "schema: {columns: {id: {type: int64}, customer: {type: string}}}\n"
+        "transform: {rename: {customer: Note}}\nsink: {type: parquet, url: ./out}\n"
+    )
+    with pytest.raises(DataError) as caught:
+        pump(spec_path="pumps/r.yaml")
+    assert str(caught.value) == (
+        "transform.rename: renaming 'customer' to 'Note' gives two columns named 'Note' "
+        "('note' is one); rename to another name, or rename 'note' too; columns here: "
+        "id, customer, note"
+    )
+    assert not (project / "out").exists()
+
+
 def test_a_sink_url_through_a_file_is_a_clear_error_and_loads_nothing(project: Path) -> None:
     from flows.pump import pump
     from schemas.errors import DataError

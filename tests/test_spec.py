@@ -573,3 +573,22 @@ def test_nullable_and_unique_may_stand_among_the_checks() -> None:
         "p.yaml:6 schema.columns.a: nullable is given twice, True and False under checks; "
         "keep one of them"
     )
+
+
+def test_a_rename_onto_another_column_is_refused() -> None:
+    """Two columns of one name would land as `amount` and `amount_1` (DuckDB's names are
+    case-insensitive): the customer ids under `amount`."""
+    base = (
+        "name: p\nsource: {type: files, url: ./in/, format: csv}\nsink: {type: parquet, url: ./o}\n"
+    )
+    schema = "schema:\n  columns:\n    customer: {type: string}\n    amount: {type: float64}\n"
+    for rename in ("{customer: amount}", "{customer: Amount}"):
+        with pytest.raises(SpecError) as caught:
+            parse_spec(base + schema + f"transform: {{rename: {rename}}}\n", "p.yaml")
+        target = rename.split(": ")[1].rstrip("}")
+        assert str(caught.value).splitlines()[-1] == (
+            f"p.yaml:8 transform.rename: renaming 'customer' to '{target}' gives two columns "
+            f"named '{target}' ('amount' is one); rename to another name, or rename 'amount' too"
+        )
+    swapped = parse_spec(base + schema + "transform: {rename: {customer: amount, amount: total}}\n")
+    assert swapped.transform.rename == {"customer": "amount", "amount": "total"}
