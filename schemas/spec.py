@@ -378,6 +378,19 @@ CRON_FIELDS = (
 )
 
 
+def _never_fires(cron: str) -> bool:
+    """No time matches `cron` (e.g. February 31): Prefect's scheduler would fail on it."""
+    import datetime as dt
+
+    from prefect._vendor.croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterBadDateError:
+        return True
+    return False
+
+
 class Schedule(Model):
     cron: str
     timezone: str = "UTC"
@@ -386,21 +399,31 @@ class Schedule(Model):
     @classmethod
     def _cron(cls, v: str) -> str:
         fields = v.split()
-        if not 5 <= len(fields) <= 6:
+        if len(fields) != 5:  # a 6th field would be seconds to Prefect's croniter
             raise ValueError(
                 f"{v!r} has {len(fields)} fields; a cron string has 5: "
                 f"{' '.join(f[0] for f in CRON_FIELDS)}, e.g. '*/15 * * * *'"
             )
-        for (what, lo, hi), field in zip(CRON_FIELDS, fields, strict=False):
+        for (what, lo, hi), field in zip(CRON_FIELDS, fields, strict=True):
             for number in re.findall(r"(?<![/\d])\d+", field):  # not the step after '/'
                 if not lo <= int(number) <= hi:
                     raise ValueError(f"{v!r}: {what} {number} is out of range {lo}-{hi}")
+            for first, last in re.findall(r"(\d+)-(\d+)", field):
+                if int(first) > int(last):
+                    raise ValueError(
+                        f"{v!r}: {what} range {first}-{last} runs backwards; a range goes from "
+                        f"low to high, and one that wraps is two: {first}-{hi},{lo}-{last}"
+                    )
         from prefect.client.schemas.schedules import CronSchedule
 
         try:
             CronSchedule(cron=v, timezone="UTC")
         except Exception:
             raise ValueError(f"{v!r} is not a valid cron string, e.g. '*/15 * * * *'") from None
+        if _never_fires(v):
+            raise ValueError(
+                f"{v!r} never fires (no month has that day); fix the day-of-month or month"
+            )
         return v
 
     @field_validator("timezone")

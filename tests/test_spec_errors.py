@@ -483,6 +483,27 @@ BAD_SPECS: list[Bad] = [
         "minute hour day-of-month month day-of-week, e.g. '*/15 * * * *'",
     ),
     bad(
+        "cron with 6 fields (Prefect would read the 6th as seconds)",
+        '"*/15 * * * *"',
+        '"*/15 * * * * *"',
+        "pumps/orders.yaml:39 schedule.cron: '*/15 * * * * *' has 6 fields; a cron string has "
+        "5: minute hour day-of-month month day-of-week, e.g. '*/15 * * * *'",
+    ),
+    bad(
+        "cron that never fires",
+        '"*/15 * * * *"',
+        '"0 0 31 2 *"',
+        "pumps/orders.yaml:39 schedule.cron: '0 0 31 2 *' never fires (no month has that day); "
+        "fix the day-of-month or month",
+    ),
+    bad(
+        "cron range backwards",
+        '"*/15 * * * *"',
+        '"5-1 * * * *"',
+        "pumps/orders.yaml:39 schedule.cron: '5-1 * * * *': minute range 5-1 runs backwards; "
+        "a range goes from low to high, and one that wraps is two: 5-59,0-1",
+    ),
+    bad(
         "cron hour out of range",
         '"*/15 * * * *"',
         '"*/15 25 * * *"',
