@@ -268,7 +268,9 @@ def test_a_run_s_warnings_are_in_its_summary_and_on_the_terminal(project: Path) 
 
     records = api_orders(30, seed=5)
     with serve(PagedAPI(records, "cursor", page_size=7)) as base:
-        (project / "pumps" / "orders.yaml").write_text(api_spec(base, 10, "  max_pages: 2\n"))
+        # A name of its own: `status` tests read the server's runs of pump `orders`.
+        text = api_spec(base, 10, "  max_pages: 2\n").replace("name: orders", "name: warned")
+        (project / "pumps" / "orders.yaml").write_text(text)
         as_json = cli("run", "pumps/orders.yaml", "--json", cwd=project)
         shutil.rmtree(project / ".pumphouse")
         shutil.rmtree(project / "out")
@@ -294,7 +296,8 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
     records = api_orders(30, seed=6)
     app = Scripted([None, ("slow", 4)], PagedAPI(records, "cursor", page_size=7))
     with serve(app) as base:
-        (project / "pumps" / "orders.yaml").write_text(api_spec(base, 10))
+        text = api_spec(base, 10).replace("name: orders", "name: stopped")  # see above
+        (project / "pumps" / "orders.yaml").write_text(text)
         proc = subprocess.Popen(
             [PUMPHOUSE, "run", "pumps/orders.yaml"],
             cwd=project,
@@ -389,6 +392,7 @@ def test_status_and_query_need_no_variable_only_a_source_or_sink_would_use(
     )
     text = text.replace("  url: ./out/orders\n", "  url: ./out/orders\n"
                         '  storage_options: {password: "${env:SINK_SECRET}"}\n')  # fmt: skip
+    text = text.replace("name: orders", "name: lazy")  # see test_a_run_s_warnings_...
     (project / "pumps" / "orders.yaml").write_text(text)
     line = text[: text.index("${env:SINK_SECRET}")].count("\n") + 1
     env = {k: v for k, v in os.environ.items() if k not in ("PUMP_SECRET", "SINK_SECRET")}
@@ -398,7 +402,7 @@ def test_status_and_query_need_no_variable_only_a_source_or_sink_would_use(
     status = cli("status", cwd=project, env=env)
     assert status.returncode == 0, status.stderr
     assert "invalid spec" not in status.stdout and " ok " in status.stdout
-    count = ("query", "pumps/orders.yaml", "SELECT count(*) FROM orders", "--format", "csv")
+    count = ("query", "pumps/orders.yaml", "SELECT count(*) FROM lazy", "--format", "csv")
     query = cli(*count, cwd=project, env={**env, "SINK_SECRET": SECRET})
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines()[1:] == [str(len(expected(records)))]
