@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import PumpError, SpecError, UsageError
+from schemas.errors import PumpError, SpecError, TransientError, UsageError
 from schemas.secrets import redact, redact_all
 
 app = typer.Typer(
@@ -295,21 +295,26 @@ def run(
 ) -> None:
     """Run the pump once as a Prefect flow and print a summary."""
     signal.signal(signal.SIGTERM, _terminated)
-    from schemas.loader import load_spec
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        from schemas.loader import load_spec
 
-    load_spec(str(spec))  # most spec errors exit 2 within a second
-    with _imports_without_gc():
-        from flows.executor import choose
-        from flows.pump import pump
-        from tasks import progress
+        load_spec(str(spec))  # most spec errors exit 2 within a second
+        with _imports_without_gc():
+            from flows.executor import choose
+            from flows.pump import pump
+            from tasks import progress
 
-    choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
-    _server_for_secrets(spec)
-    _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
+        choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
+        _server_for_secrets(spec)
+        _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
+    except PumpError as e:
+        if as_json:  # --json promises one object, whatever went wrong
+            print(json.dumps(redact_all(_failed_summary(spec, e, started_at)), default=str))
+        raise
 
     show_bar = not as_json and err.is_terminal
     stop = _progress_bar(progress) if show_bar else (lambda: None)
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         from flows.local_server import use_local_server
 
@@ -317,14 +322,18 @@ def run(
         summary = pump(
             spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
         )
-    except Exception as e:
+    except (Exception, Terminated) as e:
         stop()
+        failure = _unreachable(e) or e
+        failed = _failed_summary(spec, failure, started_at)
         if as_json:  # --json promises one object, whatever went wrong
-            print(json.dumps(redact_all(_failed_summary(spec, e, started_at)), default=str))
-        if not isinstance(e, PumpError):
+            print(json.dumps(redact_all(failed), default=str))
+        elif isinstance(failure, PumpError) and failed.get("run_id"):
+            _print_summary(failed)  # "a summary at the end": what the failed run did
+        if not isinstance(failure, PumpError):
             raise  # main() reports it
-        _print_error(e)
-        raise typer.Exit(e.exit_code) from None
+        _print_error(failure)
+        raise typer.Exit(failure.exit_code) from None
     finally:
         stop()
     if as_json:
@@ -349,18 +358,32 @@ def _imports_without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _failed_summary(spec: Path, e: Exception, started_at: str) -> dict[str, Any]:
+def _unreachable(e: BaseException) -> PumpError | None:
+    """Prefect's own error for a configured server that does not answer, as ours."""
+    text = str(e)
+    if isinstance(e, RuntimeError) and text.startswith("Failed to reach API at "):
+        url = text.removeprefix("Failed to reach API at ").strip()
+        return TransientError(
+            f"cannot reach the Prefect server at {url}; start it (`prefect server start`) or "
+            "fix PREFECT_API_URL (unset, pumphouse starts a local one), then run again"
+        )
+    return None
+
+
+def _failed_summary(spec: Path, e: BaseException, started_at: str) -> dict[str, Any]:
     """The failed run's own record when it left one, else zeros; `error` says what went wrong."""
     from tasks.state import StateStore
 
+    name, last = spec.stem, []
     try:
         name = _read_spec(str(spec)).name
         last = StateStore(name).runs(1)
     except PumpError:
-        last = []
+        pass
     if last and str(last[-1].get("started_at") or "") < started_at:
         last = []  # an earlier run's record, not this one's
     base = {
+        "pump": name,
         "status": "failed",
         "rows_read": 0,
         "rows_written": 0,
@@ -369,7 +392,12 @@ def _failed_summary(spec: Path, e: Exception, started_at: str) -> dict[str, Any]
     }
     if last and last[-1].get("status") == "failed":
         base.update(last[-1])
-    base["error"] = str(e)
+    if isinstance(e, Terminated):
+        base["error"] = f"terminated; {RESUMED}"
+    elif isinstance(e, SpecError) and e.problems:  # each problem, as validate prints them
+        base["error"] = "; ".join(e.problems)
+    else:
+        base["error"] = str(e)
     return base
 
 

@@ -26,6 +26,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from tests._moto import free_port
 from tests.conftest import PUMPHOUSE, REPO
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
@@ -692,6 +693,41 @@ def test_a_failed_run_exits_1_with_one_json_object_and_a_short_error(project: Pa
     assert not (project / "out").exists()
 
 
+def test_a_failed_run_shows_what_it_did_and_json_is_one_object_even_for_a_spec_error(
+    project: Path, prefect_server: str
+) -> None:
+    """`run` prints "a summary at the end" when its run fails too (then the error), and
+    `--json` is one object on stdout whatever went wrong: a bad spec, a server down."""
+    write_orders(project / "in", files=1, rows=50, seed=23)
+    (project / "in" / "orders-zz.ndjson").write_text("not json\n" * 40)
+    (project / "pumps" / "failing.yaml").write_text(
+        spec_text(max_invalid_ratio=0.05).replace("name: orders", "name: failing")
+    )
+    plain = cli("run", "pumps/failing.yaml", cwd=project)
+    assert plain.returncode == 1
+    assert plain.stdout.startswith("pump failing: failed\n") and "rows read" in plain.stdout
+    assert "│ 90 " in plain.stdout  # rows read: 50 orders and 40 lines that are no JSON
+    (line,) = plain_lines(plain.stderr)
+    assert line.startswith("error: 41 of 90 rows (45.6%) are invalid")  # one order is too
+
+    (project / "pumps" / "bad.yaml").write_text("name: Bad\n")
+    bad = cli("run", "pumps/bad.yaml", "--json", cwd=project)
+    assert bad.returncode == 2
+    summary = one_json_object(bad.stdout)
+    assert (summary["status"], summary["rows_read"], summary["pump"]) == ("failed", 0, "bad")
+    assert "pumps/bad.yaml:1 name:" in summary["error"]
+
+    down = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    for args in (("--json",), ()):
+        done = cli("run", "pumps/failing.yaml", *args, cwd=project, env=down)
+        assert done.returncode == 1
+        (line,) = plain_lines(done.stderr)
+        assert line.startswith("error: cannot reach the Prefect server at http://127.0.0.1:")
+        assert "start it (`prefect server start`) or fix PREFECT_API_URL" in line
+    assert one_json_object(cli("run", "pumps/failing.yaml", "--json", cwd=project, env=down)
+                           .stdout)["error"] == line.removeprefix("error: ")  # fmt: skip
+
+
 @pytest.mark.reliability(
     "secrets",
     "a secret in the spec through ${env:}, on validate and failing runs",
@@ -703,7 +739,8 @@ def test_secrets_never_reach_the_output(project: Path, prefect_server: str) -> N
     broken = spec_text().replace("  batch_rows: 1000\n", '  batch_rows: "${env:PUMP_SECRET}"\n')
     (project / "pumps" / "broken.yaml").write_text(broken)
     refused = cli("run", "pumps/broken.yaml", "--json", cwd=project, env=env)
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == 2 and SECRET not in refused.stdout
+    assert one_json_object(refused.stdout)["status"] == "failed"  # --json: one object, always
     (line,) = plain_lines(refused.stderr)
     assert line.startswith(f"pumps/broken.yaml:{_line_of(broken, 'batch_rows')} limits.batch_rows")
     assert "${env:PUMP_SECRET}" in line
