@@ -300,7 +300,7 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
         text = api_spec(base, 10).replace("name: orders", "name: stopped")  # see above
         (project / "pumps" / "orders.yaml").write_text(text)
         proc = subprocess.Popen(
-            [PUMPHOUSE, "run", "pumps/orders.yaml"],
+            [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
             cwd=project,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -314,6 +314,8 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
         out, errors = proc.communicate(timeout=60)
         assert proc.returncode == 143, errors
         assert "Traceback" not in out + errors
+        stopped = one_json_object(out)  # --json: one object, whatever went wrong
+        assert (stopped["status"], stopped["error"]) == ("failed", plain_lines(errors)[-1])
         assert plain_lines(errors)[-1] == (
             "terminated; run again to finish: an interrupted run is resumed with the same inputs"
         )
