@@ -8,6 +8,7 @@ import csv
 import gc
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -626,6 +627,8 @@ def deploy(
     from flows.deploy import deploy as deploy_specs
     from tasks.deployment import spec_parameter
 
+    if not pool.strip():
+        raise UsageError("--pool needs a work pool's name, e.g. --pool pumphouse")
     paths = _spec_paths(specs, "deploy")
     loaded: list[tuple[Any, str]] = []
     bad = 0
@@ -653,7 +656,8 @@ def deploy(
         when = f"schedule {d.schedule}" if d.schedule else "no schedule: runs when triggered"
         out.print(f"deployed {d.name} on pool {report.pool}, {when}", markup=False)
     out.print(
-        f"runs in {report.workdir}; start a worker there: prefect worker start --pool {report.pool}",
+        f"runs in {report.workdir}; start a worker there: "
+        f"prefect worker start --pool {shlex.quote(report.pool)}",
         markup=False,
         highlight=False,
     )

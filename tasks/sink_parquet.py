@@ -139,7 +139,13 @@ def _place(fs: fsspec.AbstractFileSystem, tmp: str, file: str, dest: str) -> str
                 part = f"{final}.tmp"
                 shutil.copyfile(file, part)
                 os.replace(part, final)
-        except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as e:
+        except (
+            FileNotFoundError,
+            NotADirectoryError,
+            IsADirectoryError,
+            FileExistsError,
+            PermissionError,
+        ) as e:
             raise storage_error(e, f"sink {final}", "writing", "sink.storage_options") from None
     else:
         with storage_errors(f"sink {final}", "writing", "sink.storage_options"):

@@ -259,6 +259,8 @@ def test_deploy_refusals_and_a_container_pool(
         "that live there (e.g. pumps/NAME.yaml)",
         ("deploy", "pumps/ok.yaml", "--workdir", "opt/pumps"): "--workdir 'opt/pumps' is not an "
         "absolute path; give the project folder as the worker sees it, e.g. /opt/pumphouse",
+        ("deploy", "pumps/ok.yaml", "--pool", " "): "--pool needs a work pool's name, e.g. "
+        "--pool pumphouse",
         ("deploy", "pumps/ok.yaml", "--image", "acme/pumps:1"): "--image is for Docker and "
         "Kubernetes pools; work pool 'pumphouse' is of type process and runs flows on the "
         "worker's machine",

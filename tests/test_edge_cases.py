@@ -176,6 +176,25 @@ def test_a_sink_url_through_a_file_is_a_clear_error_and_loads_nothing(project: P
     assert not (project / ".pumphouse/orders/state.json").exists()
 
 
+def test_a_sink_folder_that_cannot_be_made_is_a_clear_error(project: Path) -> None:
+    """/proc takes no new folders: mkdir says there is no such file."""
+    from flows.pump import pump
+    from schemas.errors import DataError
+    from tests.data import spec_text, write_orders
+
+    write_orders(project / "in", files=1, rows=30)
+    (project / "pumps" / "orders.yaml").write_text(spec_text(out="/proc/no-such/out"))
+    with pytest.raises(DataError) as caught:
+        pump(spec_path="pumps/orders.yaml")
+    text = str(caught.value)
+    assert text.startswith("sink /proc/no-such/out/"), text
+    assert text.endswith(
+        ": no such file or folder; check the path (relative paths start at the working "
+        "directory) and storage_options"
+    )
+    assert not (project / ".pumphouse/orders/state.json").exists()
+
+
 def test_a_csv_without_a_header_fills_the_schema_s_columns_in_order(project: Path) -> None:
     from flows.pump import pump
 
