@@ -585,7 +585,8 @@ def reset(
     spec: Annotated[Path, typer.Argument(help="The spec file")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
-    """Forget the pump's state (high-water mark, files read, open run). The output stays."""
+    """Forget the pump's state (high-water mark, files read, open run). The output, rejected
+    rows and run history stay."""
     from tasks.state import StateStore
 
     loaded = _read_spec(str(spec))

@@ -184,9 +184,10 @@ class StateStore:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def reset(self) -> None:
-        """Forget everything: committed state, open run, history. The lock file stays:
-        a run holding it keeps holding it."""
-        self._files.clear(keep=(LOCK, REFRESH))
+        """Forget the state: committed mark and files, open run. What is not state stays: the
+        runs' history (for `status`), rejected rows kept here (an http sink's: output, which
+        reset keeps), and the lock file (a run holding it keeps holding it)."""
+        self._files.clear(keep=(LOCK, REFRESH, "runs.jsonl", "rejected"))
         shutil.rmtree(self.staging, ignore_errors=True)  # local files: cleared with the rest
 
     # ---- an unfinished --full-refresh

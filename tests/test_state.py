@@ -74,8 +74,12 @@ def test_reset_keeps_the_lock_file_it_runs_under(project: Path) -> None:
     store = StateStore("orders")
     with store.lock():
         store.commit(Committed(hwm="5", files={}), {"status": "ok"})
+        (store.root / "rejected").mkdir()  # an http sink's rejected rows: output, not state
+        (store.root / "rejected" / "part-r1-00000.parquet").write_bytes(b"PAR1")
         store.reset()
         assert store.committed() == Committed()
         assert (store.root / "lock").exists()
+        assert store.runs() == [{"status": "ok"}]  # history, for `status`
+        assert (store.root / "rejected" / "part-r1-00000.parquet").read_bytes() == b"PAR1"
         with pytest.raises(BusyError), StateStore("orders").lock(wait_seconds=0):
             pass
