@@ -576,7 +576,7 @@ def test_state_in_a_bucket_survives_a_run_killed_on_one_machine_and_resumed_on_a
 
     reset = run_cli("reset", "pumps/orders.yaml", "--yes", cwd=project, env=machine_b)
     assert reset.returncode == 0, reset.stderr
-    assert fs.find(f"{bucket}/state/") == []
+    assert fs.find(f"{bucket}/state/") == [f"{bucket}/state/orders/runs.jsonl"]  # history stays
 
 
 def test_the_state_store_works_the_same_on_an_fsspec_url(project: Path) -> None:
@@ -604,10 +604,12 @@ def test_the_state_store_works_the_same_on_an_fsspec_url(project: Path) -> None:
     store.mark_refresh(True)
     with store.lock():
         store.reset()
-    assert (store.committed(), store.runs(), store.refresh_pending()) == (Committed(), [], True)
+    assert store.committed() == Committed() and store.refresh_pending()
+    assert store.runs() == [{"status": "ok"}]  # the history stays, for `status`
     assert (store.root / "lock").exists()
     fs = fsspec.filesystem("memory")
-    assert [p.rsplit("/", 1)[1] for p in fs.find(f"{url}/orders")] == ["refresh.pending"]
+    kept = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{url}/orders"))
+    assert kept == ["refresh.pending", "runs.jsonl"]
     fs.pipe_file(f"{url}/orders/state.json", b"{not json")
     with pytest.raises(PumpError, match=f"state file {url}/orders/state.json is damaged"):
         store.committed()
