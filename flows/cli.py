@@ -311,7 +311,7 @@ def run(
         _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
     except PumpError as e:
         if as_json:  # --json promises one object, whatever went wrong
-            print(json.dumps(redact_all(_failed_summary(spec, e, started_at)), default=str))
+            _print_json(_failed_summary(spec, e, started_at))
         raise
 
     show_bar = not as_json and err.is_terminal
@@ -327,8 +327,8 @@ def run(
         stop()
         failure = _unreachable(e) or e
         failed = _failed_summary(spec, failure, started_at)
-        if as_json:  # --json promises one object, whatever went wrong
-            print(json.dumps(redact_all(failed), default=str))
+        if as_json:
+            _print_json(failed)
         elif isinstance(failure, PumpError) and failed.get("run_id"):
             _print_summary(failed)  # "a summary at the end": what the failed run did
         if not isinstance(failure, PumpError):
@@ -338,9 +338,14 @@ def run(
     finally:
         stop()
     if as_json:
-        print(json.dumps(redact_all(summary), default=str))
+        _print_json(summary)
     else:
         _print_summary(summary)
+
+
+def _print_json(summary: dict[str, Any]) -> None:
+    """The summary as `--json` promises it: one object on one line, secrets masked."""
+    print(json.dumps(redact_all(summary), default=str))
 
 
 @contextlib.contextmanager

@@ -510,7 +510,8 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
         problems += _names_exist(cols, tuple(t.rename), ("transform", "rename"))
     if isinstance(schema, SchemaSpec):  # extra fields may add more, checked when read
         named = list(t.select) if t.select is not None else list(schema.columns)
-        problems += [(("transform", "rename"), m) for m in renamed_twice(t.rename, named)]
+        if (twice := renamed_twice(t.rename, named)) is not None:
+            problems.append((("transform", "rename"), twice))
     out = output_columns(spec)
     if out is not None:
         if t.incremental:
@@ -553,21 +554,21 @@ def _names_exist(
     ]
 
 
-def renamed_twice(rename: dict[str, str], columns: list[str]) -> list[str]:
-    """Problems where `rename` over `columns` gives two columns one name (DuckDB's names are
-    case-insensitive: it would make one of them `name_1`)."""
+def renamed_twice(rename: dict[str, str], columns: list[str]) -> str | None:
+    """The problem when `rename` over `columns` gives two columns one name (DuckDB's names
+    are case-insensitive: it would make one of them `name_1`); None when it does not."""
     seen: dict[str, str] = {}
     for column in columns:
         name = rename.get(column, column)
         other = seen.setdefault(name.lower(), column)
         if other != column:
             first, second = sorted((other, column), key=lambda c: c not in rename)
-            return [
+            return (
                 f"renaming {first!r} to {rename[first]!r} gives two columns named "
                 f"{rename[first]!r} ({second!r} is one); rename to another name, or rename "
                 f"{second!r} too"
-            ]
-    return []
+            )
+    return None
 
 
 def output_columns(spec: Spec) -> list[str] | None:

@@ -62,12 +62,14 @@ class _Replayed(io.RawIOBase):
 
 def codec_of(source: FilesSource, file: SourceFile, fmt: str) -> str:
     """The file's compression: source.compression, or inferred from the name's suffix
-    ("infer" when the name has none: the content may say, see sniffed)."""
+    ("infer" when the name has none: the content may say, see sniffed; parquet: "none")."""
     codec: str = source.compression
     if codec == "infer":
         name = file.url.lower()
         codec = next((c for ext, c in SUFFIX_CODECS.items() if name.endswith(ext)), codec)
-    if fmt == "parquet" and codec not in ("none", "infer"):
+    if fmt == "parquet" and codec == "infer":
+        return "none"
+    if fmt == "parquet" and codec != "none":
         raise DataError(
             f"{safe_url(file.url)}: parquet files carry their own compression and cannot be "
             f"read through {codec}; store them uncompressed or set source.compression: none"

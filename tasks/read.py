@@ -98,9 +98,7 @@ def _opened(source: FilesSource, file: SourceFile, fmt: str) -> Iterator[tuple[A
     # then reads a replaced object only up to the old size. Ask the store afresh.
     fs.invalidate_cache(path)
     with io_errors(file.url), fs.open(path, "rb", block_size=READ_BLOCK) as raw:
-        if codec == "infer" and fmt == "parquet":
-            codec = "none"
-        elif codec == "infer":
+        if codec == "infer":
             codec, raw = sniffed(raw)
         yield raw, codec
 

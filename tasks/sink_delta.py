@@ -102,7 +102,9 @@ def _write_batches(
             raise SinkRefused(str(e)) from None
     if sink.mode == "overwrite":
         if batches:
-            _overwrite(con, dt, uri, options, spec, source, select, batches, run_id, seq_base, hwm)
+            rows = f"SELECT {select} FROM {source} WHERE _batch < {batches}"
+            commit = _commit(spec, run_id, batches, batches, seq_base + batches, hwm)
+            _overwrite(con, dt, uri, options, spec, rows, commit)
         return
     for k in range(batches):
         seq = seq_base + k + 1
@@ -128,26 +130,20 @@ def _overwrite(
     uri: str,
     options: dict[str, str],
     spec: Spec,
-    source: str,
-    select: str,
-    batches: int,
-    run_id: str,
-    seq_base: int,
-    hwm: str | None,
+    rows: str,
+    commit: CommitProperties,
 ) -> None:
-    """The run's batches as one commit, so that readers see the old rows or the new, never a
-    part; its app transaction is the run's last batch. `select`: the columns of `source`
-    (a relation) as the table takes them."""
+    """The run's rows (the query `rows`, in the table's columns) as one commit, so that readers
+    see the old rows or the new, never a part; `commit` is the run's last batch."""
     sink = _sink(spec)
-    rows = con.sql(f"SELECT {select} FROM {source} WHERE _batch < {batches}")
     write_deltalake(
         dt if dt is not None else uri,
-        rows.to_arrow_reader(spec.limits.batch_rows),  # streamed: one schema, batch by batch
+        con.sql(rows).to_arrow_reader(spec.limits.batch_rows),  # streamed: one schema
         mode="overwrite",
         schema_mode="overwrite" if dt is not None else None,
         partition_by=list(sink.partition_by) or None,
         storage_options=None if dt is not None else options,
-        commit_properties=_commit(spec, run_id, batches, batches, seq_base + batches, hwm),
+        commit_properties=commit,
     )
     faults.point("loaded_batch")
 

@@ -147,8 +147,8 @@ def _names_known(spec: Spec, columns: list[str]) -> None:
     once the data is read. What the run's rows need together is checked at load."""
     t = spec.transform
     missing_column("transform.select", list(t.select or []), columns)
-    for problem in renamed_twice(t.rename, list(t.select or columns)):
-        raise DataError(f"transform.rename: {problem}; columns here: {', '.join(columns)}")
+    if (twice := renamed_twice(t.rename, list(t.select or columns))) is not None:
+        raise DataError(f"transform.rename: {twice}; columns here: {', '.join(columns)}")
     outputs = [dst for _, dst in projection(t, columns)]
     cursor = [t.incremental.cursor] if t.incremental else []
     missing_column("transform.incremental.cursor", cursor, outputs)

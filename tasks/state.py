@@ -39,6 +39,7 @@ from tasks._statefiles import LocalFiles, RemoteFiles, StateFiles, is_remote
 STATE_VERSION = 1
 REFRESH = "refresh.pending"  # a --full-refresh that has not finished: the next run redoes it
 LOCK = "lock"
+RUNS = "runs.jsonl"  # one summary line per finished run
 STAGED = ".staged"  # in a run's staging folder: its staging finished on this machine
 
 
@@ -153,10 +154,10 @@ class StateStore:
         state, and a failed run records itself while the store may be the thing failing."""
         line = json.dumps(redact_all(summary), default=str)  # the output URL may hold one
         with contextlib.suppress(PumpError):  # a local append raises OSError, never this
-            self._files.append_line("runs.jsonl", line)
+            self._files.append_line(RUNS, line)
 
     def runs(self, last: int = 10) -> list[dict[str, Any]]:
-        data = self._files.read("runs.jsonl")
+        data = self._files.read(RUNS)
         if data is None:
             return []
         out = []
@@ -187,7 +188,7 @@ class StateStore:
         """Forget the state: committed mark and files, open run. What is not state stays: the
         runs' history (for `status`), rejected rows kept here (an http sink's: output, which
         reset keeps), and the lock file (a run holding it keeps holding it)."""
-        self._files.clear(keep=(LOCK, REFRESH, "runs.jsonl", "rejected"))
+        self._files.clear(keep=(LOCK, REFRESH, RUNS, "rejected"))
         shutil.rmtree(self.staging, ignore_errors=True)  # local files: cleared with the rest
 
     # ---- an unfinished --full-refresh
