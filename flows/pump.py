@@ -119,6 +119,7 @@ def _locked_run(
             raise
     faults.point("loaded")
     summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
+    summary.counts.rows_old += loaded.rows_seen  # new by the cursor, loaded by a run before
     summary.hwm_after, summary.inputs_left = loaded.hwm_after, len(manifest.left())
     summary.seconds = time.perf_counter() - started
     with summary.step("commit"):
@@ -156,7 +157,7 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
     while queue or pending:
         while queue and len(pending) < width and total.rows_read < limits.max_rows_per_run:
             i, f = queue.pop(0)
-            pending[stage.submit(i, f, manifest.hwm_before)] = i
+            pending[stage.submit(i, f, manifest.since)] = i
         if not pending:
             break  # the row limit is reached: the rest waits for the next run
         fut = next(as_completed(list(pending)))

@@ -76,9 +76,11 @@ def _seconds(value: Any) -> Any:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", value)
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", value)
         if m:
-            factor = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+            factor = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[
+                m.group(2) or "s"
+            ]
             return float(m.group(1)) * factor
     raise ValueError(f"expected a duration such as 30s, 500ms or 2m (got {value!r})")
 
@@ -250,6 +252,8 @@ SchemaField = Annotated[
 
 class Incremental(Model):
     cursor: str = Field(min_length=1)
+    # Rows up to this late (cursor below the mark) are still read; loaded ones are not again.
+    lookback: Annotated[float, BeforeValidator(_seconds), Field(ge=0)] = 0.0
 
 
 class Dedup(Model):

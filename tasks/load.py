@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from schemas.spec import Spec
 from tasks import sinks
 from tasks._duckdb import Connection, column_types, connect, ident, quote, scalar
@@ -18,6 +20,7 @@ from tasks.transform import (
     run_columns_known,
     starts_sql,
 )
+from tasks.window import HASH, Window, fresh_sql, remembered_sql, since
 
 
 @dataclass
@@ -26,6 +29,8 @@ class Loaded:
     rows_written: int = 0
     hwm_after: str | None = None
     batches: int = 0  # load batches of valid rows: the sink's batch sequence moves by this much
+    rows_seen: int = 0  # new by the cursor, but loaded by a run before (tasks/window.py)
+    seen: list[tuple[str, str]] | None = None  # the window the next run knows; None: as it was
 
 
 def load_run(
@@ -35,9 +40,13 @@ def load_run(
     hwm_floor: str | None,
     seq_base: int = 0,
     state: str = ".",
+    window: Window | None = None,
+    leaves_rest: bool = False,
 ) -> Loaded:
     """Write the run's rows and rejected rows to the sink; idempotent for the same run.
     The mark after it is the newest cursor loaded, never below `hwm_floor` (the mark before).
+    Rows `window` has seen are not loaded again; with `leaves_rest` the next run reads against
+    this run's mark again (what max_rows_per_run left), so the window it knows starts there.
 
     Load batch k of the run is sink batch `seq_base + k + 1`: sinks that keep their own
     record of what they hold (Delta) skip a batch they already have.
@@ -53,11 +62,16 @@ def load_run(
             described = column_types(con, f"SELECT * FROM {staged} LIMIT 0")
             run_columns_known(spec, [n for n, _ in described if n not in LINEAGE])
             if spec.transform.incremental:
-                cursor = ident(spec.transform.incremental.cursor)
-                floor = quote(hwm_floor) if hwm_floor is not None else "NULL"
-                # The text literal takes the cursor's type; greatest() passes over NULLs.
-                top = scalar(con, f"SELECT greatest(max({cursor}), {floor})::VARCHAR FROM {staged}")
-                out.hwm_after = top if top is not None else hwm_floor
+                staged = _fresh(
+                    con,
+                    spec,
+                    staged,
+                    dict(described),
+                    hwm_floor,
+                    window or Window(),
+                    leaves_rest,
+                    out,
+                )
             out.rows_written, out.batches = _number(con, spec, staged)
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
             out.rows_duplicate = total - out.rows_written
@@ -72,6 +86,46 @@ def load_run(
     finally:
         con.close()
     return out
+
+
+def _fresh(
+    con: Connection,
+    spec: Spec,
+    staged: str,
+    types: dict[str, str],
+    hwm_floor: str | None,
+    window: Window,
+    leaves_rest: bool,
+    out: Loaded,
+) -> str:
+    """The staged rows the window has not seen (a view); sets the mark after the run, the rows
+    seen and the window the next run knows."""
+    assert spec.transform.incremental
+    cursor = spec.transform.incremental.cursor
+    kind = types[cursor]
+    floor = quote(hwm_floor) if hwm_floor is not None else "NULL"
+    # The text literal takes the cursor's type; greatest() passes over NULLs.
+    top = scalar(con, f"SELECT greatest(max({ident(cursor)}), {floor})::VARCHAR FROM {staged}")
+    out.hwm_after = top if top is not None else hwm_floor
+    low = since(window.mark if leaves_rest else out.hwm_after, window.lookback)
+    seen = pa.table(
+        {"cursor": [c for c, _ in window.seen], "hash": [h for _, h in window.seen]},
+        schema=pa.schema([("cursor", pa.string()), ("hash", pa.string())]),
+    )
+    con.register("__ph_seen_in", seen)
+    con.execute("CREATE TEMP TABLE seen AS SELECT * FROM __ph_seen_in")
+    con.unregister("__ph_seen_in")
+    columns = [n for n in types if n not in LINEAGE]
+    con.execute(
+        f"CREATE TEMP TABLE fresh AS {fresh_sql(window, staged, cursor, kind, columns, low)}"
+    )
+    total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
+    out.rows_seen = total - int(scalar(con, "SELECT count(*) FROM fresh"))
+    if window.strict and out.hwm_after == window.mark:
+        return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"  # still the old `>` at the same mark
+    remembered = con.sql(remembered_sql("fresh", cursor, kind, low)).fetchall()
+    out.seen = [(str(c), str(h)) for c, h in remembered]
+    return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"
 
 
 def _number(con: Connection, spec: Spec, staged: str) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from tasks import sinks
 from tasks.http_source import page_input
 from tasks.listing import list_files
 from tasks.state import Committed, Manifest, StateStore
+from tasks.window import since
 
 
 def new_run_id() -> str:
@@ -44,11 +45,17 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     rest = _still_there(committed.rest, inputs, http) if committed.rest else []
     if rest:
         inputs, mark = rest, committed.rest_hwm
+    incremental = spec.transform.incremental
+    lookback = incremental.lookback if incremental else 0.0
+    legacy = committed.seen is None and mark is not None  # see tasks/window.py
     manifest = Manifest(
         run_id=new_run_id(),
         started_at=time.time(),
         inputs=inputs,
         hwm_before=mark,
+        since=mark if legacy else since(mark, lookback),
+        lookback=lookback,
+        strict=legacy,
         seq_base=max(committed.seq, sinks.committed_seq(spec)),
         hwm_committed=committed.hwm,
     )

@@ -2,8 +2,9 @@
 
 Layout under `PUMPHOUSE_STATE_DIR/NAME/` (default `.pumphouse/NAME/`):
 
-    state.json      committed after the rows it covers are in the sink (with the inputs a
-                    run stopped at limits.max_rows_per_run left for the next)
+    state.json      committed after the rows it covers are in the sink: the mark, the rows of
+                    its window already loaded (`seen`), the files read, and the inputs a
+                    run stopped at limits.max_rows_per_run left for the next
     manifest.json   the open run: its frozen inputs and phase; gone when the run commits
     runs.jsonl      one summary line per finished run, for `pumphouse status`
     staging/RUN/    the open run's validated batches, until it commits
@@ -54,6 +55,9 @@ class Committed:
     # before anything new, against the mark the stopped run started with (`rest_hwm`).
     rest: list[dict[str, Any]] = field(default_factory=list)
     rest_hwm: str | None = None
+    # (cursor, value hash) of the rows at or above the next run's `since` that runs loaded
+    # (tasks/window.py); None in state written before windows were kept.
+    seen: list[tuple[str, str]] | None = None
 
     def is_read(self, url: str, fingerprint: str) -> bool:
         return self.files.get(url) == fingerprint
@@ -74,6 +78,17 @@ class Manifest:
     # at max_rows_per_run left (see Committed.rest); the mark after the run is never below it.
     hwm_committed: str | None = None
     rest: list[dict[str, Any]] = field(default_factory=list)  # files the row limit kept out
+    # The incremental window (tasks/window.py), frozen: rows with cursor >= `since` are new.
+    # A manifest from before windows has no `since`: it read with `>` at hwm_before (`strict`).
+    since: str | None = None
+    lookback: float = 0.0
+    strict: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        if "since" not in data:
+            data = {**data, "since": data.get("hwm_before"), "strict": True}
+        return cls(**data)
 
     def left(self) -> list[dict[str, Any]]:
         """What this run leaves for the next (limits.max_rows_per_run): the files kept out,
@@ -132,6 +147,7 @@ class StateStore:
             seq=int(data.get("seq", 0)),
             rest=list(rest.get("inputs", [])),
             rest_hwm=rest.get("hwm"),
+            seen=[(str(c), str(h)) for c, h in data["seen"]] if "seen" in data else None,
         )
 
     def commit(self, committed: Committed, summary: dict[str, Any]) -> None:
@@ -142,6 +158,8 @@ class StateStore:
             "seq": committed.seq,
             "files": committed.files,
         }
+        if committed.seen is not None:
+            data["seen"] = committed.seen
         if committed.rest:
             data["rest"] = {"inputs": committed.rest, "hwm": committed.rest_hwm}
         self._write_json("state.json", data)
@@ -169,7 +187,7 @@ class StateStore:
     # ---- the open run
     def manifest(self) -> Manifest | None:
         data = self._read_json("manifest.json")
-        return Manifest(**data) if data else None
+        return Manifest.from_dict(data) if data else None
 
     def save_manifest(self, manifest: Manifest) -> None:
         """Save the open run. Saved in phase "loading", it also marks the run's staging here

@@ -22,6 +22,7 @@ from tasks.plan import plan_run
 from tasks.stage import stage_file
 from tasks.state import Committed, Manifest, StateStore
 from tasks.summary import Counts
+from tasks.window import Window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,6 +103,10 @@ def stage_task(
 )
 @secret_safe
 def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
+    seen = store.committed().seen
+    window = Window(
+        manifest.hwm_before, manifest.since, manifest.lookback, manifest.strict, tuple(seen or ())
+    )
     return load_run(
         spec,
         str(store.run_dir(manifest.run_id)),
@@ -109,6 +114,8 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
         manifest.hwm_floor,
         manifest.seq_base,
         store.location,
+        window,
+        bool(manifest.left()),
     )
 
 
@@ -118,10 +125,14 @@ def commit_task(
     store: StateStore, manifest: Manifest, loaded: Loaded, summary: dict[str, Any]
 ) -> None:
     """Add the run's files to those read, move the mark and the batch sequence, close the run."""
-    files = dict(store.committed().files)
+    before = store.committed()
+    files = dict(before.files)
     files.update({f["url"]: f["fingerprint"] for f in manifest.inputs if f.get("kind") != "http"})
     seq = manifest.seq_base + loaded.batches
     rest = manifest.left()
     rest_hwm = manifest.hwm_before if rest else None  # what is left is read against it
-    committed = Committed(hwm=loaded.hwm_after, files=files, seq=seq, rest=rest, rest_hwm=rest_hwm)
+    seen = loaded.seen if loaded.seen is not None else before.seen
+    committed = Committed(
+        hwm=loaded.hwm_after, files=files, seq=seq, rest=rest, rest_hwm=rest_hwm, seen=seen
+    )
     store.commit(committed, summary)

@@ -50,14 +50,16 @@ def batch_sql(
 ) -> str:
     """Valid rows of a checked batch, projected, with two flags: passed the filter, is new.
 
-    A NULL filter result counts as false (SQL's WHERE semantics); a NULL cursor is never new.
+    A row is new when its cursor is at or above `hwm` (the run's `since`, tasks/window.py); the
+    load leaves out those loaded before. A NULL filter result counts as false (SQL's WHERE
+    semantics); a NULL cursor is never new.
     """
     pairs = projection(transform, columns)
     cols = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in pairs)
     keep_filter = f"coalesce(({transform.filter}), false)" if transform.filter else "true"
     if transform.incremental and hwm is not None and cursor_type:
         cursor = ident(transform.incremental.cursor)
-        keep_new = f"coalesce({cursor} > CAST({quote(hwm)} AS {cursor_type}), false)"
+        keep_new = f"coalesce({cursor} >= CAST({quote(hwm)} AS {cursor_type}), false)"
     elif transform.incremental:
         keep_new = f"{ident(transform.incremental.cursor)} IS NOT NULL"
     else:

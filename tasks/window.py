@@ -1,0 +1,101 @@
+"""The incremental window: which rows are new, and which of those a run before loaded already.
+
+A row is new when its cursor is at or above the committed mark minus `lookback` (`since`).
+The rows of that window that earlier runs loaded are remembered by a hash of their values
+(`Window.seen`), committed with the mark, so a row at the mark, or re-sent within the
+lookback, is loaded once: `>` at the mark would lose rows that share its value.
+
+State written before windows were kept has a mark but no window: its last run loaded the rows
+at the mark with `>`, so that one run keeps `>` (`strict`), and commits a window for the next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from schemas.errors import SpecError
+from tasks._duckdb import ident, quote
+
+HASH = "__ph_seen"  # a row's value hash, while the load decides what it has seen
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one run reads against: the rows with cursor >= `since` are new, but for those
+    whose hash is in `seen` (and with `strict`, those at or below `mark`)."""
+
+    mark: str | None = None
+    since: str | None = None
+    lookback: float = 0.0
+    strict: bool = False
+    seen: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (cursor, value hash)
+
+
+def since(mark: str | None, lookback: float) -> str | None:
+    """The mark minus `lookback` seconds, as text the cursor's type reads; the mark itself
+    when lookback is 0. A date mark goes back to the date of that instant."""
+    if mark is None or not lookback:
+        return mark
+    try:
+        instant = dt.datetime.fromisoformat(mark.strip())
+    except ValueError:
+        raise SpecError(
+            f"transform.incremental.lookback: the mark {mark!r} is not a date or timestamp, so it "
+            "cannot go back in time; set lookback: 0s, or use a timestamp column as the cursor"
+        ) from None
+    earlier = instant - dt.timedelta(seconds=lookback)
+    if len(mark.strip()) == 10:  # a date
+        return earlier.date().isoformat()
+    return earlier.isoformat(sep=" ")
+
+
+def value_hash(columns: Sequence[str]) -> str:
+    """SQL for a row's hash over `columns` (not their order), NULLs left out: JSON-quoted
+    name and text of each, so no two different rows write the same text."""
+    parts = [
+        f"CASE WHEN {ident(c)} IS NULL THEN '' ELSE to_json({quote(c)}) || ':' || "
+        f"to_json(CAST({ident(c)} AS VARCHAR)) || ',' END"
+        for c in sorted(columns)
+    ]
+    return f"md5(concat({', '.join(parts)}))" if parts else "md5('')"
+
+
+def fresh_sql(
+    window: Window,
+    relation: str,
+    cursor: str,
+    cursor_type: str,
+    columns: Sequence[str],
+    low: str | None,
+) -> str:
+    """The relation's rows less those this window has seen, each with its value hash where it
+    may matter (NULL elsewhere): a row can have been seen only at or below the highest cursor
+    remembered (table `seen`), and the next run must know the rows at or above `low`."""
+    c = ident(cursor)
+    bounds = [f"{c} >= CAST({quote(low)} AS {cursor_type})" if low is not None else "false"]
+    if window.seen:
+        bounds.append(f"{c} <= (SELECT max(CAST(cursor AS {cursor_type})) FROM seen)")
+    hashed = (
+        f"SELECT *, CASE WHEN {' OR '.join(bounds)} THEN {value_hash(columns)} END AS {HASH} "
+        f"FROM {relation}"
+    )
+    keep = [f"{HASH} IS NULL OR {HASH} NOT IN (SELECT hash FROM seen)"] if window.seen else []
+    if window.strict and window.mark is not None:
+        keep.append(f"{c} > CAST({quote(window.mark)} AS {cursor_type})")
+    where = f" WHERE {' AND '.join(f'({k})' for k in keep)}" if keep else ""
+    return f"SELECT * FROM ({hashed}){where}"
+
+
+def remembered_sql(relation: str, cursor: str, cursor_type: str, low: str | None) -> str:
+    """(cursor, hash) of what the next run must know it has seen: the rows at or above `low`
+    (the next run's `since`), of this run's (`relation`) and of those remembered before."""
+    c = ident(cursor)
+    bound = f" >= CAST({quote(low)} AS {cursor_type})" if low is not None else " IS NOT NULL"
+    return (
+        f"SELECT DISTINCT CAST({c} AS VARCHAR) AS cursor, {HASH} AS hash FROM {relation} "
+        f"WHERE {c}{bound} AND {HASH} IS NOT NULL "
+        f"UNION SELECT cursor, hash FROM seen WHERE CAST(cursor AS {cursor_type}){bound} "
+        "ORDER BY cursor, hash"
+    )
