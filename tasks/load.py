@@ -107,7 +107,7 @@ def _fresh(
     # The text literal takes the cursor's type; greatest() passes over NULLs.
     top = scalar(con, f"SELECT greatest(max({ident(cursor)}), {floor})::VARCHAR FROM {staged}")
     out.hwm_after = top if top is not None else hwm_floor
-    low = since(window.mark if leaves_rest else out.hwm_after, window.lookback)
+    low = since(out.hwm_after, window.lookback)
     seen = pa.table(
         {"cursor": [c for c, _ in window.seen], "hash": [h for _, h in window.seen]},
         schema=pa.schema([("cursor", pa.string()), ("hash", pa.string())]),
@@ -123,7 +123,8 @@ def _fresh(
     out.rows_seen = total - int(scalar(con, "SELECT count(*) FROM fresh"))
     if window.strict and out.hwm_after == window.mark:
         return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"  # still the old `>` at the same mark
-    remembered = con.sql(remembered_sql("fresh", cursor, kind, low)).fetchall()
+    low_before = since(window.mark, window.lookback) if leaves_rest else low
+    remembered = con.sql(remembered_sql("fresh", cursor, kind, low, low_before)).fetchall()
     out.seen = [(str(c), str(h)) for c, h in remembered]
     return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"
 

@@ -88,14 +88,19 @@ def fresh_sql(
     return f"SELECT * FROM ({hashed}){where}"
 
 
-def remembered_sql(relation: str, cursor: str, cursor_type: str, low: str | None) -> str:
-    """(cursor, hash) of what the next run must know it has seen: the rows at or above `low`
-    (the next run's `since`), of this run's (`relation`) and of those remembered before."""
-    c = ident(cursor)
-    bound = f" >= CAST({quote(low)} AS {cursor_type})" if low is not None else " IS NOT NULL"
+def remembered_sql(
+    relation: str, cursor: str, cursor_type: str, low: str | None, low_before: str | None
+) -> str:
+    """(cursor, hash) of what the next runs must know they have seen: this run's rows
+    (`relation`) at or above `low` (the `since` after this run), and those remembered before
+    at or above `low_before` (lower while what max_rows_per_run left is read at the old mark)."""
+
+    def at_least(column: str, bound: str | None) -> str:
+        return f"{column} >= CAST({quote(bound)} AS {cursor_type})" if bound is not None else "true"
+
     return (
-        f"SELECT DISTINCT CAST({c} AS VARCHAR) AS cursor, {HASH} AS hash FROM {relation} "
-        f"WHERE {c}{bound} AND {HASH} IS NOT NULL "
-        f"UNION SELECT cursor, hash FROM seen WHERE CAST(cursor AS {cursor_type}){bound} "
+        f"SELECT DISTINCT CAST({ident(cursor)} AS VARCHAR) AS cursor, {HASH} AS hash "
+        f"FROM {relation} WHERE {at_least(ident(cursor), low)} AND {HASH} IS NOT NULL "
+        f"UNION SELECT cursor, hash FROM seen WHERE {at_least(f'CAST(cursor AS {cursor_type})', low_before)} "
         "ORDER BY cursor, hash"
     )
