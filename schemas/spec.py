@@ -461,6 +461,14 @@ class Spec(Model):
         return self.transform.dedup.key if self.transform.dedup else ()
 
 
+# Without order_by the row kept per key would be whichever arrived last (or first), so a
+# correction file named before the original would lose to it.
+DEDUP_NEEDS_ORDER_BY = (
+    "needs order_by, the column that says which row of a key is the latest (or, with "
+    "keep: first, the earliest); add order_by: <a column>, e.g. order_by: updated_at"
+)
+
+
 def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that relate sections. Returns (key path, message) pairs; empty when all hold."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -480,6 +488,8 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
         problems.append(
             (("sink", "key"), "mode 'merge' needs a key: set sink.key or transform.dedup.key")
         )
+    if t.dedup and t.dedup.order_by is None:
+        problems.append((("transform", "dedup"), DEDUP_NEEDS_ORDER_BY))
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", sink.url)
     if sink.type == "delta" and scheme and scheme.group(1).lower() not in DELTA_SCHEMES:
         problems.append(
