@@ -116,6 +116,8 @@ class Paginate(Model):
     offset_param: str = "offset"
     page_param: str = "page"
     page_size: Count = Field(100, ge=1, le=100_000)
+    total_path: str | None = None  # offset / page: the body's record count; stop at it
+    has_more_path: str | None = None  # offset / page: the body's flag; stop when false
 
 
 class HttpSource(Model):
@@ -530,17 +532,28 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
 
 
 def _paginate_problems(p: Paginate) -> list[tuple[tuple[str | int, ...], str]]:
-    """A pagination style that reads a path from the body needs that path."""
+    """A pagination style that reads a path from the body needs that path; the paths that
+    say where offset / page pagination ends are for those styles only."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
     needs = {"next_url": "next_url", "cursor": "cursor_path"}.get(p.style)
-    if needs is None or getattr(p, needs):
-        return []
-    return [
-        (
-            ("source", "paginate", needs),
-            f"style {p.style} needs {needs}: the dotted path in the body, e.g. "
-            + ("links.next" if needs == "next_url" else "meta.next_cursor"),
+    if needs is not None and not getattr(p, needs):
+        problems.append(
+            (
+                ("source", "paginate", needs),
+                f"style {p.style} needs {needs}: the dotted path in the body, e.g. "
+                + ("links.next" if needs == "next_url" else "meta.next_cursor"),
+            )
         )
-    ]
+    for key in ("total_path", "has_more_path"):
+        if getattr(p, key) is not None and p.style not in ("offset", "page"):
+            problems.append(
+                (
+                    ("source", "paginate", key),
+                    f"{key} is for style offset or page (got {p.style}); remove {key}, or "
+                    "set style: offset or page",
+                )
+            )
+    return problems
 
 
 def _names_exist(
