@@ -63,6 +63,26 @@ Count = Annotated[int, _not_a_flag("int_type", "Input should be a valid integer"
 Number = Annotated[float, _not_a_flag("float_type", "Input should be a valid number")]
 
 
+def _as_text(value: Any) -> Any:
+    """A query parameter or header is text on the wire: `true` goes as `true` (as APIs
+    expect, not Python's `True`), a number as written. Nothing, a list or a mapping is
+    refused: there is no one right way to send it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    got = "nothing" if value is None else "a mapping" if isinstance(value, dict) else repr(value)
+    raise ValueError(
+        f"expected text, a number or true/false (got {got}); write the one value to send, "
+        'e.g. "a,b" for a list, or remove the key'
+    )
+
+
+Text = Annotated[str, BeforeValidator(_as_text)]  # a query parameter's or a header's value
+
+
 class Model(BaseModel):
     """Base of every spec section: immutable, and an unknown key is an error."""
 
@@ -123,9 +143,9 @@ class Paginate(Model):
 class HttpSource(Model):
     type: Literal["http"]
     url: str = Field(pattern=r"^https?://", min_length=8)
-    params: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Text] = Field(default_factory=dict)
     cursor_start: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Text] = Field(default_factory=dict)
     records: str = ""
     paginate: Paginate = Paginate()
     max_pages: Count = Field(10_000, ge=1)
@@ -318,7 +338,7 @@ class HttpSink(Model):
     mode: str = "append"
     format: Literal["ndjson", "json"] = "ndjson"
     batch_rows: Count = Field(500, ge=1, le=100_000)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Text] = Field(default_factory=dict)
     key: Names | None = None
     partition_by: Names = ()
     timeout: Seconds = 30.0

@@ -512,6 +512,39 @@ def test_the_cursor_goes_into_params() -> None:
     }  # no cursor yet: the parameter is left out
 
 
+def test_numbers_and_booleans_in_params_and_headers_are_sent_as_written() -> None:
+    app = PagedAPI(RECORDS, "none")
+    with serve(app) as base:
+        text = (
+            f"name: t\nsource:\n  type: http\n  url: {base}/v1/orders\n  records: data\n"
+            "  params: {limit: 100, active: true, archived: false, ratio: 1.5}\n"
+            "  headers: {X-Page-Size: 100, X-Debug: true}\n"
+            "sink: {type: parquet, url: ./out}\n"
+        )
+        spec = parse_spec(text, "pumps/t.yaml")
+        assert isinstance(spec.source, HttpSource)
+        assert raws(read(spec.source)) == RECORDS
+    assert app.seen[0].path == "/v1/orders?limit=100&active=true&archived=false&ratio=1.5"
+    assert (app.seen[0].headers["x-page-size"], app.seen[0].headers["x-debug"]) == ("100", "true")
+
+
+@pytest.mark.parametrize(
+    ("value", "got"), [("null", "nothing"), ("[1, 2]", "[1, 2]"), ("{a: 1}", "a mapping")]
+)
+@pytest.mark.parametrize("key", ["params", "headers"])
+def test_a_param_or_header_that_is_not_one_value_is_refused(key: str, value: str, got: str) -> None:
+    text = (
+        "name: t\nsource:\n  type: http\n  url: http://127.0.0.1:1/x\n"
+        f"  {key}:\n    limit: {value}\nsink: {{type: parquet, url: ./out}}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "pumps/t.yaml")
+    assert caught.value.problems == (
+        f"pumps/t.yaml:6 source.{key}.limit: expected text, a number or true/false (got "
+        f'{got}); write the one value to send, e.g. "a,b" for a list, or remove the key',
+    )
+
+
 def token(offset: int) -> str:
     """The PagedAPI's cursor for the page at `offset`."""
     import base64
