@@ -259,6 +259,10 @@ def validate(
         else:
             named[spec.name] = path
             out.print(f"ok: {path} (pump {spec.name})", markup=False, highlight=False)
+            from schemas.notes import located_notes
+
+            for note in located_notes(str(path), spec):
+                _say(f"note: {note}")
     if bad:
         raise typer.Exit(2)
 

@@ -12,14 +12,19 @@ Problem = tuple[Loc, str]  # (key path, message)
 
 def spec_error(file: str, lines: dict[Loc, int], problems: Iterable[Problem]) -> SpecError:
     """One SpecError for all problems, in the order of the file's lines."""
-    located = sorted(((_line_of(lines, loc), loc, msg) for loc, msg in problems), key=_by_line)
+    unique = located(file, lines, problems)
+    return SpecError(unique[0] if len(unique) == 1 else f"{len(unique)} problems in {file}", unique)
+
+
+def located(file: str, lines: dict[Loc, int], problems: Iterable[Problem]) -> list[str]:
+    """`file:line key.path: message` lines, in the order of the file's lines, each once."""
+    found = sorted(((_line_of(lines, loc), loc, msg) for loc, msg in problems), key=_by_line)
     out = []
-    for line, loc, msg in located:
+    for line, loc, msg in found:
         where = f"{file}:{line}" if line else file
         key = f" {_dotted(loc)}:" if loc else ":"
         out.append(f"{where}{key} {msg}")
-    unique = list(dict.fromkeys(out))
-    return SpecError(unique[0] if len(unique) == 1 else f"{len(unique)} problems in {file}", unique)
+    return list(dict.fromkeys(out))
 
 
 def _by_line(item: tuple[int | None, Loc, str]) -> int:

@@ -1,4 +1,5 @@
-"""A spec's YAML read with the line of every key path; duplicate keys and syntax errors as located problems."""
+"""A spec's YAML, read as YAML 1.2, with the line of every key path; duplicate keys and
+syntax errors as located problems."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from schemas.errors import SpecError
 
 def read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
     """The document (a mapping) and the line of each key path; SpecError for anything else."""
-    loader = yaml.SafeLoader(text)
+    loader = CoreLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -39,6 +40,50 @@ def read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
             f"(name: ..., source: ..., sink: ...), not {got}"
         )
     return data, lines
+
+
+class CoreLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's core schema: only true/false are booleans, ints
+    are decimal, 0o octal or 0x hex, and `NO`, `yes`, `0123`-as-octal, `1_000`, `12:30:00`
+    and `2024-01-01` of YAML 1.1 are what they read as (text, or 123)."""
+
+    # Not ruamel.yaml: only Prefect pulls it in, and its 1.2 loader still makes dates of text.
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+
+
+# YAML 1.2.2, 10.3.2 (tag resolution of the core schema); the tag, its regex, first chars.
+CORE_SCHEMA = (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("null", r"null|Null|NULL|~|", ["n", "N", "~", ""]),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        "float",
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+        "-+.0123456789",
+    ),
+    ("merge", r"<<", "<"),  # `<<: *defaults`, as before: aliases are read as they were
+)
+for _tag, _pattern, _first in CORE_SCHEMA:
+    CoreLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), list(_first)
+    )
+
+
+def _core_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    """An int of the core schema: 0o17 and 0x1F have a base; 0123 is decimal, unlike 1.1."""
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    try:
+        if text[:2] in ("0o", "0x"):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not an integer", node.start_mark
+        ) from None
+
+
+CoreLoader.add_constructor("tag:yaml.org,2002:int", _core_int)
 
 
 def _yaml_problem(file: str, text: str, e: yaml.MarkedYAMLError) -> str:

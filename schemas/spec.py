@@ -63,6 +63,26 @@ Count = Annotated[int, _not_a_flag("int_type", "Input should be a valid integer"
 Number = Annotated[float, _not_a_flag("float_type", "Input should be a valid number")]
 
 
+def _as_text(value: Any) -> Any:
+    """A query parameter or header is text on the wire: `true` goes as `true` (as APIs
+    expect, not Python's `True`), a number as written. Nothing, a list or a mapping is
+    refused: there is no one right way to send it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    got = "nothing" if value is None else "a mapping" if isinstance(value, dict) else repr(value)
+    raise ValueError(
+        f"expected text, a number or true/false (got {got}); write the one value to send, "
+        'e.g. "a,b" for a list, or remove the key'
+    )
+
+
+Text = Annotated[str, BeforeValidator(_as_text)]  # a query parameter's or a header's value
+
+
 class Model(BaseModel):
     """Base of every spec section: immutable, and an unknown key is an error."""
 
@@ -118,14 +138,16 @@ class Paginate(Model):
     offset_param: str = "offset"
     page_param: str = "page"
     page_size: Count = Field(100, ge=1, le=100_000)
+    total_path: str | None = None  # offset / page: the body's record count; stop at it
+    has_more_path: str | None = None  # offset / page: the body's flag; stop when false
 
 
 class HttpSource(Model):
     type: Literal["http"]
     url: str = Field(pattern=r"^https?://", min_length=8)
-    params: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Text] = Field(default_factory=dict)
     cursor_start: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Text] = Field(default_factory=dict)
     records: str = ""
     paginate: Paginate = Paginate()
     max_pages: Count = Field(10_000, ge=1)
@@ -320,7 +342,7 @@ class HttpSink(Model):
     mode: str = "append"
     format: Literal["ndjson", "json"] = "ndjson"
     batch_rows: Count = Field(500, ge=1, le=100_000)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Text] = Field(default_factory=dict)
     key: Names | None = None
     partition_by: Names = ()
     timeout: Seconds = 30.0
@@ -465,6 +487,14 @@ class Spec(Model):
         return self.transform.dedup.key if self.transform.dedup else ()
 
 
+# Without order_by the row kept per key would be whichever arrived last (or first), so a
+# correction file named before the original would lose to it.
+DEDUP_NEEDS_ORDER_BY = (
+    "needs order_by, the column that says which row of a key is the latest (or, with "
+    "keep: first, the earliest); add order_by: <a column>, e.g. order_by: updated_at"
+)
+
+
 def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that relate sections. Returns (key path, message) pairs; empty when all hold."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -484,6 +514,8 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
         problems.append(
             (("sink", "key"), "mode 'merge' needs a key: set sink.key or transform.dedup.key")
         )
+    if t.dedup and t.dedup.order_by is None:
+        problems.append((("transform", "dedup"), DEDUP_NEEDS_ORDER_BY))
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", sink.url)
     if sink.type == "delta" and scheme and scheme.group(1).lower() not in DELTA_SCHEMES:
         problems.append(
@@ -534,17 +566,28 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
 
 
 def _paginate_problems(p: Paginate) -> list[tuple[tuple[str | int, ...], str]]:
-    """A pagination style that reads a path from the body needs that path."""
+    """A pagination style that reads a path from the body needs that path; the paths that
+    say where offset / page pagination ends are for those styles only."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
     needs = {"next_url": "next_url", "cursor": "cursor_path"}.get(p.style)
-    if needs is None or getattr(p, needs):
-        return []
-    return [
-        (
-            ("source", "paginate", needs),
-            f"style {p.style} needs {needs}: the dotted path in the body, e.g. "
-            + ("links.next" if needs == "next_url" else "meta.next_cursor"),
+    if needs is not None and not getattr(p, needs):
+        problems.append(
+            (
+                ("source", "paginate", needs),
+                f"style {p.style} needs {needs}: the dotted path in the body, e.g. "
+                + ("links.next" if needs == "next_url" else "meta.next_cursor"),
+            )
         )
-    ]
+    for key in ("total_path", "has_more_path"):
+        if getattr(p, key) is not None and p.style not in ("offset", "page"):
+            problems.append(
+                (
+                    ("source", "paginate", key),
+                    f"{key} is for style offset or page (got {p.style}); remove {key}, or "
+                    "set style: offset or page",
+                )
+            )
+    return problems
 
 
 def _names_exist(

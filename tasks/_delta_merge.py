@@ -4,8 +4,8 @@ Per key the row with the greatest `dedup.order_by` wins (the smallest with `keep
 against the table's row as within a run. A NULL order_by loses to any value, as it does in
 dedup (NULLS LAST). A tie goes to the later arrival with `keep: latest` (the run's row
 replaces the table's) and to the earlier with `keep: first` (the table's row stays); so a
-replayed row changes nothing. Without order_by every row ties: latest = upsert, first =
-insert only. The predicates are DataFusion SQL over the aliases `s` (source) and `t` (table).
+replayed row changes nothing. Without a dedup (only sink.key; validate refuses a dedup
+without order_by) every row ties: an upsert. The predicates are DataFusion SQL over the aliases `s` (source) and `t` (table).
 """
 
 from __future__ import annotations

@@ -82,10 +82,12 @@ def read_pages(
 @dataclass(frozen=True)
 class Resume:
     """Where a run stopped at limits.max_rows_per_run: the next page (as `portable` keeps
-    it) and how many pages the runs before read of this pagination (for max_pages)."""
+    it), and how many pages (for max_pages) and records (for paginate.total_path) the runs
+    before read of this pagination."""
 
     url: str
     pages: int
+    records: int = 0
 
 
 def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, An
     fingerprint ties a resume point to the source as the spec says it then."""
     if resume is None:
         return {"kind": "http", "url": source.url, "size": 0, "fingerprint": ""}
-    fingerprint = f"resume:{resume.pages}:{_source_key(source)}"
+    fingerprint = f"resume:{resume.pages}:{_source_key(source)}:{resume.records}"
     return {"kind": "http", "url": resume.url, "size": 0, "fingerprint": fingerprint}
 
 
@@ -104,18 +106,23 @@ def resume_of(source: HttpSource, url: str, fingerprint: str) -> Resume | None:
     kind, _, rest = fingerprint.partition(":")
     if kind != "resume":
         return None
-    pages, _, key = rest.partition(":")
+    pages, _, rest = rest.partition(":")
+    key, _, records = rest.partition(":")  # no records in a point left before total_path
     if key != _source_key(source):
         _warn(
             f"{safe_url(source.url)}: the run before stopped at limits.max_rows_per_run, and "
             "source has changed since; this run reads from the first page (with the same mark)"
         )
         return None
-    return Resume(url, int(pages))
+    return Resume(url, int(pages), int(records or 0))
 
 
 def _source_key(source: HttpSource) -> str:
-    what = [source.url, source.params, source.records, source.paginate.model_dump(mode="json")]
+    # Paginate's keys added since resume points were first kept count only when set, so
+    # that a point left before then is still this source's.
+    unset = {k for k in ("total_path", "has_more_path") if getattr(source.paginate, k) is None}
+    paginate = source.paginate.model_dump(mode="json", exclude=unset)
+    what = [source.url, source.params, source.records, paginate]
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -198,9 +205,9 @@ def _pages(
     records are read, until the next page, which goes to `left`. An API that refuses the
     page a run resumes at (its token expired) is read again from `first`, with no stop, so
     that the runs make progress."""
-    url, done, reply = first, 0, None
+    url, done, reply, count = first, 0, None, 0
     if resume is not None:
-        url, done = resumed(source, resume.url), resume.pages
+        url, done, count = resumed(source, resume.url), resume.pages, resume.records
         try:
             reply = client.get_json(url)
         except HttpFailure as e:
@@ -209,14 +216,19 @@ def _pages(
                 f"(limits.max_rows_per_run): {e}. This run reads again from the first page, "
                 "with the same mark, to the last (rows read before may come again)"
             )
-            url, done, stop = first, 0, None
-    seen, read = {url}, 0
+            url, done, stop, count = first, 0, None, 0
+    seen, read, short = {url}, 0, 0
     for n in range(done + 1, source.max_pages + 1):
         reply = reply or client.get_json(url)
         records = records_at(reply.data, source.records, url)
         yield url, records
         read += len(records)
-        after = next_page(source.paginate, reply, url, records)
+        count += len(records)
+        if n == 1 and source.paginate.style in ("offset", "page"):
+            short = len(records) if len(records) < source.paginate.page_size else 0
+        elif n == 2 and short and records:
+            _warn_capped(source, short)
+        after = next_page(source.paginate, reply, url, records, count)
         reply = None
         if after is None:
             return
@@ -231,7 +243,7 @@ def _pages(
         if stop is not None and read >= stop:
             kept = portable(source, after)
             if kept is not None:
-                left.append(Resume(kept, n))
+                left.append(Resume(kept, n, count))
                 return
             _warn(
                 f"{safe_url(source.url)}: limits.max_rows_per_run ({stop}) reached, but the "
@@ -244,6 +256,15 @@ def _pages(
     _warn(
         f"{safe_url(source.url)}: stopped after source.max_pages ({source.max_pages}) pages; "
         "the pages after those are not read (raise source.max_pages to read them)"
+    )
+
+
+def _warn_capped(source: HttpSource, size: int) -> None:
+    p = source.paginate
+    _warn(
+        f"{safe_url(source.url)}: the API sends pages of {size} records, fewer than "
+        f"source.paginate.page_size ({p.page_size}) asks for; its pages are read to the end "
+        f"all the same (set page_size: {size} to ask for what it sends)"
     )
 
 
@@ -279,8 +300,11 @@ def _warn(message: str) -> None:
         log.warning(message)
 
 
-def next_page(p: Paginate, reply: Reply, url: str, records: list[Any]) -> str | None:
-    """The next page's URL after `url` (which gave `reply` and its `records`), or None."""
+def next_page(p: Paginate, reply: Reply, url: str, records: list[Any], read: int) -> str | None:
+    """The next page's URL after `url` (which gave `reply` and its `records`; `read`
+    records so far, these included), or None. Offset and page pagination end at an empty
+    page, or where the body says (`total_path`, `has_more_path`), never at a short page:
+    an API may send fewer records than `page_size` asks for."""
     here = httpx.URL(url)
     if p.style == "link_header":
         link = reply.links.get("next", {}).get("url")
@@ -293,13 +317,41 @@ def next_page(p: Paginate, reply: Reply, url: str, records: list[Any]) -> str | 
         if token is None or token == "":
             return None
         return str(here.copy_merge_params({p.cursor_param: str(token)}))
-    if p.style in ("offset", "page") and len(records) >= p.page_size:
+    if p.style in ("offset", "page") and records and not _said_last(p, reply.data, read, url):
         if p.style == "offset":
             offset = int(here.params.get(p.offset_param) or 0) + len(records)
             return str(here.copy_merge_params({p.offset_param: str(offset)}))
         page = int(here.params.get(p.page_param) or 1) + 1
         return str(here.copy_merge_params({p.page_param: str(page)}))
     return None
+
+
+def _said_last(p: Paginate, data: Any, read: int, url: str) -> bool:
+    """Whether the body says its page is the last: `has_more_path` is false, or the
+    `read` records reach the count at `total_path`."""
+    if p.has_more_path is not None:
+        more = dig(data, p.has_more_path)
+        if not isinstance(more, bool):
+            raise _unexpected(url, "true or false", "has_more_path", p.has_more_path, more)
+        if not more:
+            return True
+    if p.total_path is not None:
+        total = dig(data, p.total_path)
+        if isinstance(total, str) and total.isdigit():
+            total = int(total)
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise _unexpected(url, "a count of records", "total_path", p.total_path, total)
+        if read >= total:
+            return True
+    return False
+
+
+def _unexpected(url: str, wanted: str, key: str, path: str, found: Any) -> DataError:
+    got = "nothing" if found is None else f"{json.dumps(found)[:80]}"
+    return DataError(
+        f"{safe_url(url)}: expected {wanted} at source.paginate.{key} {path!r}, found {got}; "
+        f"set {key} to its dotted path in the body, or remove it"
+    )
 
 
 def dig(data: Any, path: str) -> Any:

@@ -91,8 +91,9 @@ class PagedAPI(App):
     """GET /v1/orders: `records` newer than or at `updated_since`, paginated in `style`.
 
     For link_header, next_url and cursor the server picks the page size (`page_size`); for
-    offset and page the client's `limit` does. Records are under `data` (or the body is the
-    list, `wrap=""`). `token` (if set) is the bearer token the API wants.
+    offset and page the client's `limit` does, up to `max_limit`, and `meta` holds `total`
+    (the records the query matches) and `has_more`. Records are under `data` (or the body
+    is the list, `wrap=""`). `token` (if set) is the bearer token the API wants.
     """
 
     def __init__(
@@ -103,10 +104,11 @@ class PagedAPI(App):
         wrap: str = "data",
         token: str | None = None,
         gzip: bool = False,
+        max_limit: int | None = None,
     ) -> None:
         super().__init__()
         self.records, self.style, self.page_size, self.wrap = records, style, page_size, wrap
-        self.token, self.gzip = token, gzip
+        self.token, self.gzip, self.max_limit = token, gzip, max_limit
 
     def answer(self, req: Seen) -> Answer:
         url = urlsplit(req.path)
@@ -129,6 +131,8 @@ class PagedAPI(App):
         elif s == "cursor":
             token = base64.urlsafe_b64encode(f"o{after}".encode()).decode() if after else None
             body["meta"] = {"next_cursor": token}
+        elif s in ("offset", "page") and self.wrap:
+            body["meta"] = {"total": len(rows), "has_more": after is not None}
         return Answer.json(body, **headers)
 
     def _window(self, q: dict[str, str]) -> tuple[int, int]:
@@ -140,7 +144,7 @@ class PagedAPI(App):
         if s == "cursor":
             c = q.get("cursor")
             return (int(base64.urlsafe_b64decode(c).decode()[1:]) if c else 0), self.page_size
-        limit = int(q["limit"])
+        limit = min(int(q["limit"]), self.max_limit or 10**9)
         if s == "offset":
             return int(q.get("offset", 0)), limit
         return (int(q.get("page", 1)) - 1) * limit, limit

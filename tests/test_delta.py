@@ -126,13 +126,9 @@ CHANGES = [
             "{key: [id], order_by: ts, keep: first}",
             {1: "a", 2: "b", 3: "a", 4: "a", 5: "b", 6: "a", 7: "b", None: "a"},
         ),
-        (  # no order_by: every row ties, the newer run wins: an upsert
-            "{key: [id], keep: latest}",
+        (  # no dedup (validate refuses one without order_by), sink.key: the newer run wins
+            "",
             {1: "b", 2: "b", 3: "b", 4: "b", 5: "b", 6: "b", 7: "b", None: "b"},
-        ),
-        (  # no order_by, keep first: insert only
-            "{key: [id], keep: first}",
-            {1: "a", 2: "a", 3: "a", 4: "a", 5: "a", 6: "a", 7: "b", None: "a"},
         ),
     ],
 )
@@ -145,7 +141,7 @@ def test_merge_keeps_the_winner_per_key_against_the_table(
     tmp_path: Path, dedup: str, want: dict[Any, str]
 ) -> None:
     url = tmp_path / "t"
-    spec = unit_spec(url, dedup=dedup)
+    spec = unit_spec(url, dedup=dedup, extra=", key: [id]")
     load(spec, TABLE, 0, tmp_path / "run")
     load(spec, CHANGES, 1, tmp_path / "run")
     got = rows_of(url)

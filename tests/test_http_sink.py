@@ -223,6 +223,13 @@ def test_headers_with_secrets_are_sent_and_never_shown(
     )
 
 
+def test_numbers_and_booleans_in_headers_are_sent_as_written(tmp_path: Path) -> None:
+    app = Receiver()
+    with serve(app) as base:
+        send(sink_spec(base, headers={"X-Batch-Rows": 10, "X-Test": True}), tmp_path, n=1)
+    assert (app.seen[0].headers["x-batch-rows"], app.seen[0].headers["x-test"]) == ("10", "true")
+
+
 class Redirecting(Receiver):
     def __init__(self, status: int, target: str = "/hook") -> None:
         super().__init__()

@@ -101,6 +101,7 @@ def test_offset_and_page_ask_with_the_spec_s_parameter_names() -> None:
     assert [s.query for s in app.seen] == [
         {"limit": "10", "offset": "0"},
         {"limit": "10", "offset": "10"},
+        {"limit": "10", "offset": "15"},  # a short page is not the end: an empty one is
     ]
     app = PagedAPI(RECORDS[:20], "page")
     with serve(app) as base:
@@ -153,11 +154,11 @@ def test_max_rows_per_run_stops_after_the_page_that_reaches_it_and_says_where_to
         first = [b.table for b in read_pages(src, None, limits, left=left)]
         assert len(app.seen) == 3  # pages of 7: 21 records reach 15
         assert raws(pa.concat_tables(first)) == RECORDS[:21]
-        assert left == [Resume(f"{base}/v1/orders?after=21", 3)]
+        assert left == [Resume(f"{base}/v1/orders?after=21", 3, 21)]
         rest: list[Resume] = []
         second = [b.table for b in read_pages(src, None, limits, left[0], rest)]
         assert raws(pa.concat_tables(second)) == RECORDS[21:42]
-        assert rest == [Resume(f"{base}/v1/orders?after=42", 6)]
+        assert rest == [Resume(f"{base}/v1/orders?after=42", 6, 42)]
         # max_pages (7) counts the pages of the runs before: one more page, then the end.
         app.seen.clear()
         third = [b.table for b in read_pages(src, None, limits, rest[0], [])]
@@ -197,6 +198,9 @@ def test_a_resume_point_is_for_the_source_the_spec_had_when_it_was_left(
     held = page_input(src, point)
     assert resume_of(src, held["url"], held["fingerprint"]) == point
     assert resume_of(src, src.url, page_input(src)["fingerprint"]) is None  # the first page
+    # A point left before paginate had total_path and has_more_path is still this source's.
+    before = "resume:3:da097468753b7d52"
+    assert resume_of(src, point.url, before) == point
     changed = source("https://api.example.com", paginate="next_url", records="items")
     assert resume_of(changed, held["url"], held["fingerprint"]) is None
     assert caplog.records[-1].getMessage() == (
@@ -349,6 +353,118 @@ def test_pagination_styles_that_read_a_path_need_it() -> None:
     )
 
 
+# ---------------------------------------------------------------- an API that caps its page size
+
+
+def capped_warning(base: str, size: int, asked: int) -> str:
+    return (
+        f"{base}/v1/orders: the API sends pages of {size} records, fewer than "
+        f"source.paginate.page_size ({asked}) asks for; its pages are read to the end all "
+        f"the same (set page_size: {size} to ask for what it sends)"
+    )
+
+
+def http_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pumphouse.http"]
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+@pytest.mark.parametrize(
+    ("ends", "requests"),
+    [
+        ({}, 9),  # pages of 7: 50 records in 8 pages, and the empty one that ends them
+        ({"total_path": "meta.total"}, 8),
+        ({"has_more_path": "meta.has_more"}, 8),
+        ({"total_path": "meta.total", "has_more_path": "meta.has_more"}, 8),
+    ],
+)
+def test_an_api_that_caps_its_page_size_is_read_to_the_end(
+    style: str, ends: dict[str, str], requests: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = PagedAPI(RECORDS, style, max_limit=7)
+    with serve(app) as base:
+        table = read(source(base, paginate={"style": style, "page_size": 20, **ends}))
+    assert raws(table) == RECORDS
+    assert len(app.seen) == requests
+    assert [s.query["limit"] for s in app.seen] == ["20"] * requests
+    assert http_warnings(caplog) == [capped_warning(base, 7, 20)]
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_a_short_page_that_is_the_last_is_no_warning(
+    style: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = PagedAPI(RECORDS[:15], style, max_limit=7)
+    with serve(app) as base:
+        since = {"updated_since": "{cursor}"}
+        paginate = {"style": style, "page_size": 20}
+        one = read(source(base, params=since, paginate=paginate), hwm="2026-03-08 00:10:00")
+        full = read(source(base, paginate={"style": style, "page_size": 7}))
+    assert raws(one) == RECORDS[10:15]  # one short page, then the empty one
+    assert raws(full) == RECORDS[:15]  # page_size as the API sends: no warning
+    assert len(app.seen) == 2 + 4  # 5 records and an empty page; 7, 7, 1 and an empty page
+    assert http_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("ends", "found", "wanted"),
+    [
+        ({"total_path": "meta.count"}, "nothing", "a count of records"),
+        ({"total_path": "data"}, json.dumps(RECORDS[:7])[:80], "a count of records"),
+        ({"has_more_path": "meta.total"}, "50", "true or false"),
+    ],
+)
+def test_a_body_without_the_end_where_paginate_says_is_a_data_error(
+    ends: dict[str, str], found: str, wanted: str
+) -> None:
+    key, path = next(iter(ends.items()))
+    with serve(PagedAPI(RECORDS, "offset")) as base, pytest.raises(DataError) as caught:
+        read(source(base, paginate={"style": "offset", "page_size": 7, **ends}))
+    assert str(caught.value) == (
+        f"{base}/v1/orders?limit=7&offset=0: expected {wanted} at source.paginate.{key} "
+        f"{path!r}, found {found}; set {key} to its dotted path in the body, or remove it"
+    )
+
+
+@pytest.mark.parametrize("key", ["total_path", "has_more_path"])
+@pytest.mark.parametrize("style", ["cursor", "link_header", "next_url", "none"])
+def test_total_path_and_has_more_path_are_for_offset_and_page_only(key: str, style: str) -> None:
+    text = (
+        "name: t\nsource:\n  type: http\n  url: http://127.0.0.1:1/x\n"
+        f"  paginate: {{style: {style}, cursor_path: c, next_url: n, {key}: meta.x}}\n"
+        "sink: {type: parquet, url: ./out}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "pumps/t.yaml")
+    assert caught.value.problems == (
+        f"pumps/t.yaml:5 source.paginate.{key}: {key} is for style offset or page (got "
+        f"{style}); remove {key}, or set style: offset or page",
+    )
+    for fine in ("offset", "page"):
+        parse_spec(text.replace(f"style: {style}", f"style: {fine}"), "pumps/t.yaml")
+
+
+def test_a_run_stopped_at_max_rows_per_run_goes_on_counting_toward_total_path() -> None:
+    app = PagedAPI(RECORDS, "page", max_limit=7)
+    with serve(app) as base:
+        paginate = {"style": "page", "page_size": 20, "total_path": "meta.total"}
+        src = source(base, paginate=paginate)
+        limits = Limits(requests_per_second=1000, max_rows_per_run=20)
+        points: list[Resume] = []
+        rows: list[Any] = []
+        for _ in range(3):
+            left: list[Resume] = []
+            tables = read_pages(src, None, limits, points[-1] if points else None, left)
+            rows += raws(pa.concat_tables([b.table for b in tables]))
+            points += left
+    assert rows == RECORDS
+    url = f"{base}/v1/orders?limit=20&page="
+    assert points == [Resume(f"{url}4", 3, 21), Resume(f"{url}7", 6, 42)]
+    assert len(app.seen) == 8  # the count reaches meta.total on the last page: no empty one
+    held = page_input(src, points[0])
+    assert resume_of(src, held["url"], held["fingerprint"]) == points[0]
+
+
 # ---------------------------------------------------------------- the cursor
 
 
@@ -394,6 +510,39 @@ def test_the_cursor_goes_into_params() -> None:
         "fields": "all",
         "cursor": "bzQ5",
     }  # no cursor yet: the parameter is left out
+
+
+def test_numbers_and_booleans_in_params_and_headers_are_sent_as_written() -> None:
+    app = PagedAPI(RECORDS, "none")
+    with serve(app) as base:
+        text = (
+            f"name: t\nsource:\n  type: http\n  url: {base}/v1/orders\n  records: data\n"
+            "  params: {limit: 100, active: true, archived: false, ratio: 1.5}\n"
+            "  headers: {X-Page-Size: 100, X-Debug: true}\n"
+            "sink: {type: parquet, url: ./out}\n"
+        )
+        spec = parse_spec(text, "pumps/t.yaml")
+        assert isinstance(spec.source, HttpSource)
+        assert raws(read(spec.source)) == RECORDS
+    assert app.seen[0].path == "/v1/orders?limit=100&active=true&archived=false&ratio=1.5"
+    assert (app.seen[0].headers["x-page-size"], app.seen[0].headers["x-debug"]) == ("100", "true")
+
+
+@pytest.mark.parametrize(
+    ("value", "got"), [("null", "nothing"), ("[1, 2]", "[1, 2]"), ("{a: 1}", "a mapping")]
+)
+@pytest.mark.parametrize("key", ["params", "headers"])
+def test_a_param_or_header_that_is_not_one_value_is_refused(key: str, value: str, got: str) -> None:
+    text = (
+        "name: t\nsource:\n  type: http\n  url: http://127.0.0.1:1/x\n"
+        f"  {key}:\n    limit: {value}\nsink: {{type: parquet, url: ./out}}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "pumps/t.yaml")
+    assert caught.value.problems == (
+        f"pumps/t.yaml:6 source.{key}.limit: expected text, a number or true/false (got "
+        f'{got}); write the one value to send, e.g. "a,b" for a list, or remove the key',
+    )
 
 
 def token(offset: int) -> str:
@@ -901,3 +1050,32 @@ def test_max_rows_per_run_stops_an_http_source_and_the_next_run_goes_on_from_the
     want += Counter(_rows(expected(again, hwm=mark)))
     assert Counter(_landed_rows(project)) == want
     assert "rest" not in json.loads((project / ".pumphouse/orders/state.json").read_text())
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "bad data",
+    "an API that sends pages of 7 records though source.paginate.page_size asks for 20 "
+    "(page style, total_path), runs stopped at max_rows_per_run",
+    "every page is read to the end across the runs, every row lands once; the first run's "
+    "summary warns with the API's page size",
+)
+def test_an_api_that_caps_its_page_size_lands_every_row_and_the_run_says_so(
+    project: Path,
+) -> None:
+    app = PagedAPI(RECORDS, "page", max_limit=7)
+    with serve(app) as base:
+        spec = http_spec(base).replace(
+            "  paginate: {style: cursor, cursor_path: meta.next_cursor}\n",
+            "  paginate: {style: page, page_size: 20, total_path: meta.total}\n",
+        )
+        (project / "pumps" / "orders.yaml").write_text(spec + "  max_rows_per_run: 20\n")
+        runs = [run_pump() for _ in range(3)]
+    assert [r["status"] for r in runs] == ["ok"] * 3
+    assert [r["rows_read"] for r in runs] == [21, 21, 8]
+    assert [r["inputs_left"] for r in runs] == [1, 1, 0]
+    assert [r["warnings"] for r in runs] == [[capped_warning(base, 7, 20)], [], []]
+    assert len(app.seen) == 8  # pages of 7, the last one reaching meta.total
+    want = Counter(_rows(expected(RECORDS[:21])))
+    want += Counter(_rows(expected(RECORDS[21:42]))) + Counter(_rows(expected(RECORDS[42:])))
+    assert Counter(_landed_rows(project)) == want

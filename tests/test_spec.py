@@ -442,7 +442,7 @@ def test_resolve_leaves_text_without_references_alone() -> None:
 
 
 def test_merge_key_defaults_to_the_dedup_key() -> None:
-    dedup = ("sink:", "transform: {dedup: {key: [order_id, line]}}\nsink:")
+    dedup = ("sink:", "transform: {dedup: {key: [order_id, line], order_by: at}}\nsink:")
     delta = ("{type: parquet, url: ./warehouse/minimal}", "{type: delta, url: ./lake, mode: merge}")
     assert spec_with(dedup, delta).merge_key == ("order_id", "line")
     with_key = ("mode: merge}", "mode: merge, key: [id]}")
@@ -450,7 +450,7 @@ def test_merge_key_defaults_to_the_dedup_key() -> None:
 
 
 def test_dedup_key_as_a_plain_string_is_a_one_element_tuple() -> None:
-    spec = spec_with(("sink:", "transform: {dedup: {key: order_id}}\nsink:"))
+    spec = spec_with(("sink:", "transform: {dedup: {key: order_id, order_by: at}}\nsink:"))
     assert spec.transform.dedup is not None
     assert spec.transform.dedup.key == ("order_id",)
 

@@ -349,6 +349,22 @@ BAD_SPECS: list[Bad] = [
             "set sink.key or transform.dedup.key",
         ),
     ),
+    bad(
+        "dedup without order_by",
+        "  dedup: {key: [order_id], order_by: updated_at, keep: latest}",
+        "  dedup: {key: [order_id], keep: latest}",
+        "pumps/orders.yaml:27 transform.dedup: needs order_by, the column that says which row "
+        "of a key is the latest (or, with keep: first, the earliest); add order_by: <a column>, "
+        "e.g. order_by: updated_at",
+    ),
+    bad(
+        "dedup with an empty order_by",
+        "order_by: updated_at, keep: latest}",
+        "order_by: , keep: first}",
+        "pumps/orders.yaml:27 transform.dedup: needs order_by, the column that says which row "
+        "of a key is the latest (or, with keep: first, the earliest); add order_by: <a column>, "
+        "e.g. order_by: updated_at",
+    ),
     # ---------------------------------------------------------------- columns (strict schema)
     bad(
         "unknown dedup key",
