@@ -24,6 +24,7 @@ AREAS = (
     "hostile spec",
     "secrets",
     "limits",
+    "across runs",
 )
 
 HEADER = """# Reliability: what was tried, what happens, which test proves it

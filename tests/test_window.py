@@ -74,7 +74,7 @@ def hook() -> Iterator[Receiver]:
 
 @pytest.mark.parametrize("kind", list(SINKS))
 @pytest.mark.reliability(
-    "new items",
+    "across runs",
     "a late file with a row at the high-water mark's own value, and a re-sent copy of a row "
     "at the mark (parquet, delta append, delta merge, webhook)",
     "the late row is loaded once, the copy not again (with `>` the late row was lost for good)",
