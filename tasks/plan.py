@@ -56,6 +56,7 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
         since=mark if legacy else since(mark, lookback),
         lookback=lookback,
         strict=legacy,
+        seen=committed.seen,
         seq_base=max(committed.seq, sinks.committed_seq(spec)),
         hwm_committed=committed.hwm,
     )

@@ -83,12 +83,16 @@ class Manifest:
     since: str | None = None
     lookback: float = 0.0
     strict: bool = False
+    # The window's rows loaded before this run (Committed.seen at its start): a replay of a
+    # run killed after its commit must not take its own rows for rows loaded before.
+    seen: list[tuple[str, str]] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         if "since" not in data:
             data = {**data, "since": data.get("hwm_before"), "strict": True}
-        return cls(**data)
+        seen = data.get("seen")
+        return cls(**{**data, "seen": [(str(c), str(h)) for c, h in seen] if seen else seen})
 
     def left(self) -> list[dict[str, Any]]:
         """What this run leaves for the next (limits.max_rows_per_run): the files kept out,

@@ -103,10 +103,8 @@ def stage_task(
 )
 @secret_safe
 def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
-    seen = store.committed().seen
-    window = Window(
-        manifest.hwm_before, manifest.since, manifest.lookback, manifest.strict, tuple(seen or ())
-    )
+    seen = tuple(manifest.seen or ())
+    window = Window(manifest.hwm_before, manifest.since, manifest.lookback, manifest.strict, seen)
     return load_run(
         spec,
         str(store.run_dir(manifest.run_id)),
@@ -131,7 +129,7 @@ def commit_task(
     seq = manifest.seq_base + loaded.batches
     rest = manifest.left()
     rest_hwm = manifest.hwm_before if rest else None  # what is left is read against it
-    seen = loaded.seen if loaded.seen is not None else before.seen
+    seen = loaded.seen if loaded.seen is not None else manifest.seen
     committed = Committed(
         hwm=loaded.hwm_after, files=files, seq=seq, rest=rest, rest_hwm=rest_hwm, seen=seen
     )
