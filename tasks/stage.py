@@ -46,7 +46,7 @@ def one_engine(spec: Spec, run_dir: str, width: int) -> Iterator[None]:
     time, share one DuckDB (see tasks/_shared_duckdb), with the memory those files had
     together when each had a DuckDB of its own (one file may now take more than its share)."""
     memory = _file_memory(spec) * max(1, width)
-    with shared(run_dir, memory, str(Path(run_dir) / "tmp")):
+    with shared(run_dir, memory, str(Path(run_dir) / "tmp"), sandbox=[run_dir]):
         yield
 
 
@@ -73,7 +73,8 @@ def _stage_file(
     """
     run = Path(local)
     _clear(run, index)
-    with session(_file_memory(spec), str(run / "tmp"), shared=run_dir) as con:
+    # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
+    with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
         blocks = (
             None
             if isinstance(spec.source, HttpSource)
