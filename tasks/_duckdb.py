@@ -85,6 +85,11 @@ def type_name(sql_type: str) -> str:
     return str(duckdb.sqltype(sql_type))
 
 
+def interrupt(con: Connection) -> None:
+    """Stop the query `con` is running, if any (safe from another thread)."""
+    con.interrupt()
+
+
 def execute(con: Connection, sql: str) -> None:
     """Run a statement that returns nothing (CREATE, COPY, SET)."""
     con.execute(sql)

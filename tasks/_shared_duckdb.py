@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
+from tasks import deadline
 from tasks._duckdb import Connection, connect
 
 
@@ -70,12 +71,13 @@ def session(
     DuckDB of its own with `memory_bytes`, `temp_dir` and `sandbox` (see tasks._duckdb.connect)."""
     found = _join(shared)
     if found is None:
-        with closing(connect(memory_bytes, temp_dir, sandbox=sandbox)) as own:
+        with closing(connect(memory_bytes, temp_dir, sandbox=sandbox)) as own, deadline.watch(own):
             yield own
         return
     engine, con = found
     try:
-        yield con
+        with deadline.watch(con):
+            yield con
     finally:
         con.close()
         _leave(engine)

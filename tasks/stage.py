@@ -16,7 +16,7 @@ import duckdb
 
 from schemas.errors import DataError
 from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec, renamed_twice
-from tasks import progress, staging
+from tasks import deadline, progress, staging
 from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
@@ -109,6 +109,7 @@ def _stage_batches(
     left: list[Resume] = []  # where an http source stopped at max_rows_per_run
     with warnings_heard() as heard:
         for batch in _batches(spec, file, hwm, left):
+            deadline.check()
             name = f"{index:05d}-{batch.seq:05d}"
             con.register("raw_batch", batch.table)
             con.execute(

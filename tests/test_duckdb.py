@@ -12,11 +12,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from schemas.errors import DataError
+from schemas.errors import DataError, OutOfTime
 from schemas.loader import parse_spec
-from tasks import _shared_duckdb, stage
+from tasks import _shared_duckdb, deadline, stage
 from tasks._duckdb import scalar
 from tasks._shared_duckdb import session, shared
+from tasks.deadline import Deadline
 from tasks.listing import list_files
 
 MiB = 2**20
@@ -148,3 +149,24 @@ def test_a_filter_past_the_guard_fails_the_stage_step_and_installs_nothing(tmp_p
                     stack.enter_context(stage.one_engine(spec, str(run), width))
                 with pytest.raises(DataError, match=re.escape(message)):
                     stage.stage_file(spec, str(run), 0, file, None)
+
+
+@pytest.mark.reliability(
+    "limits",
+    "a query that would run for hours (a CPU-bound scan) on a connection of a run with "
+    "limits.max_run_seconds: 1, in a session of its own and in the run's shared DuckDB",
+    "the deadline interrupts the query; the step raises, and a later session of the run is "
+    "refused with the limit's message",
+)
+def test_the_deadline_interrupts_a_running_query() -> None:
+    endless = "SELECT sum(hash(i)) FROM range(1000000000000) t(i)"
+    for name in ("own", "run"):
+        clock = Deadline(1, 60)
+        with clock.running(), shared("run", 64 * MiB):
+            with pytest.raises(duckdb.InterruptException), session(MiB, shared=name) as con:
+                con.execute(endless)
+            assert clock.expired.is_set()
+            with pytest.raises(OutOfTime, match=r"limits.max_run_seconds \(1 s\)"):
+                deadline.check()
+            with pytest.raises(OutOfTime), session(MiB, shared=name):
+                pass
