@@ -98,10 +98,12 @@ def resolve(value: str) -> str:
             value = os.environ[name]
         else:
             value = _prefect_secret(name)
-        secrets.remember(value)
+        secrets.remember(value, m.group())
         return value
 
-    return REF_RE.sub(one, value)
+    resolved = REF_RE.sub(one, value)
+    secrets.remember_credentials(resolved)
+    return resolved
 
 
 def resolve_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def _interpolate(
                 f"environment variable {name} is not set; export it, or remove ${{env:{name}}}"
             )
         elif kind == "env" and name in os.environ:
-            secrets.remember(os.environ[name])
+            secrets.remember(os.environ[name], m.group())
         elif kind == "secret" and not lazy:
             found.append(
                 f"${{secret:{name}}} may only stand in headers, params or storage_options; "
@@ -174,4 +176,6 @@ def _interpolate(
     problems += [(loc, msg) for msg in found]
     if lazy or found:
         return value
-    return REF_RE.sub(lambda m: os.environ[m.group(2)], value)
+    resolved = REF_RE.sub(lambda m: os.environ[m.group(2)], value)
+    secrets.remember_credentials(resolved)  # a URL's user:password, as Basic auth sends it
+    return resolved

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from schemas.errors import DataError
 from schemas.loader import REF_RE, resolve, resolve_mapping
-from schemas.secrets import redact
+from schemas.secrets import redact, written
 from schemas.spec import HttpSource, Limits, Paginate
 from tasks._http import Client, HttpFailure, Manners, Reply, safe_url, utc_iso
 from tasks._records import HEAD_CHARS, Record, bounded, head, table, too_big
@@ -92,7 +92,7 @@ def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, An
     """The run's one input (see tasks/plan): the endpoint, or where to go on from. The
     fingerprint ties a resume point to the source as the spec says it then."""
     if resume is None:
-        return {"kind": "http", "url": source.url, "size": 0, "fingerprint": ""}
+        return {"kind": "http", "url": written(source.url), "size": 0, "fingerprint": ""}
     fingerprint = f"resume:{resume.pages}:{_source_key(source)}"
     return {"kind": "http", "url": resume.url, "size": 0, "fingerprint": fingerprint}
 
@@ -115,7 +115,12 @@ def resume_of(source: HttpSource, url: str, fingerprint: str) -> Resume | None:
 
 
 def _source_key(source: HttpSource) -> str:
-    what = [source.url, source.params, source.records, source.paginate.model_dump(mode="json")]
+    what = [
+        written(source.url),
+        source.params,
+        source.records,
+        source.paginate.model_dump(mode="json"),
+    ]
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
