@@ -247,3 +247,20 @@ def test_validate_masks_a_secret_in_its_repr_form(project: Path) -> None:
 
 def _column(parquet: str | Path, name: str) -> list[str]:
     return [r[0] for r in duckdb.sql(f"SELECT {name} FROM read_parquet('{parquet}')").fetchall()]
+
+
+@pytest.mark.parametrize("secret", [ODD_PASS, "k+y/w=th%ch&rs", "plain-s3cr3t-0815"])
+def test_every_form_of_a_secret_is_masked_and_a_url_keeps_its_reference(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schemas.loader import resolve
+    from schemas.secrets import redact, remember, remember_credentials, written
+
+    remember(secret, "${env:ANY_NAME}")
+    remember_credentials(f"https://user:{quote(secret, safe='')}@host/x")  # as a URL must hold it
+    for form in forms_of(secret, user="user"):
+        assert redact(f"<{form.decode()}>") == "<***>", form
+    url = f"s3://bucket/{secret}/x.ndjson"
+    assert written(url) == "s3://bucket/${env:ANY_NAME}/x.ndjson"
+    monkeypatch.setenv("ANY_NAME", secret)
+    assert resolve(written(url)) == url  # resolved again at use, as it was
