@@ -148,8 +148,8 @@ def leaks(forms: set[bytes], *texts: str) -> list[str]:
 @pytest.mark.reliability(
     "secrets",
     "secrets in a files source's URL: one in the path, one as user:password@ (Basic auth); "
-    "a run that fails with the run open, then one that succeeds",
-    "the file is read; state, manifest and the `_source` of rejected rows keep the URL as "
+    "a run killed after staging (the run open), then the run that finishes it",
+    "the file is read; state, manifest and the `_source` of staged and rejected rows keep the URL as "
     "the spec writes it (`${env:NAME}`); no form of either secret (raw, percent-encoded, "
     "repr/JSON-escaped, Basic auth's base64) in any byte of the project, the output or the "
     "Prefect server's database",
@@ -225,6 +225,7 @@ def test_basic_auth_from_a_url_stays_masked_when_a_401_echoes_it(project: Path) 
     APILogWorker.drain_all(timeout=10)
     prefect_text = asyncio.run(_prefect_text())
     assert "failed with HTTP 401" in prefect_text  # the failure reached Prefect
+    assert leaks({b"failed with HTTP 401"})  # and its database, which `leaks` reads
     forms = forms_of(ODD_PASS, user="api-user")
     outputs = (killed.stdout, killed.stderr, failed.stdout, failed.stderr, history.stdout)
     assert not leaks(forms, *outputs, prefect_text)
