@@ -90,6 +90,8 @@ def parse_spec(
 def resolve(value: str) -> str:
     """Resolve `${env:NAME}` and `${secret:NAME}` in a lazily kept value, at the moment of use."""
 
+    references: dict[str, str] = {}
+
     def one(m: re.Match[str]) -> str:
         kind, name = m.group(1), m.group(2)
         if kind == "env":
@@ -98,11 +100,13 @@ def resolve(value: str) -> str:
             value = os.environ[name]
         else:
             value = _prefect_secret(name)
-        secrets.remember(value, m.group())
+        secrets.remember(value)
+        references[value] = m.group()
         return value
 
     resolved = REF_RE.sub(one, value)
     secrets.remember_credentials(resolved)
+    secrets.remember_written(resolved, references)
     return resolved
 
 
@@ -165,7 +169,7 @@ def _interpolate(
                 f"environment variable {name} is not set; export it, or remove ${{env:{name}}}"
             )
         elif kind == "env" and name in os.environ:
-            secrets.remember(os.environ[name], m.group())
+            secrets.remember(os.environ[name])
         elif kind == "secret" and not lazy:
             found.append(
                 f"${{secret:{name}}} may only stand in headers, params or storage_options; "
@@ -178,4 +182,5 @@ def _interpolate(
         return value
     resolved = REF_RE.sub(lambda m: os.environ[m.group(2)], value)
     secrets.remember_credentials(resolved)  # a URL's user:password, as Basic auth sends it
+    secrets.remember_written(resolved, {os.environ[m[2]]: m[0] for m in REF_RE.finditer(value)})
     return resolved

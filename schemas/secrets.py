@@ -1,6 +1,6 @@
 """The values that `${env:NAME}` and `${secret:NAME}` stand for, so that every output can mask them.
 
-The loader registers each value it resolves, with the reference that stands for it; the
+The loader registers each value it resolves, and what each resolved text was written as; the
 CLI, the flow's logs, artifacts, run history and errors pass their text through `redact`
 before anyone sees it, and what is stored (a source file's URL) keeps the reference as the
 spec writes it (`written`), to be resolved again only when it is used.
@@ -20,18 +20,26 @@ MIN_LENGTH = 4  # masking shorter values would garble messages more than it hide
 
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 _values: set[str] = set()
-_references: dict[str, str] = {}  # a value -> the `${...}` reference that stands for it
+# A text resolved from the spec -> {a value in it: the `${...}` reference that stands for it}.
+_written: dict[str, dict[str, str]] = {}
 _lock = threading.Lock()
 
 
-def remember(value: str, reference: str | None = None) -> None:
+def remember(value: str) -> None:
     """Treat `value` as a secret from now on, in this process, in every form it may take on
-    the way out (see `forms`); `reference` (`${env:NAME}`) is what stands for it when stored."""
+    the way out (see `forms`)."""
     if len(value) >= MIN_LENGTH:
         with _lock:
             _values.update(forms(value))
-            if reference:
-                _references[value] = reference
+
+
+def remember_written(resolved: str, references: dict[str, str]) -> None:
+    """What the spec wrote for `resolved`: each value in it and the reference that stood
+    for it (`{value: "${env:NAME}"}`), so that `written` can put them back."""
+    swaps = {v: r for v, r in references.items() if len(v) >= MIN_LENGTH}
+    if swaps:
+        with _lock:
+            _written[resolved] = swaps
 
 
 def remember_credentials(url: str) -> None:
@@ -75,12 +83,13 @@ def redact(text: str) -> str:
     return text
 
 
-def written(text: str) -> str:
-    """`text` (a URL) as it may be stored: each resolved value put back as the reference the
-    spec writes for it, so that resolving it again at use gives `text`; a secret left in
-    another form (no reference known) masked."""
+def written(text: str, within: str) -> str:
+    """`text` (a URL found under `within`, a URL resolved from the spec) as it may be stored:
+    each value of a reference `within` was written with put back as that reference, so
+    that resolving it again at use gives `text`; a secret left in another form masked.
+    Only `within`'s own references: what another spec names must not change these keys."""
     with _lock:
-        swaps = dict(_references)
+        swaps = dict(_written.get(within, {}))
     if swaps:  # in one pass: a reference put back is not searched again
         values = "|".join(re.escape(v) for v in sorted(swaps, key=len, reverse=True))
         text = re.sub(values, lambda m: swaps[m.group()], text)

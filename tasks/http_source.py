@@ -92,7 +92,8 @@ def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, An
     """The run's one input (see tasks/plan): the endpoint, or where to go on from. The
     fingerprint ties a resume point to the source as the spec says it then."""
     if resume is None:
-        return {"kind": "http", "url": written(source.url), "size": 0, "fingerprint": ""}
+        endpoint = written(source.url, source.url)  # references as the spec writes them
+        return {"kind": "http", "url": endpoint, "size": 0, "fingerprint": ""}
     fingerprint = f"resume:{resume.pages}:{_source_key(source)}"
     return {"kind": "http", "url": resume.url, "size": 0, "fingerprint": fingerprint}
 
@@ -116,7 +117,7 @@ def resume_of(source: HttpSource, url: str, fingerprint: str) -> Resume | None:
 
 def _source_key(source: HttpSource) -> str:
     what = [
-        written(source.url),
+        written(source.url, source.url),
         source.params,
         source.records,
         source.paginate.model_dump(mode="json"),

@@ -64,7 +64,8 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         entries = _entries(fs, path, source)
     files = [
         SourceFile(
-            url=written(_full_url(fs, name)),  # state, manifest and `_source` keep references
+            # state, manifest and `_source` keep the references the spec writes
+            url=written(_full_url(fs, name), source.url),
             size=int(info.get("size") or 0),
             fingerprint=fingerprint(info),
         )

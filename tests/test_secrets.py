@@ -255,13 +255,15 @@ def test_every_form_of_a_secret_is_masked_and_a_url_keeps_its_reference(
     secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from schemas.loader import resolve
-    from schemas.secrets import redact, remember, remember_credentials, written
+    from schemas.secrets import redact, remember, remember_credentials, remember_written, written
 
-    remember(secret, "${env:ANY_NAME}")
+    remember(secret)
     remember_credentials(f"https://user:{quote(secret, safe='')}@host/x")  # as a URL must hold it
     for form in forms_of(secret, user="user"):
         assert redact(f"<{form.decode()}>") == "<***>", form
+    remember_written(f"s3://bucket/{secret}/", {secret: "${env:ANY_NAME}"})
     url = f"s3://bucket/{secret}/x.ndjson"
-    assert written(url) == "s3://bucket/${env:ANY_NAME}/x.ndjson"
+    assert written(url, f"s3://bucket/{secret}/") == "s3://bucket/${env:ANY_NAME}/x.ndjson"
+    assert written(url, "s3://bucket/") == "s3://bucket/***/x.ndjson"  # not its references
     monkeypatch.setenv("ANY_NAME", secret)
-    assert resolve(written(url)) == url  # resolved again at use, as it was
+    assert resolve(written(url, f"s3://bucket/{secret}/")) == url  # resolved again at use
