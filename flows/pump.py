@@ -20,8 +20,10 @@ from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
+from schemas.settings import settings
 from schemas.spec import FilesSource, Spec
-from tasks import faults, progress, sinks, staging
+from tasks import deadline, faults, progress, sinks, staging
+from tasks.deadline import Deadline
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -47,11 +49,13 @@ def pump(
     store = StateStore(spec.name)
     summary = Summary(pump=spec.name, run_id="-", output=spec.sink.url)
     summary.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    clock = Deadline(spec.limits.max_run_seconds, settings.max_max_run_seconds)
     try:
-        with store.lock(), one_run_at_a_time(spec.name):
+        with store.lock(), one_run_at_a_time(spec.name), clock.running():
             _locked_run(spec, store, summary, full_refresh, started, run_on)
     except Exception as e:
-        clean = masked(e)
+        # Past the deadline, whatever stopped the run (an interrupted query) is the deadline.
+        clean = masked(clock.error() if clock.expired.is_set() else e)
         summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started
         store.record_run(summary.to_dict())  # it masks secrets itself
@@ -102,7 +106,10 @@ def _locked_run(
                 summary.counts = _stage_all(spec, manifest, run_dir, run_on)
             _gate(spec, summary.counts)
         except Exception:
-            store.drop_manifest()  # nothing reached the sink: the next run lists afresh
+            if (
+                not deadline.passed()
+            ):  # else it stays, as a crash leaves it: the next run finishes it
+                store.drop_manifest()  # nothing reached the sink: the next run lists afresh
             raise
         _freeze(store, manifest, summary.counts)
         faults.point("staged")
@@ -111,6 +118,7 @@ def _locked_run(
     else:
         with summary.step("stage"):
             summary.counts = _restage(spec, store, manifest, run_dir, run_on)
+    deadline.check()
     with summary.step("load"):
         try:
             loaded = load_task(spec, store, manifest)

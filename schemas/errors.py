@@ -62,6 +62,11 @@ class RetriesSpent(TransientError):
     `retries`): the step around it is not tried again, so `retries` is what a user gets."""
 
 
+class OutOfTime(PumpError):
+    """The run went past limits.max_run_seconds and was stopped as a crash would stop it:
+    the next run finishes it. Raise the limit or have one run do less."""
+
+
 class BusyError(PumpError):
     """Another run of the same pump holds the lock: wait for it, then run again."""
 

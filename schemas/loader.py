@@ -90,6 +90,8 @@ def parse_spec(
 def resolve(value: str) -> str:
     """Resolve `${env:NAME}` and `${secret:NAME}` in a lazily kept value, at the moment of use."""
 
+    references: dict[str, str] = {}
+
     def one(m: re.Match[str]) -> str:
         kind, name = m.group(1), m.group(2)
         if kind == "env":
@@ -99,9 +101,13 @@ def resolve(value: str) -> str:
         else:
             value = _prefect_secret(name)
         secrets.remember(value)
+        references[value] = m.group()
         return value
 
-    return REF_RE.sub(one, value)
+    resolved = REF_RE.sub(one, value)
+    secrets.remember_credentials(resolved)
+    secrets.remember_written(resolved, references)
+    return resolved
 
 
 def resolve_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -174,4 +180,7 @@ def _interpolate(
     problems += [(loc, msg) for msg in found]
     if lazy or found:
         return value
-    return REF_RE.sub(lambda m: os.environ[m.group(2)], value)
+    resolved = REF_RE.sub(lambda m: os.environ[m.group(2)], value)
+    secrets.remember_credentials(resolved)  # a URL's user:password, as Basic auth sends it
+    secrets.remember_written(resolved, {os.environ[m[2]]: m[0] for m in REF_RE.finditer(value)})
+    return resolved

@@ -371,6 +371,7 @@ class Limits(Model):
     max_record_bytes: ByteSize = Field(ByteSize(2**20), ge=16)
     max_invalid_ratio: Number = Field(0.05, ge=0, le=1)
     memory: ByteSize = Field(ByteSize(2**30), ge=64 * 2**20)
+    max_run_seconds: Count = Field(6 * 3600, ge=1)
 
     @field_validator(
         "batch_rows",
@@ -380,6 +381,7 @@ class Limits(Model):
         "max_rows_per_run",
         "max_record_bytes",
         "memory",
+        "max_run_seconds",
     )
     @classmethod
     def _under_ceiling(cls, v: Any, info: Any) -> Any:

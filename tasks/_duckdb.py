@@ -1,9 +1,10 @@
-"""The one door to DuckDB: connection setup (memory, spill dir, UTC), fsspec, Arrow in and out."""
+"""The one door to DuckDB: connection setup (memory, spill dir, UTC, the sandbox for user
+expressions), fsspec, Arrow in and out."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -15,9 +16,15 @@ Error = duckdb.Error  # what a query that DuckDB refuses raises
 
 
 def connect(
-    memory_bytes: int = 2**30, temp_dir: str | None = None, threads: int | None = None
+    memory_bytes: int = 2**30,
+    temp_dir: str | None = None,
+    threads: int | None = None,
+    *,
+    sandbox: Sequence[str] | None = None,
 ) -> Connection:
-    """An in-memory DuckDB with a memory limit, a spill directory and UTC as its time zone."""
+    """An in-memory DuckDB with a memory limit, a spill directory and UTC as its time zone.
+
+    With `sandbox` (folders), it runs the spec's expressions (a filter): see lock()."""
     con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit = '{int(memory_bytes)}B'")
     if temp_dir:
@@ -26,13 +33,26 @@ def connect(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")
-    session_settings(con)
+    con.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: its cursors start in UTC too
+    if sandbox is not None:
+        lock(con, sandbox)
     return con
 
 
-def session_settings(con: Connection) -> None:
-    """What each connection sets for itself (a cursor starts in the machine's zone)."""
-    con.execute("SET TimeZone = 'UTC'")
+def lock(con: Connection, folders: Sequence[str]) -> None:
+    """The second wall behind the filter guard: DuckDB installs and loads no extension, reads
+    and writes files only under `folders` (the run's own: its staged batches, its spill
+    folder), and refuses any later SET that would undo this.
+
+    Arrow tables registered by Python stay readable: the sources are read by our readers
+    (fsspec), never by DuckDB, so DuckDB needs no access to them."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    # A trailing separator: /run/a must not let /run/ab through.
+    allowed = ", ".join(quote(os.path.join(os.path.abspath(f), "")) for f in folders)
+    con.execute(f"SET allowed_directories = [{allowed}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def register_fs(con: Connection, fs: fsspec.AbstractFileSystem) -> None:
@@ -63,6 +83,11 @@ def tokens(sql: str) -> list[tuple[int, str]]:
 def type_name(sql_type: str) -> str:
     """DuckDB's own spelling of a SQL type: INT and int4 are INTEGER."""
     return str(duckdb.sqltype(sql_type))
+
+
+def interrupt(con: Connection) -> None:
+    """Stop the query `con` is running, if any (safe from another thread)."""
+    con.interrupt()
 
 
 def execute(con: Connection, sql: str) -> None:

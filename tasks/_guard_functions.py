@@ -32,6 +32,27 @@ CLOCK_AND_CHANCE = frozenset(
         "transaction_timestamp", "ago", "sleep_ms", "pg_sleep", "write_log",
     }
 )  # fmt: skip
+# They call a function named by a string (aggregate(l, 'getenv')), which this guard never
+# sees, or handle aggregates' states. Found by the catalog too: a `function_name` parameter.
+BY_NAME = frozenset(
+    {
+        "aggregate", "list_aggregate", "list_aggr", "array_aggregate", "array_aggr",
+        "to_aggregate_state", "combine", "finalize",
+    }
+)  # fmt: skip
+BY_NAME_FIX = "call a list function itself instead, e.g. list_sum(l) or list_reduce with a lambda"
+# They build a string or list as long as a number they are given: one row could take all
+# the memory or hours. Refused, not bounded: a bound would be one more rule to get right.
+UNBOUNDED = frozenset(
+    {
+        "repeat", "lpad", "rpad", "range", "generate_series", "list_resize", "array_resize",
+        "bar", "to_base", "format", "printf",
+    }
+)  # fmt: skip
+UNBOUNDED_FIX = (
+    "test the row's values as they are, e.g. starts_with(s, 'ab'), left(s, 3) = 'abc', "
+    "length(s) > 3, ltrim(code, '0') = '42'"
+)
 # Files, tables, the catalog and DuckDB's internal helpers.
 DENIED_PREFIXES = ("read_", "glob", "query", "sniff_", "parquet_", "duckdb_", "pg_", "__")
 
@@ -54,8 +75,21 @@ def function_problem(name: str, macro_problem: MacroJudge) -> str | None:
     return _verdicts[key]
 
 
+def calls_by_name(name: str) -> bool:
+    """True for a function that calls another given its name as a string."""
+    key = name.lower()
+    entries = catalog().get(key) or []
+    return key in BY_NAME or any("function_name" in (e["parameters"] or []) for e in entries)
+
+
 def _judge_function(name: str, key: str, macro_problem: MacroJudge) -> str | None:
     shown = "count(*)" if key == "count_star" else name
+    entries = catalog().get(key)
+    refused = f"function {shown} is not allowed"
+    if calls_by_name(key):
+        return f"{refused} (it calls a function given by name, which this check cannot see): {ONLY}; {BY_NAME_FIX}"
+    if key in UNBOUNDED:
+        return f"{refused} (it builds a string or list of any size, which one row could fill memory with): {ONLY}; {UNBOUNDED_FIX}"
     why = None
     if key in ENVIRONMENT:
         why = "it reads the environment, settings or catalog"
@@ -64,8 +98,7 @@ def _judge_function(name: str, key: str, macro_problem: MacroJudge) -> str | Non
     elif key.startswith(DENIED_PREFIXES):
         why = "it reads files, tables or DuckDB's internals"
     if why:
-        return f"function {shown} is not allowed ({why}): {ONLY}"
-    entries = catalog().get(key)
+        return f"{refused} ({why}): {ONLY}"
     if not entries:
         return f"unknown function {shown}; use DuckDB's built-in scalar, deterministic functions"
     kinds = {e["function_type"] for e in entries}

@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from tasks._guard_catalog import parse, reads_session
-from tasks._guard_functions import function_problem
-from tasks._guard_rules import PLAIN, REFUSED, USE
+from tasks._guard_functions import calls_by_name, function_problem
+from tasks._guard_rules import PLAIN, REFUSED, USE, type_problem
 
 
-def walk(root: dict[str, Any], known: dict[str, str] | None) -> str | None:
+def walk(root: dict[str, Any], known: dict[str, str] | None, macro: bool = False) -> str | None:
     """The first refused part of an expression tree, left to right; None if all is allowed.
+
+    `macro`: the tree is the body of one of DuckDB's macros, which may call a function
+    by name when the name is a literal (list_sum(l) is list_aggr(l, 'sum')).
 
     Iterative, so a deeply nested expression cannot exhaust Python's stack. `known` maps
     lower-cased column names to their spelling (DuckDB matches names case-insensitively).
@@ -37,7 +40,7 @@ def walk(root: dict[str, Any], known: dict[str, str] | None) -> str | None:
                 return problem
             continue
         elif cls == "FUNCTION":
-            problem = _call_problem(node)
+            problem = None if macro and _names_a_literal(node) else _call_problem(node)
             if problem:
                 return problem
         elif cls == "LAMBDA":
@@ -49,6 +52,10 @@ def walk(root: dict[str, Any], known: dict[str, str] | None) -> str | None:
                     return f"{name} cannot name a lambda parameter: DuckDB reads it as the clock or a session value"
             stack.append((node.get("expr"), scope | {n.lower() for n in names}))
             continue
+        elif cls == "TYPE":
+            problem = type_problem(node)
+            if problem:
+                return problem
         elif node.get("type") == "GROUPING_FUNCTION":
             return "GROUPING() is not allowed: it belongs to aggregates, and the filter sees one row at a time"
         elif cls not in PLAIN:
@@ -113,10 +120,18 @@ def _call_problem(node: dict[str, Any]) -> str | None:
     return problem
 
 
+def _names_a_literal(node: dict[str, Any]) -> bool:
+    """A call of a function by name with the name a string literal, not a parameter."""
+    args = node.get("arguments") or []
+    name = args[1].get("expression", {}) if len(args) > 1 else {}
+    literal = name.get("class") == "CONSTANT" and name["literal"].get("kind") == "STRING"
+    return literal and calls_by_name(str(node.get("function_name", "")))
+
+
 def _macro_problem(entry: dict[str, Any]) -> str | None:
     """A scalar macro is allowed when its body passes the same checks, over its parameters."""
     body = parse(entry.get("macro_definition") or "")
     if isinstance(body, str):
         return body
     params = [str(p) for p in entry.get("parameters") or []]
-    return walk(body, {p.lower(): p for p in params})
+    return walk(body, {p.lower(): p for p in params}, macro=True)

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.spec import Spec
-from tasks import progress
+from tasks import deadline, progress
 from tasks._batch_sql import Contract, batch_fields, plan_sql
 from tasks._duckdb import Connection, quote, scalar
 from tasks._json_lines import is_plain, numbered_sql, plain_sql, split_sql
@@ -46,6 +46,7 @@ def stage_blocks(
     )
     records = staged = emitted = 0  # records read so far, batches staged, rows shown
     for block in itertools.chain(blocks, [END]):
+        deadline.check()
         if block is None or (
             isinstance(block, pa.Table) and not _add_block(con, block, records, rows, limit)
         ):

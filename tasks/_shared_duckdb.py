@@ -8,11 +8,12 @@ DuckDB takes ~0.5 CPU-s (~20%) less than in a DuckDB each.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
-from tasks._duckdb import Connection, connect, session_settings
+from tasks import deadline
+from tasks._duckdb import Connection, connect
 
 
 @dataclass
@@ -28,17 +29,24 @@ _LOCK = threading.Lock()
 
 
 @contextmanager
-def shared(name: str, memory_bytes: int, temp_dir: str | None = None) -> Iterator[None]:
+def shared(
+    name: str,
+    memory_bytes: int,
+    temp_dir: str | None = None,
+    *,
+    sandbox: Sequence[str] | None = None,
+) -> Iterator[None]:
     """While open, `session(..., shared=name)` in this process connects to one DuckDB with
-    `memory_bytes` (for them all) and `temp_dir`. It closes once the block and its last
-    connection have ended (a failed run may leave steps running for a moment)."""
+    `memory_bytes` (for them all), `temp_dir` and `sandbox` (see tasks._duckdb.connect). It
+    closes once the block and its last connection have ended (a failed run may leave steps
+    running for a moment)."""
     with _LOCK:
         if name in _SHARED:
             raise ValueError(
                 f"a shared DuckDB for {name} is open already in this process; end that "
                 "`shared` block before opening another under the same name"
             )
-        engine = _SHARED[name] = _Shared(connect(memory_bytes, temp_dir))
+        engine = _SHARED[name] = _Shared(connect(memory_bytes, temp_dir, sandbox=sandbox))
     try:
         yield
     finally:
@@ -52,20 +60,24 @@ def shared(name: str, memory_bytes: int, temp_dir: str | None = None) -> Iterato
 
 @contextmanager
 def session(
-    memory_bytes: int, temp_dir: str | None = None, *, shared: str | None = None
+    memory_bytes: int,
+    temp_dir: str | None = None,
+    *,
+    shared: str | None = None,
+    sandbox: Sequence[str] | None = None,
 ) -> Iterator[Connection]:
     """A connection for one piece of work, closed after it (its temp tables go with it): to
-    the DuckDB named `shared` when one is open in this process, else to a DuckDB of its own
-    with `memory_bytes` and `temp_dir` (see tasks._duckdb.connect)."""
+    the DuckDB named `shared` when one is open in this process (with its settings), else to a
+    DuckDB of its own with `memory_bytes`, `temp_dir` and `sandbox` (see tasks._duckdb.connect)."""
     found = _join(shared)
     if found is None:
-        with closing(connect(memory_bytes, temp_dir)) as own:
+        with closing(connect(memory_bytes, temp_dir, sandbox=sandbox)) as own, deadline.watch(own):
             yield own
         return
     engine, con = found
     try:
-        session_settings(con)
-        yield con
+        with deadline.watch(con):
+            yield con
     finally:
         con.close()
         _leave(engine)

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from schemas.errors import DataError
 from schemas.loader import REF_RE, resolve, resolve_mapping
-from schemas.secrets import redact
+from schemas.secrets import redact, written
 from schemas.spec import HttpSource, Limits, Paginate
 from tasks._http import Client, HttpFailure, Manners, Reply, safe_url, utc_iso
 from tasks._records import HEAD_CHARS, Record, bounded, head, table, too_big
@@ -94,7 +94,8 @@ def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, An
     """The run's one input (see tasks/plan): the endpoint, or where to go on from. The
     fingerprint ties a resume point to the source as the spec says it then."""
     if resume is None:
-        return {"kind": "http", "url": source.url, "size": 0, "fingerprint": ""}
+        endpoint = written(source.url, source.url)  # references as the spec writes them
+        return {"kind": "http", "url": endpoint, "size": 0, "fingerprint": ""}
     fingerprint = f"resume:{resume.pages}:{_source_key(source)}:{resume.records}"
     return {"kind": "http", "url": resume.url, "size": 0, "fingerprint": fingerprint}
 
@@ -122,7 +123,7 @@ def _source_key(source: HttpSource) -> str:
     # that a point left before then is still this source's.
     unset = {k for k in ("total_path", "has_more_path") if getattr(source.paginate, k) is None}
     paginate = source.paginate.model_dump(mode="json", exclude=unset)
-    what = [source.url, source.params, source.records, paginate]
+    what = [written(source.url, source.url), source.params, source.records, paginate]
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -16,6 +16,7 @@ from fsspec.core import url_to_fs
 
 from schemas.errors import SpecError
 from schemas.loader import resolve_mapping
+from schemas.secrets import written
 from schemas.spec import FilesSource
 from tasks._storage import remember_env_credentials, storage_errors
 
@@ -26,7 +27,8 @@ MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One input file: its URL (absolute path when local), size and change fingerprint."""
+    """One input file: its URL (absolute path when local; `${...}` references as the spec
+    writes them, resolved when the file is opened), size and change fingerprint."""
 
     url: str
     size: int
@@ -62,7 +64,10 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         entries = _entries(fs, path, source)
     files = [
         SourceFile(
-            url=_full_url(fs, name), size=int(info.get("size") or 0), fingerprint=fingerprint(info)
+            # state, manifest and `_source` keep the references the spec writes
+            url=written(_full_url(fs, name), source.url),
+            size=int(info.get("size") or 0),
+            fingerprint=fingerprint(info),
         )
         for name, info in entries
     ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from schemas.spec import Spec
-from tasks import sinks
+from tasks import deadline, sinks
 from tasks._duckdb import Connection, column_types, connect, ident, quote, scalar
 from tasks.transform import (
     ARRIVAL_KEY,
@@ -53,9 +54,9 @@ def load_run(
     """
     run = Path(run_dir)
     sinks.remove_run(spec, run_id, state)  # a replay starts from nothing of its own
-    con = connect(memory_bytes=spec.limits.memory, temp_dir=str(run / "tmp"))
     out = Loaded(hwm_after=hwm_floor)
-    try:
+    memory, spill = spec.limits.memory, str(run / "tmp")
+    with closing(connect(memory_bytes=memory, temp_dir=spill)) as con, deadline.watch(con):
         valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
         if valid:
             staged = f"read_parquet({_list(valid)}, union_by_name = true)"
@@ -83,8 +84,6 @@ def load_run(
                 f"CREATE TEMP TABLE rej AS {numbered_sql(f'SELECT * FROM {src}', spec.limits.batch_rows, ())}"
             )
             sinks.write_rejected(con, "rej", _batches(con, "rej"), spec, run, run_id, state)
-    finally:
-        con.close()
     return out
 
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from schemas.errors import DataError, SpecError
-from schemas.loader import resolve_mapping
+from schemas.loader import resolve, resolve_mapping
 from schemas.spec import FORMATS, FilesSource, Limits, source_format
 from tasks._csv import csv_groups, csv_options, csv_records
 from tasks._json import json_records, ndjson_groups
@@ -90,7 +90,7 @@ def _ndjson_blocks(source: FilesSource, file: SourceFile, limit: int) -> Iterato
 def _opened(source: FilesSource, file: SourceFile, fmt: str) -> Iterator[tuple[Any, str]]:
     """The file open for reading, and its codec; storage failures as pumphouse errors."""
     try:
-        fs, path = url_to_fs(file.url, **resolve_mapping(source.storage_options))
+        fs, path = url_to_fs(resolve(file.url), **resolve_mapping(source.storage_options))
     except (ValueError, ImportError) as e:
         raise SpecError(f"source.url {safe_url(file.url)}: cannot open it ({e})") from None
     codec = codec_of(source, file, fmt)

@@ -16,7 +16,7 @@ import duckdb
 
 from schemas.errors import DataError
 from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec, renamed_twice
-from tasks import progress, staging
+from tasks import deadline, progress, staging
 from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
@@ -46,7 +46,7 @@ def one_engine(spec: Spec, run_dir: str, width: int) -> Iterator[None]:
     time, share one DuckDB (see tasks/_shared_duckdb), with the memory those files had
     together when each had a DuckDB of its own (one file may now take more than its share)."""
     memory = _file_memory(spec) * max(1, width)
-    with shared(run_dir, memory, str(Path(run_dir) / "tmp")):
+    with shared(run_dir, memory, str(Path(run_dir) / "tmp"), sandbox=[run_dir]):
         yield
 
 
@@ -73,7 +73,8 @@ def _stage_file(
     """
     run = Path(local)
     _clear(run, index)
-    with session(_file_memory(spec), str(run / "tmp"), shared=run_dir) as con:
+    # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
+    with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
         blocks = (
             None
             if isinstance(spec.source, HttpSource)
@@ -108,6 +109,7 @@ def _stage_batches(
     left: list[Resume] = []  # where an http source stopped at max_rows_per_run
     with warnings_heard() as heard:
         for batch in _batches(spec, file, hwm, left):
+            deadline.check()
             name = f"{index:05d}-{batch.seq:05d}"
             con.register("raw_batch", batch.table)
             con.execute(

@@ -5,6 +5,8 @@
 - `Scripted`: a fault server that answers request N as its script says (a status with
   headers, a reset connection, a cut-off body, invalid JSON, a slow answer), then hands
   over to the app behind it.
+- `Files`: files at paths, behind Basic auth; `EchoAuth`: a 401 that echoes the
+  Authorization header.
 - `Receiver`: a webhook that records every POST (headers, rows) and answers 2xx, or as
   scripted, or 413 above a row count.
 
@@ -189,6 +191,35 @@ class Scripted(App):
         else:
             real.action, real.delay = "slow", float(step[1])
         return real
+
+
+# ---------------------------------------------------------------- files and credentials
+
+
+class Files(App):
+    """GET PATH: the bytes `files` holds for it, to a client that sends Basic auth for
+    `user`/`password` (when set); 401 otherwise."""
+
+    def __init__(self, files: dict[str, bytes], user: str = "", password: str = "") -> None:
+        super().__init__()
+        self.files, self.user, self.password = files, user, password
+
+    def answer(self, req: Seen) -> Answer:
+        if self.user:
+            sent = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            if req.headers.get("authorization") != f"Basic {sent}":
+                return Answer(401, b"who are you?")
+        body = self.files.get(urlsplit(req.path).path)
+        return Answer(404, b"not here") if body is None else Answer(200, body)
+
+
+class EchoAuth(App):
+    """Answers 401 to everything, echoing the request's Authorization header in its body
+    (as careless APIs do)."""
+
+    def answer(self, req: Seen) -> Answer:
+        said = {"error": "bad credentials", "authorization": req.headers.get("authorization")}
+        return Answer.json(said, 401)
 
 
 # ---------------------------------------------------------------- the webhook

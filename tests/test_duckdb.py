@@ -5,14 +5,20 @@ session have ended."""
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
-from tasks import _shared_duckdb
+from schemas.errors import DataError, OutOfTime
+from schemas.loader import parse_spec
+from tasks import _shared_duckdb, deadline, stage
 from tasks._duckdb import scalar
 from tasks._shared_duckdb import session, shared
+from tasks.deadline import Deadline
+from tasks.listing import list_files
 
 MiB = 2**20
 
@@ -80,3 +86,87 @@ def test_a_session_that_fails_still_lets_its_shared_duckdb_close() -> None:
         assert (engine.users, engine.opened) == (0, 1)
     with pytest.raises(duckdb.ConnectionException, match="closed"):
         engine.con.execute("SELECT 1")
+
+
+@pytest.mark.reliability(
+    "hostile spec",
+    "a filter that got past the guard runs CAST(status AS INET), getenv(), read_csv('/etc/passwd'), "
+    "or the run's connection is asked to LOAD, INSTALL, write outside the run or undo its settings",
+    "the staging connection refuses: no extension installed or loaded, no file outside the "
+    "run's folder, settings locked; the run's own staging still works",
+)
+def test_the_connection_that_runs_filters_is_locked(tmp_path: Path) -> None:
+    run, outside = tmp_path / "run", tmp_path / "run-not"  # a sibling with the same prefix
+    run.mkdir()
+    outside.mkdir()
+    (outside / "secret.csv").write_text("a\n1\n")
+    with (
+        shared("run", 64 * MiB, str(run / "tmp"), sandbox=[str(run)]),
+        session(MiB, shared="run") as con,
+    ):
+        con.register("raw", pa.table({"status": ["10.0.0.1", "open"]}))
+        con.execute(f"COPY (SELECT * FROM raw) TO '{run}/valid.parquet' (FORMAT parquet)")
+        assert scalar(con, f"SELECT count(*) FROM read_parquet('{run}/valid.parquet')") == 2
+        refused = [
+            ("LOAD inet", "Loading external extensions is disabled"),
+            ("INSTALL inet", "disabled by configuration"),
+            ("SELECT count(*) FROM raw WHERE CAST(status AS INET) IS NULL", 'name "INET"'),
+            ("SELECT count(*) FROM raw WHERE getenv('HOME') IS NULL", "getenv does not exist"),
+            ("SELECT count(*) FROM read_csv('/etc/passwd')", "disabled by configuration"),
+            (f"SELECT count(*) FROM read_csv('{outside}/secret.csv')", "disabled by configuration"),
+            (f"COPY raw TO '{outside}/x.parquet' (FORMAT parquet)", "disabled by configuration"),
+            ("SET enable_external_access = true", "the configuration has been locked"),
+            ("SET autoload_known_extensions = true", "the configuration has been locked"),
+            ("SET allowed_directories = ['/']", "the configuration has been locked"),
+        ]
+        for sql, message in refused:
+            with pytest.raises(duckdb.Error, match=message):
+                con.execute(sql)
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.csv"]
+
+
+def test_a_filter_past_the_guard_fails_the_stage_step_and_installs_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.ndjson").write_text('{"id": 1, "status": "10.0.0.1"}\n')
+    cases = [
+        ("CAST(status AS INET) IS NULL", 'Type with name "INET" is not in the catalog'),
+        ("getenv('HOME') IS NULL", "getenv does not exist"),
+        ("(SELECT count(*) FROM read_csv('/etc/passwd')) > 0", "disabled by configuration"),
+    ]
+    for expr, message in cases:
+        # parse_spec without the loader's filter check: as if the guard had let it through.
+        spec = parse_spec(
+            f'name: f\nsource: {{type: files, url: {src}, glob: "*.ndjson"}}\n'
+            f'transform: {{filter: "{expr}"}}\nsink: {{type: parquet, url: ./out}}\n',
+            "f.yaml",
+        )
+        [file] = list_files(spec.source)
+        for width in (0, 2):  # a DuckDB of its own, and the run's shared one
+            run = tmp_path / f"run{width}"
+            with contextlib.ExitStack() as stack:
+                if width:
+                    stack.enter_context(stage.one_engine(spec, str(run), width))
+                with pytest.raises(DataError, match=re.escape(message)):
+                    stage.stage_file(spec, str(run), 0, file, None)
+
+
+@pytest.mark.reliability(
+    "limits",
+    "a query that would run for hours (a CPU-bound scan) on a connection of a run with "
+    "limits.max_run_seconds: 1, in a session of its own and in the run's shared DuckDB",
+    "the deadline interrupts the query; the step raises, and a later session of the run is "
+    "refused with the limit's message",
+)
+def test_the_deadline_interrupts_a_running_query() -> None:
+    endless = "SELECT sum(hash(i)) FROM range(1000000000000) t(i)"
+    for name in ("own", "run"):
+        clock = Deadline(1, 60)
+        with clock.running(), shared("run", 64 * MiB):
+            with pytest.raises(duckdb.InterruptException), session(MiB, shared=name) as con:
+                con.execute(endless)
+            assert clock.expired.is_set()
+            with pytest.raises(OutOfTime, match=r"limits.max_run_seconds \(1 s\)"):
+                deadline.check()
+            with pytest.raises(OutOfTime), session(MiB, shared=name):
+                pass

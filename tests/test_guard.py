@@ -51,6 +51,10 @@ ALLOWED = [
     "note = 'a;b'",
     "note = $$x -- y$$",
     "\"status\" = 'open'",
+    # Casts to the spec's types and plain SQL types, in every spelling.
+    "amount::DECIMAL(10,2) > 1 AND TRY_CAST(s AS BIGINT) > 1 AND s::VARCHAR[] = []",
+    "CAST(s AS TIMESTAMPTZ) > TIMESTAMP '2024-01-01' AND s::DATE > DATE '2024-01-01'",
+    "s::BOOL AND s::DOUBLE > 1 AND s::UUID IS NULL AND s::int64 > 1 AND s::TEXT = ''",
 ]
 
 
@@ -205,6 +209,84 @@ REFUSED = [
     "refused at validate with the reason; nothing runs",
 )
 def test_refused(expr: str, message: str) -> None:
+    assert filter_error(expr, COLUMNS) == message
+
+
+CASTS = (
+    "BOOLEAN, the integers, FLOAT, DOUBLE, DECIMAL(p,s), VARCHAR, DATE, TIME, TIMESTAMP, "
+    "TIMESTAMPTZ, INTERVAL, UUID and lists T[] of them"
+)
+
+
+def cast(name: str) -> str:
+    return (
+        f"transform.filter: type {name} is not allowed in a cast (it may need an extension, "
+        f"which a filter cannot load): only {CASTS}; cast to one of those, e.g. CAST(x AS VARCHAR)"
+    )
+
+
+def by_name(name: str) -> str:
+    return (
+        f"transform.filter: function {name} is not allowed (it calls a function given by name, "
+        f"which this check cannot see): {ONLY}; call a list function itself instead, "
+        "e.g. list_sum(l) or list_reduce with a lambda"
+    )
+
+
+def unbounded(name: str) -> str:
+    return (
+        f"transform.filter: function {name} is not allowed (it builds a string or list of any "
+        f"size, which one row could fill memory with): {ONLY}; test the row's values as they "
+        "are, e.g. starts_with(s, 'ab'), left(s, 3) = 'abc', length(s) > 3, ltrim(code, '0') = '42'"
+    )
+
+
+REFUSED_RED_TEAM = [
+    # A type DuckDB does not know made it install and load the extension that has it.
+    ("CAST(status AS INET) IS NULL", cast("INET")),
+    ("status::INET IS NULL", cast("INET")),
+    ("TRY_CAST(status AS INET) IS NULL", cast("INET")),
+    ("INET '127.0.0.1' IS NULL", cast("INET")),
+    ("TRY_CAST(s AS INET[]) IS NULL", cast("INET")),
+    ("status::JSON IS NULL", cast("JSON")),
+    ("status::GEOMETRY IS NULL", cast("GEOMETRY")),
+    ("status::main.t IS NULL", cast("main.t")),
+    ("s::STRUCT(a INT) IS NULL", cast("STRUCT")),
+    # A function named by a string is one the guard never sees.
+    ("aggregate([1, 2], 'getenv') = 1", by_name("aggregate")),
+    ("list_aggregate(tags, 'string_agg') = ''", by_name("list_aggregate")),
+    ("list_aggr(tags, 'min') = ''", by_name("list_aggr")),
+    ("array_aggregate(tags, 'max') = ''", by_name("array_aggregate")),
+    ("to_aggregate_state(1, 'sum', 'INTEGER') IS NULL", by_name("to_aggregate_state")),
+    ("finalize(amount) IS NULL", by_name("finalize")),
+    # Strings and lists as large as a number: unbounded memory and CPU from one row.
+    ("levenshtein(repeat(status, 100000), status) > 1", unbounded("repeat")),
+    ("length(repeat(status, 20000000)) > 1", unbounded("repeat")),
+    ("lpad(s, 100000000, 'x') = ''", unbounded("lpad")),
+    ("rpad(s, 100000000, 'x') = ''", unbounded("rpad")),
+    ("len(range(1000000000)) > 1", unbounded("range")),
+    ("len(generate_series(1, 1000000000)) > 1", unbounded("generate_series")),
+    ("len(list_resize(tags, 1000000000)) > 1", unbounded("list_resize")),
+    ("len(array_resize(tags, 1000000000)) > 1", unbounded("array_resize")),
+    ("printf('%0100000000d', amount) = ''", unbounded("printf")),
+    ("format('{:>100000000}', s) = ''", unbounded("format")),
+    ("list_transform(tags, lambda t: repeat(t, 9)) = []", unbounded("repeat")),
+    ("string_agg(s, ',') = ''", function("string_agg", AGGREGATE)),
+]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"), REFUSED_RED_TEAM, ids=[e[:40] for e, _ in REFUSED_RED_TEAM]
+)
+@pytest.mark.reliability(
+    "hostile spec",
+    "filters that cast to a type from an extension (CAST(status AS INET), status::JSON), call "
+    "a function by a name string (aggregate([1,2],'getenv'), list_aggregate, "
+    "to_aggregate_state) or build unbounded strings or lists (repeat, lpad, range, "
+    "list_resize, printf widths)",
+    "refused at validate with the type or function named and the fix; nothing runs",
+)
+def test_refused_red_team(expr: str, message: str) -> None:
     assert filter_error(expr, COLUMNS) == message
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks._duckdb import connect, scalar
+from tests._http_servers import Answer, PagedAPI, Seen, api_orders, api_spec, serve
 from tests.conftest import run_cli
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
@@ -239,3 +240,53 @@ def test_files_left_by_max_rows_per_run_are_not_hidden_by_the_mark(project: Path
     # first run's mark, and did not move the committed mark back.
     assert second["hwm_before"] is None
     assert second["hwm_after"] == first["hwm_after"]
+
+
+class _SlowPages(PagedAPI):
+    """A cursor-paginated API that takes `delay` seconds over each page."""
+
+    def __init__(self, records: list[dict[str, Any]], delay: float) -> None:
+        super().__init__(records, "cursor", page_size=5)
+        self.delay = delay
+
+    def answer(self, req: Seen) -> Answer:
+        page = super().answer(req)
+        page.action, page.delay = "slow", self.delay
+        return page
+
+
+@pytest.mark.reliability(
+    "limits",
+    "limits.max_run_seconds: 1 on a run whose http source answers slowly (12 pages, 0.5 s each)",
+    "the run stops at the limit: exit 1, status failed, an error naming limits.max_run_seconds "
+    "and the fix; the run stays open as a crash leaves it, and the rerun with a large limit "
+    "finishes it: every valid row lands exactly once",
+)
+def test_max_run_seconds_stops_a_slow_run_and_the_next_run_finishes_it(project: Path) -> None:
+    records = api_orders(60, seed=8)
+    app = _SlowPages(records, delay=0.5)
+    spec = project / "pumps" / "orders.yaml"
+    with serve(app) as base:
+        spec.write_text(api_spec(base, batch_rows=5) + "  max_run_seconds: 1\n")
+        first = run_cli("run", "pumps/orders.yaml", "--json", cwd=project)
+        assert first.returncode == 1, first.stderr
+        summary = json.loads(first.stdout)
+        assert summary["status"] == "failed"
+        assert summary["error"] == (
+            "the run took longer than limits.max_run_seconds (1 s) and was stopped; nothing is "
+            "lost: the next run finishes it. Raise limits.max_run_seconds (ceiling 604800 s), or "
+            "lower limits.max_rows_per_run so that one run does less"
+        )
+        assert (project / ".pumphouse/orders/manifest.json").exists()  # open, as after a crash
+        assert not list(project.glob("out/orders/data/**/*.parquet"))
+        asked = len(app.seen)
+        assert asked < 12  # it stopped before the source's last page
+
+        app.delay = 0.0
+        spec.write_text(api_spec(base, batch_rows=5) + "  max_run_seconds: 3600\n")
+        second = _run(spec)
+        third = _run(spec)
+
+    assert (second["status"], second["resumed"]) == ("ok", True)
+    assert landed("out/orders") == expected(records)
+    assert (third["status"], third["rows_written"]) == ("ok", 0)

@@ -155,7 +155,7 @@ BAD_SPECS: list[Bad] = [
         "  memory: 1GiB\n  max_memory: 2GiB",
         "pumps/orders.yaml:38 limits.max_memory: unknown key 'max_memory' (did you mean 'memory'?); "
         "valid keys here: batch_rows, batch_bytes, max_concurrency, requests_per_second, "
-        "max_rows_per_run, max_record_bytes, max_invalid_ratio, memory",
+        "max_rows_per_run, max_record_bytes, max_invalid_ratio, memory, max_run_seconds",
     ),
     bad(
         "key of another sink type",
