@@ -22,6 +22,7 @@ from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
 from schemas.spec import FilesSource, Spec
 from tasks import faults, progress, sinks, staging
+from tasks.as_started import as_started
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -92,6 +93,7 @@ def _locked_run(
             _forget(spec, store)
     with summary.step("plan"):
         manifest, summary.resumed = plan_task(spec, store)
+    load_spec = as_started(spec, manifest.frozen)  # batches cut as the run began
     faults.point("planned")
     progress.emit("total_files", len(manifest.inputs))
     summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
@@ -113,7 +115,7 @@ def _locked_run(
             summary.counts = _restage(spec, store, manifest, run_dir, run_on)
     with summary.step("load"):
         try:
-            loaded = load_task(spec, store, manifest)
+            loaded = load_task(load_spec, store, manifest)
         except SinkRefused:
             store.drop_manifest()  # nothing of this run reached the sink: read it afresh once fixed
             raise

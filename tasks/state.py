@@ -74,6 +74,9 @@ class Manifest:
     # at max_rows_per_run left (see Committed.rest); the mark after the run is never below it.
     hwm_committed: str | None = None
     rest: list[dict[str, Any]] = field(default_factory=list)  # files the row limit kept out
+    # The spec's values that cut the load's batches and say where rows land, as the run began
+    # (key path -> value; tasks/as_started.py). Empty in a manifest from before: the spec's.
+    frozen: dict[str, Any] = field(default_factory=dict)
 
     def left(self) -> list[dict[str, Any]]:
         """What this run leaves for the next (limits.max_rows_per_run): the files kept out,

@@ -305,6 +305,45 @@ def test_a_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     assert_same(outcome(project), clean_six.outcome)
 
 
+@pytest.mark.parametrize("resumed_rows", [1000, 100])
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 load batches of a parquet run, then limits.batch_rows raised or lowered before the next run",
+    "the resumed run cuts its batches as the run that started did (frozen in its manifest): sink, file layout and state equal one clean run; the next run uses the new value",
+)
+def test_a_resumed_run_loads_with_the_batching_it_started_with(
+    project: Path, clean_six: Clean, resumed_rows: int
+) -> None:
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    crashed = pump_run(project, "loaded_batch:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (project / SPEC).write_text(spec_text(batch_rows=resumed_rows))
+
+    recovered = summary_of(pump_run(project))
+    assert recovered["resumed"] is True
+    assert recovered["batches"] == clean_six.summary["batches"]
+    assert_same(outcome(project), clean_six.outcome)
+    assert landed(str(project / SINK)) == expected(clean_six.records)
+
+
+def test_a_manifest_from_before_the_frozen_batching_resumes_with_the_spec(
+    project: Path, clean_six: Clean
+) -> None:
+    """A run killed by an older pumphouse has no `frozen` in its manifest: it is finished
+    with the spec as it is (the same, here), and the project equals a clean run's."""
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    assert pump_run(project, "loaded_batch:2").returncode == -signal.SIGKILL
+    path = project / STATE / "manifest.json"
+    old = json.loads(path.read_text())
+    del old["frozen"]
+    path.write_text(json.dumps(old))
+
+    assert summary_of(pump_run(project))["resumed"] is True
+    assert_same(outcome(project), clean_six.outcome)
+
+
 @pytest.mark.reliability(
     "crash",
     "a killed run resumed with a lower max_rows_per_run",

@@ -157,6 +157,53 @@ def test_a_delta_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     assert_same(table_outcome(project), clean_delta.outcome)
 
 
+@pytest.mark.parametrize("resumed_rows", [1000, 100])
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 batch commits of a Delta (append) run, then limits.batch_rows raised or lowered before the next run",
+    "the resumed run cuts its batches as the run that started did: each batch (app transaction version) committed once; the table equals one clean run row by row",
+)
+def test_a_resumed_delta_run_commits_the_batches_it_started_with(
+    project: Path, clean_delta: Clean, resumed_rows: int
+) -> None:
+    new_project(project)
+    copy_inputs(clean_delta.inputs, project)
+    crashed = pump_run(project, "loaded_batch:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    new_project(project, batch_rows=resumed_rows)
+
+    recovered = summary_of(pump_run(project))
+    assert recovered["resumed"] is True
+    assert recovered["rows_written"] == clean_delta.summary["rows_written"]
+    assert_same(table_outcome(project), clean_delta.outcome)
+    assert as_oracle(table_rows(str(project / SINK))) == expected(clean_delta.records)
+
+
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 batch commits of a Delta append run, then sink.mode changed to merge before the next run",
+    "the resumed run is refused (exit 2) naming sink.mode, its old and new value and the fix; with the old value back it finishes as one clean run",
+)
+def test_a_resumed_run_refuses_a_spec_that_changes_where_rows_land(
+    project: Path, clean_delta: Clean
+) -> None:
+    new_project(project)
+    copy_inputs(clean_delta.inputs, project)
+    crashed = pump_run(project, "loaded_batch:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    new_project(project, "merge")
+
+    refused = pump_run(project)
+    assert refused.returncode == 2, refused.stderr
+    assert 'sink.mode was "append", now "merge"' in refused.stderr + refused.stdout
+    assert "Put the old value back" in refused.stderr + refused.stdout
+    assert commit_seqs(str(project / SINK)) == [1, 2] and manifest_of(project) is not None
+
+    new_project(project)
+    assert summary_of(pump_run(project))["resumed"] is True
+    assert_same(table_outcome(project), clean_delta.outcome)
+
+
 # ---- 2. merge: a crash in the second run, against the rows the first run left ------------------
 
 
