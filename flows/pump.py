@@ -93,7 +93,7 @@ def _locked_run(
             _forget(spec, store)
     with summary.step("plan"):
         manifest, summary.resumed = plan_task(spec, store)
-    load_spec = as_started(spec, manifest.frozen)  # batches cut as the run began
+    load_spec = as_started(spec, manifest.frozen, manifest.continues)  # as the run began
     faults.point("planned")
     progress.emit("total_files", len(manifest.inputs))
     summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before

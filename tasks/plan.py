@@ -60,6 +60,7 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
         seq_base=max(committed.seq, sinks.committed_seq(spec)),
         hwm_committed=committed.hwm,
         frozen=frozen_of(spec),
+        continues=bool(rest),
     )
     store.save_manifest(manifest)
     return manifest, False

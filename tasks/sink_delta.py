@@ -1,5 +1,6 @@
 """The Delta Lake sink (`sink.type: delta`): append or merge one commit per batch, overwrite
-one commit per run.
+one commit per run (a run stopped at limits.max_rows_per_run replaces the table; the runs that
+read what it left append to it: tasks/as_started.py).
 
 Exactly once: each batch's commit carries a Delta app transaction (app id `pumphouse:NAME`,
 version = the batch's sequence number) and the run's state as commit metadata (run id,

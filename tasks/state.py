@@ -77,6 +77,9 @@ class Manifest:
     # The spec's values that cut the load's batches and say where rows land, as the run began
     # (key path -> value; tasks/as_started.py). Empty in a manifest from before: the spec's.
     frozen: dict[str, Any] = field(default_factory=dict)
+    # Reads what a run stopped at max_rows_per_run left: the same logical load goes on (a
+    # Delta overwrite appends the rest to the rows that run put in place of the old).
+    continues: bool = False
 
     def left(self) -> list[dict[str, Any]]:
         """What this run leaves for the next (limits.max_rows_per_run): the files kept out,
