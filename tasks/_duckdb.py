@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,12 @@ def register_fs(con: Connection, fs: fsspec.AbstractFileSystem) -> None:
 def quote(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def literal_glob(path: str) -> str:
+    """`path` as a glob pattern that matches only itself: DuckDB reads `*`, `?` and `[` in a
+    path as a pattern (`out[1]` would match `out1`), each is put in a class of its own."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def ident(name: str) -> str:

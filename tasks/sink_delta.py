@@ -245,8 +245,16 @@ def remove_all(spec: Spec) -> None:
         for entry in fs.ls(root, detail=False):
             name = str(entry).rstrip("/").rsplit("/", 1)[-1]
             if _written_by_delta(name):
-                fs.rm(entry, recursive=True)
-        fs.rm(f"{root}/_delta_log", recursive=True)
+                _remove(fs, str(entry))
+        sink_parquet.remove_tree(fs, f"{root}/_delta_log")
+
+
+def _remove(fs: Any, path: str) -> None:
+    """A file or a folder, its path taken literally (the sink's URL may hold `[`)."""
+    if fs.isdir(path):
+        sink_parquet.remove_tree(fs, path)
+    else:
+        fs.rm_file(path)
 
 
 def _written_by_delta(name: str) -> bool:
