@@ -18,23 +18,26 @@ import json
 from typing import Any
 
 from schemas.errors import SpecError
-from schemas.secrets import redact
+from schemas.secrets import redact, redact_all
 from schemas.spec import HttpSink, Spec
 
 
 def frozen_of(spec: Spec) -> dict[str, Any]:
-    """The spec's values a run must keep to its end (JSON: they are saved in the manifest)."""
+    """The spec's values a run must keep to its end (JSON: they are saved in the manifest,
+    secrets masked: a webhook URL may hold a token)."""
     sink, dedup = spec.sink, spec.transform.dedup
-    return {
-        "limits.batch_rows": spec.limits.batch_rows,
-        "sink.partition_by": list(sink.partition_by),
-        "sink.batch_rows": sink.batch_rows if isinstance(sink, HttpSink) else None,
-        "sink.type": sink.type,
-        "sink.url": sink.url,
-        "sink.mode": sink.mode,
-        "sink.key": list(spec.merge_key),
-        "transform.dedup": dedup.model_dump(mode="json") if dedup else None,
-    }
+    return redact_all(
+        {
+            "limits.batch_rows": spec.limits.batch_rows,
+            "sink.partition_by": list(sink.partition_by),
+            "sink.batch_rows": sink.batch_rows if isinstance(sink, HttpSink) else None,
+            "sink.type": sink.type,
+            "sink.url": sink.url,
+            "sink.mode": sink.mode,
+            "sink.key": list(spec.merge_key),
+            "transform.dedup": dedup.model_dump(mode="json") if dedup else None,
+        }
+    )
 
 
 BATCHING = ("limits.batch_rows", "sink.partition_by", "sink.batch_rows")
