@@ -23,6 +23,7 @@ from schemas.secrets import redact, redact_all
 from schemas.settings import settings
 from schemas.spec import FilesSource, Spec
 from tasks import deadline, faults, progress, sinks, staging
+from tasks.as_started import as_started
 from tasks.deadline import Deadline
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
@@ -96,6 +97,7 @@ def _locked_run(
             _forget(spec, store)
     with summary.step("plan"):
         manifest, summary.resumed = plan_task(spec, store)
+    load_spec = as_started(spec, manifest.frozen, manifest.continues)  # as the run began
     faults.point("planned")
     progress.emit("total_files", len(manifest.inputs))
     summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
@@ -121,7 +123,7 @@ def _locked_run(
     deadline.check()
     with summary.step("load"):
         try:
-            loaded = load_task(spec, store, manifest)
+            loaded = load_task(load_spec, store, manifest)
         except SinkRefused:
             store.drop_manifest()  # nothing of this run reached the sink: read it afresh once fixed
             raise

@@ -527,6 +527,14 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                 "e.g. ./warehouse/orders or s3://bucket/orders",
             )
         )
+    if sink.type == "delta" and re.search(r"[\[\]]", sink.url):  # deltalake cannot parse it
+        problems.append(
+            (
+                ("sink", "url"),
+                "deltalake cannot open a table whose path holds '[' or ']'; "
+                "name the folder without them",
+            )
+        )
 
     if isinstance(spec.source, HttpSource):
         problems += _paginate_problems(spec.source.paginate)

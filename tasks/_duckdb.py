@@ -4,6 +4,7 @@ expressions), fsspec, Arrow in and out."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -67,6 +68,12 @@ def register_fs(con: Connection, fs: fsspec.AbstractFileSystem) -> None:
 def quote(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def literal_glob(path: str) -> str:
+    """`path` as a glob pattern that matches only itself: DuckDB reads `*`, `?` and `[` in a
+    path as a pattern (`out[1]` would match `out1`), each is put in a class of its own."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def ident(name: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from schemas.spec import HttpSource, Spec
 from tasks import sinks
+from tasks.as_started import frozen_of
 from tasks.http_source import page_input
 from tasks.listing import list_files
 from tasks.state import Committed, Manifest, StateStore
@@ -31,13 +32,20 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     """
     open_run = store.manifest()
     if open_run is not None:
+        before = open_run.frozen
+        # Nothing of a run still staging is in the sink: it loads as the spec says now.
+        # One that was loading keeps its batching (a manifest from before: from now on).
+        if open_run.phase == "staging" or not open_run.frozen:
+            open_run.frozen = frozen_of(spec)
+        changed = open_run.frozen != before
         if open_run.phase == "staging":
             # Staging starts over. What the interrupted attempt staged goes, torn files
             # included: this attempt may stage fewer files (max_rows_per_run), and the load
             # reads every staged file.
             shutil.rmtree(store.run_dir(open_run.run_id), ignore_errors=True)
-            if _as_listed_now(spec, open_run):
-                store.save_manifest(open_run)
+            changed = _as_listed_now(spec, open_run) or changed
+        if changed:
+            store.save_manifest(open_run)
         return open_run, True
     committed = store.committed()
     inputs, mark = _inputs(spec, committed), committed.hwm
@@ -59,6 +67,8 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
         seen=committed.seen,
         seq_base=max(committed.seq, sinks.committed_seq(spec)),
         hwm_committed=committed.hwm,
+        frozen=frozen_of(spec),
+        continues=bool(rest),
     )
     store.save_manifest(manifest)
     return manifest, False

@@ -10,6 +10,7 @@ from schemas.loader import LAZY_KEYS, REF_RE, load_spec, resolve
 from schemas.spec import Spec
 from tasks.contract import schema_problems
 from tasks.guard import filter_problems
+from tasks.overlap import overlap_problems
 
 
 def secret_problems(spec: Spec) -> list[Problem]:
@@ -39,7 +40,7 @@ def _unresolved(value: Any, loc: Loc) -> list[Problem]:
     return problems
 
 
-CHECKS = (filter_problems, schema_problems, secret_problems)
+CHECKS = (filter_problems, schema_problems, secret_problems, overlap_problems)
 
 
 def load(spec_path: str) -> Spec:

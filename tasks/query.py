@@ -9,7 +9,7 @@ import duckdb
 from schemas.errors import UsageError
 from schemas.spec import DeltaSink, ParquetSink, SchemaSpec, Spec
 from tasks import sink_delta, sink_parquet, sinks
-from tasks._duckdb import connect, ident, quote, register_fs
+from tasks._duckdb import connect, ident, literal_glob, quote, register_fs
 from tasks.state import StateStore
 from tasks.transform import projection
 
@@ -36,8 +36,8 @@ def run_query(spec: Spec, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
                 con.register(view, table)
                 views.append(view)
                 continue
-        elif fs.glob(f"{root}/{sub}/**/*.parquet"):
-            pattern = quote(f"{prefix}{root}/{sub}/**/*.parquet")
+        elif any(f.endswith(".parquet") for f in sink_parquet.files_in(fs, f"{root}/{sub}")):
+            pattern = quote(f"{literal_glob(prefix + root)}/{sub}/**/*.parquet")
             con.execute(
                 f"CREATE VIEW {ident(view)} AS SELECT * FROM read_parquet({pattern}, "
                 "hive_partitioning = true, union_by_name = true)"

@@ -1,5 +1,6 @@
 """The Delta Lake sink (`sink.type: delta`): append or merge one commit per batch, overwrite
-one commit per run.
+one commit per run (a run stopped at limits.max_rows_per_run replaces the table; the runs that
+read what it left append to it: tasks/as_started.py).
 
 Exactly once: each batch's commit carries a Delta app transaction (app id `pumphouse:NAME`,
 version = the batch's sequence number) and the run's state as commit metadata (run id,
@@ -244,8 +245,16 @@ def remove_all(spec: Spec) -> None:
         for entry in fs.ls(root, detail=False):
             name = str(entry).rstrip("/").rsplit("/", 1)[-1]
             if _written_by_delta(name):
-                fs.rm(entry, recursive=True)
-        fs.rm(f"{root}/_delta_log", recursive=True)
+                _remove(fs, str(entry))
+        sink_parquet.remove_tree(fs, f"{root}/_delta_log")
+
+
+def _remove(fs: Any, path: str) -> None:
+    """A file or a folder, its path taken literally (the sink's URL may hold `[`)."""
+    if fs.isdir(path):
+        sink_parquet.remove_tree(fs, path)
+    else:
+        fs.rm_file(path)
 
 
 def _written_by_delta(name: str) -> bool:

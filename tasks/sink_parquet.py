@@ -96,9 +96,11 @@ def remove_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> int:
     with storage_errors(f"sink {root}", "removing a replayed run", "sink.storage_options"):
         fs.invalidate_cache()  # an object store's cached listing may predate that attempt
         for sub in ("data", "rejected"):
-            for path in fs.glob(f"{root}/{sub}/**/part-{run_id}-*.parquet"):
-                fs.rm(path)
-                removed += 1
+            for path in files_in(fs, f"{root}/{sub}"):
+                name = path.rsplit("/", 1)[-1]
+                if name.startswith(f"part-{run_id}-") and name.endswith(".parquet"):
+                    fs.rm_file(path)
+                    removed += 1
     return removed
 
 
@@ -107,8 +109,21 @@ def remove_all(fs: fsspec.AbstractFileSystem, root: str) -> None:
     with storage_errors(f"sink {root}", "removing output", "sink.storage_options"):
         fs.invalidate_cache()
         for sub in ("data", "rejected"):
-            if fs.exists(f"{root}/{sub}"):
-                fs.rm(f"{root}/{sub}", recursive=True)
+            remove_tree(fs, f"{root}/{sub}")
+
+
+def files_in(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
+    """Every file below `folder`, its path taken literally: fsspec's glob (and rm and
+    expand_path, which glob) would read `[1]` or `?` in a sink path as a pattern."""
+    return sorted(fs.find(folder)) if fs.exists(folder) else []
+
+
+def remove_tree(fs: fsspec.AbstractFileSystem, folder: str) -> None:
+    """Delete `folder` and everything below it, its path taken literally (see files_in)."""
+    for path in files_in(fs, folder):
+        fs.rm_file(path)
+    if is_local(fs):  # the folders left (an object store has none)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _files_under(tmp: str) -> list[str]:

@@ -86,6 +86,12 @@ class Manifest:
     # The window's rows loaded before this run (Committed.seen at its start): a replay of a
     # run killed after its commit must not take its own rows for rows loaded before.
     seen: list[tuple[str, str]] | None = None
+    # The spec's values that cut the load's batches and say where rows land, as the run began
+    # (key path -> value; tasks/as_started.py). Empty in a manifest from before: the spec's.
+    frozen: dict[str, Any] = field(default_factory=dict)
+    # Reads what a run stopped at max_rows_per_run left: the same logical load goes on (a
+    # Delta overwrite appends the rest to the rows that run put in place of the old).
+    continues: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:

@@ -772,6 +772,96 @@ def test_secrets_never_reach_the_output(project: Path, prefect_server: str) -> N
         assert SECRET not in done.stdout + done.stderr
 
 
+OVERLAPS = [  # (name, source.url, source.glob, sink.url, the start of the problem or "")
+    (
+        "inside",
+        "lake/",
+        "**/*.parquet",
+        "./lake/out",
+        "sink.url ./lake/out is inside source.url lake/",
+    ),
+    (
+        "dotdot",
+        "./lake",
+        "*.ndjson",
+        "lake/../lake/./out/",
+        "sink.url lake/../lake/./out/ is inside",
+    ),
+    (
+        "url_glob",
+        "./lake/*.ndjson",
+        "",
+        "lake/out",
+        "sink.url lake/out is inside source.url ./lake/*",
+    ),
+    (
+        "symlink",
+        "./link/",
+        "**/*.ndjson",
+        "./lake/out",
+        "sink.url ./lake/out is inside source.url ./link/",
+    ),
+    (
+        "source_in_sink",
+        "./wh/orders/data",
+        "*.ndjson",
+        "./wh/orders",
+        "source.url ./wh/orders/data (glob *.ndjson) is inside sink.url ./wh/orders",
+    ),
+    ("hidden", "./lake", "**/*.ndjson", "./lake/_out", ""),
+    ("sibling", "./lake", "**/*.ndjson", "./lakehouse/out", ""),
+    ("glob_subfolder", "./lake", "raw/*.ndjson", "./lake/out", ""),
+]
+
+
+@pytest.mark.reliability(
+    "hostile spec",
+    "a sink inside the source folder (source lake/, glob **/*.parquet, sink lake/out), spelt with ./, .., a glob in the URL or through a symlink; a source inside the sink; the state folder inside the source",
+    "validate (and run) refuses it, exit 2, naming both keys and the fix; a sink in a folder the listing skips ('_' or '.') or beside the source passes",
+)
+def test_validate_refuses_a_sink_or_state_inside_the_source(project: Path) -> None:
+    for folder in ("lake", "wh/orders/data"):
+        (project / folder).mkdir(parents=True)
+    (project / "link").symlink_to(project / "lake")
+    for name, src, glob, out, _ in OVERLAPS:
+        text = spec_text(name=name, src=src, glob=glob, out=out)
+        (project / "pumps" / f"{name}.yaml").write_text(text.replace('  glob: ""\n', ""))
+    done = cli("validate", *(f"pumps/{name}.yaml" for name, *_ in OVERLAPS), cwd=project)
+    assert done.returncode == 2
+    problems = plain_lines(done.stderr)
+    for name, *_, want in OVERLAPS:
+        mine = [p for p in problems if p.startswith(f"pumps/{name}.yaml:")]
+        if not want:
+            assert f"ok: pumps/{name}.yaml" in done.stdout and not mine, mine
+            continue
+        assert len(mine) == 1 and mine[0].split(" sink.url: ", 1)[1].startswith(want), mine
+        assert "every run would read" in mine[0]
+        assert ("Put the sink outside" in mine[0]) != ("Point source.url at" in mine[0])
+
+    # the state folder (rejected rows of an http sink, staging) inside what the source reads
+    state = cli(
+        "validate",
+        "pumps/sibling.yaml",
+        cwd=project,
+        env={**os.environ, "PUMPHOUSE_STATE_DIR": "lake/state"},
+    )
+    assert state.returncode == 2
+    assert (
+        plain_lines(state.stderr)[0]
+        .split(" source.url: ", 1)[1]
+        .startswith(
+            "the pump's state folder lake/state/sibling (staging, rejected rows) is inside source.url ./lake"
+        )
+    )
+    hidden = cli(
+        "validate",
+        "pumps/sibling.yaml",
+        cwd=project,
+        env={**os.environ, "PUMPHOUSE_STATE_DIR": "lake/.state"},
+    )
+    assert hidden.returncode == 0, hidden.stderr
+
+
 def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_server: str) -> None:
     from prefect.blocks.system import Secret
 

@@ -305,6 +305,100 @@ def test_a_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     assert_same(outcome(project), clean_six.outcome)
 
 
+@pytest.mark.parametrize("resumed_rows", [1000, 100])
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 load batches of a parquet run, then limits.batch_rows raised or lowered before the next run",
+    "the resumed run cuts its batches as the run that started did (frozen in its manifest): sink, file layout and state equal one clean run; the next run uses the new value",
+)
+def test_a_resumed_run_loads_with_the_batching_it_started_with(
+    project: Path, clean_six: Clean, resumed_rows: int
+) -> None:
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    crashed = pump_run(project, "loaded_batch:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (project / SPEC).write_text(spec_text(batch_rows=resumed_rows))
+
+    recovered = summary_of(pump_run(project))
+    assert recovered["resumed"] is True
+    assert recovered["batches"] == clean_six.summary["batches"]
+    assert_same(outcome(project), clean_six.outcome)
+    assert landed(str(project / SINK)) == expected(clean_six.records)
+
+
+def test_a_manifest_from_before_the_frozen_batching_resumes_with_the_spec(
+    project: Path, clean_six: Clean
+) -> None:
+    """A run killed by an older pumphouse has no `frozen` in its manifest: it is finished
+    with the spec as it is (the same, here), and the project equals a clean run's."""
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    assert pump_run(project, "loaded_batch:2").returncode == -signal.SIGKILL
+    path = project / STATE / "manifest.json"
+    old = json.loads(path.read_text())
+    del old["frozen"]
+    path.write_text(json.dumps(old))
+
+    assert summary_of(pump_run(project))["resumed"] is True
+    assert_same(outcome(project), clean_six.outcome)
+
+
+GLOBBY = "./wh/o?t[1]/orders"  # a sink path with glob characters: each taken literally
+
+
+def rows_at(sink: Path) -> Counter[tuple[Any, ...]]:
+    """The sink's rows, from its files listed literally (DuckDB would glob the path)."""
+    files = [str(p) for p in sorted((sink / "data").rglob("*.parquet"))]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    listed = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    rows = con.sql(
+        "SELECT order_id, customer, amount, status, strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') "
+        f"FROM read_parquet({listed}, hive_partitioning = true)"
+    ).fetchall()
+    con.close()
+    return Counter(rows)
+
+
+@pytest.mark.reliability(
+    "crash",
+    "a parquet sink at ./wh/o?t[1]/orders (glob characters in its path): kill -9 after 4 load batches, the staging lost (as on another machine), resumed with a lower max_rows_per_run, so the replay writes fewer batches",
+    "the replay removes every file the killed attempt wrote (sink paths taken literally, never globbed): the sink equals clean runs with that limit row by row; `pumphouse query` sees every row",
+)
+def test_a_sink_path_with_glob_characters_is_taken_literally(
+    project: Path, clean_six: Clean
+) -> None:
+    limited = spec_text(out=GLOBBY, batch_rows=BATCH_ROWS) + (
+        "  max_rows_per_run: 600\n  max_concurrency: 1\n"
+    )
+    clean = new_project(project / "clean")
+    (clean / SPEC).write_text(limited)
+    copy_inputs(clean_six.inputs, clean)
+    while run_here(clean)["files"]:
+        pass
+    folder = new_project(project / "crashed")
+    (folder / SPEC).write_text(spec_text(out=GLOBBY, batch_rows=BATCH_ROWS))
+    copy_inputs(clean_six.inputs, folder)
+    crashed = pump_run(folder, "loaded_batch:4")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert len(list((folder / GLOBBY / "data").rglob("*.parquet"))) >= 4
+    shutil.rmtree(folder / STATE / "staging")
+    (folder / SPEC).write_text(limited)
+
+    first = summary_of(pump_run(folder))
+    assert (first["resumed"], first["files"], first["inputs_left"]) == (True, 2, 4)
+    while run_here(folder)["files"]:
+        pass
+    want = rows_at(clean / GLOBBY)
+    assert rows_at(folder / GLOBBY) == want and sum(want.values()) > 3 * BATCH_ROWS
+
+    sql = "SELECT count(*) AS n, count(DISTINCT order_id) AS d FROM orders"
+    done = run_cli("query", SPEC, sql, "--format", "csv", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["n,d", f"{sum(want.values())},{len({r[0] for r in want})}"]
+
+
 @pytest.mark.reliability(
     "crash",
     "a killed run resumed with a lower max_rows_per_run",

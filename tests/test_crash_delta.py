@@ -157,6 +157,86 @@ def test_a_delta_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     assert_same(table_outcome(project), clean_delta.outcome)
 
 
+@pytest.mark.parametrize("resumed_rows", [1000, 100])
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 batch commits of a Delta (append) run, then limits.batch_rows raised or lowered before the next run",
+    "the resumed run cuts its batches as the run that started did: each batch (app transaction version) committed once; the table equals one clean run row by row",
+)
+def test_a_resumed_delta_run_commits_the_batches_it_started_with(
+    project: Path, clean_delta: Clean, resumed_rows: int
+) -> None:
+    new_project(project)
+    copy_inputs(clean_delta.inputs, project)
+    crashed = pump_run(project, "loaded_batch:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    new_project(project, batch_rows=resumed_rows)
+
+    recovered = summary_of(pump_run(project))
+    assert recovered["resumed"] is True
+    assert recovered["rows_written"] == clean_delta.summary["rows_written"]
+    assert_same(table_outcome(project), clean_delta.outcome)
+    assert as_oracle(table_rows(str(project / SINK))) == expected(clean_delta.records)
+
+
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 batch commits of a Delta append run, then sink.mode changed to merge before the next run",
+    "the resumed run is refused (exit 2) naming sink.mode, its old and new value and the fix; with the old value back it finishes as one clean run",
+)
+def test_a_resumed_run_refuses_a_spec_that_changes_where_rows_land(
+    project: Path, clean_delta: Clean
+) -> None:
+    new_project(project)
+    copy_inputs(clean_delta.inputs, project)
+    crashed = pump_run(project, "loaded_batch:2")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    new_project(project, "merge")
+
+    refused = pump_run(project)
+    assert refused.returncode == 2, refused.stderr
+    assert 'sink.mode was "append", now "merge"' in refused.stderr + refused.stdout
+    assert "Put the old value back" in refused.stderr + refused.stdout
+    assert commit_seqs(str(project / SINK)) == [1, 2] and manifest_of(project) is not None
+
+    new_project(project)
+    assert summary_of(pump_run(project))["resumed"] is True
+    assert_same(table_outcome(project), clean_delta.outcome)
+
+
+@pytest.mark.reliability(
+    "crash",
+    "Delta overwrite with limits.max_rows_per_run: one export read in three runs (one file each), the second killed after its first batch commit",
+    "one logical overwrite: the first slice replaces the table, the rest append (the killed slice skips its committed batch); the table holds the whole export, none of the old rows",
+)
+def test_an_overwrite_stopped_at_max_rows_per_run_replaces_the_table_once(project: Path) -> None:
+    inputs = project / "inputs"
+    old = write_orders(inputs / "old", files=1, rows=ROWS, seed=31)
+    export = write_orders(inputs / "new", files=3, rows=ROWS, seed=32, day=1)
+    folder = new_project(project / "p", "overwrite", batch_rows=100)
+    copy_inputs(inputs / "old", folder)
+    run_here(folder)
+    assert as_oracle(table_rows(str(folder / SINK))) == expected(old)
+    limited = delta_spec("overwrite", batch_rows=100)
+    (folder / SPEC).write_text(limited + "  max_rows_per_run: 300\n  max_concurrency: 1\n")
+    copy_inputs(inputs / "new", folder)
+
+    first = summary_of(pump_run(folder))
+    assert (first["files"], first["inputs_left"]) == (1, 2)
+    killed = pump_run(folder, "loaded_batch:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert summary_of(pump_run(folder))["resumed"] is True
+    last = summary_of(pump_run(folder))
+    assert (last["files"], last["inputs_left"]) == (1, 0)
+    assert summary_of(pump_run(folder))["files"] == 0
+
+    slices = [expected(export[i * ROWS : (i + 1) * ROWS]) for i in range(3)]
+    want = sum((Counter((k, *v) for k, v in s.items()) for s in slices), Counter())
+    assert table_rows(str(folder / SINK)) == want
+    got = table_outcome(folder)
+    assert got.seqs == sorted(set(got.seqs)) and got.txn == got.seq
+
+
 # ---- 2. merge: a crash in the second run, against the rows the first run left ------------------
 
 

@@ -216,6 +216,28 @@ def test_a_webhook_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
     assert (got.rejected, got.hwm) == (want.rejected, want.hwm)
 
 
+@pytest.mark.parametrize(("load_rows", "hook_rows"), [(100, 50), (10, 3)])
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 2 load batches of a webhook-sink run, then limits.batch_rows and sink.batch_rows raised or lowered before the next run",
+    "the resumed run cuts its chunks as the run that started did: the same Idempotency-Keys, no delivered chunk sent again; deduplicated by key exactly one clean run",
+)
+def test_a_resumed_webhook_run_sends_the_chunks_it_started_with(
+    project: Path, clean: Clean, load_rows: int, hook_rows: int
+) -> None:
+    receiver = Receiver()
+    with serve(receiver) as hook:
+        sink_project(project, clean.inputs, hook)
+        crashed = pump_run(project, "loaded_batch:2")
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        (project / SPEC).write_text(hook_spec(hook, load_rows, hook_rows))
+        assert summary_of(pump_run(project))["resumed"] is True
+    got, want = sink_outcome(project, receiver), clean.sink
+    assert got.rows == want.rows  # no chunk sent twice, none under a second key
+    assert got.deduped == want.deduped
+    assert len({key for key, _ in receiver.accepted}) == len(receiver.accepted)
+
+
 class KillingReceiver(Receiver):
     """Takes POST number `nth`, then kills the run before answering it: the run never learns
     that chunk was delivered."""

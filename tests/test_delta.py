@@ -434,6 +434,11 @@ def test_storage_options_map_to_deltalake(fsspec: dict[str, Any], delta: dict[st
             "pumps/o.yaml:4 sink.key: mode 'merge' needs a key: set sink.key or transform.dedup.key",
         ),
         (
+            "{type: delta, url: './lake/out[1]'}",
+            "pumps/o.yaml:4 sink.url: deltalake cannot open a table whose path holds '[' or ']'; "
+            "name the folder without them",
+        ),
+        (
             "{type: delta, url: gs://lake/orders}",
             "pumps/o.yaml:4 sink.url: a delta table lives on a local path or an s3:// URL "
             "(got gs://); e.g. ./warehouse/orders or s3://bucket/orders",
