@@ -22,6 +22,7 @@ from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
 from schemas.spec import FilesSource, Spec
 from tasks import faults, progress, sinks, staging
+from tasks.failures import resource_error
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -51,7 +52,7 @@ def pump(
         with store.lock(), one_run_at_a_time(spec.name):
             _locked_run(spec, store, summary, full_refresh, started, run_on)
     except Exception as e:
-        clean = masked(e)
+        clean = masked(resource_error(e) or e)
         summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started
         store.record_run(summary.to_dict())  # it masks secrets itself
