@@ -114,6 +114,10 @@ def main() -> None:
         _print_usage_error(e)
         sys.exit(e.exit_code)
     except Exception as e:  # anything unexpected
+        known = _resource_error(e)
+        if known is not None:  # the machine's (disk, memory, a path), not a bug
+            _print_error(known)
+            sys.exit(known.exit_code)
         if os.environ.get("PUMPHOUSE_DEBUG"):
             traceback.print_exc()
         _say(f"error: {type(e).__name__}: {e}")
@@ -329,7 +333,7 @@ def run(
         )
     except (Exception, Terminated) as e:
         stop()
-        failure = _unreachable(e) or e
+        failure = _unreachable(e) or _resource_error(e) or e
         failed = _failed_summary(spec, failure, started_at)
         if as_json:
             _print_json(failed)
@@ -366,6 +370,12 @@ def _imports_without_gc() -> Iterator[None]:
         gc.freeze()
         if was_on:
             gc.enable()
+
+
+def _resource_error(e: BaseException) -> PumpError | None:
+    from tasks.failures import resource_error
+
+    return resource_error(e)
 
 
 def _unreachable(e: BaseException) -> PumpError | None:

@@ -25,6 +25,7 @@ from schemas.spec import FilesSource, Spec
 from tasks import deadline, faults, progress, sinks, staging
 from tasks.as_started import as_started
 from tasks.deadline import Deadline
+from tasks.failures import resource_error
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -56,7 +57,7 @@ def pump(
             _locked_run(spec, store, summary, full_refresh, started, run_on)
     except Exception as e:
         # Past the deadline, whatever stopped the run (an interrupted query) is the deadline.
-        clean = masked(clock.error() if clock.expired.is_set() else e)
+        clean = masked(clock.error() if clock.expired.is_set() else resource_error(e) or e)
         summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started
         store.record_run(summary.to_dict())  # it masks secrets itself

@@ -16,11 +16,13 @@ def read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
     """The document (a mapping) and the line of each key path; SpecError for anything else."""
     loader = CoreLoader(text)
     try:
+        _check_depth(text, file)  # before composing: PyYAML's composer recurses per level
         node = loader.get_single_node()
         if node is None:
             raise SpecError(
                 f"{file}: the spec is empty; write a mapping with at least name, source and sink"
             )
+        _check_expansion(node, file)  # before anything follows the aliases
         lines: dict[Loc, int] = {}
         dupes: list[Problem] = []
         _walk(node, (), lines, dupes)
@@ -29,6 +31,8 @@ def read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         raise SpecError(_yaml_problem(file, text, e)) from None
+    except RecursionError:  # not expected below MAX_DEPTH; a located refusal all the same
+        raise SpecError(f"{file}: {_TOO_DEEP}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{file}: not valid YAML: {e}") from None
     finally:
@@ -40,6 +44,78 @@ def read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
             f"(name: ..., source: ..., sink: ...), not {got}"
         )
     return data, lines
+
+
+# A spec is small: these are far above any real one and far below what hurts a process.
+MAX_DEPTH = 100  # levels of nested lists and mappings, aliases followed
+MAX_NODES = 100_000  # values, keys and collections once every alias is written out
+
+_TOO_DEEP = (
+    f"the spec nests lists or mappings more than {MAX_DEPTH} levels deep "
+    "(a spec needs a few); flatten it"
+)
+
+
+def _check_depth(text: str, file: str) -> None:
+    """SpecError at the first collection nested deeper than MAX_DEPTH, read from the parser's
+    events (a loop, not a recursion), so no depth can exhaust the stack."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=CoreLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    where = f"{file}:{event.start_mark.line + 1}" if event.start_mark else file
+                    raise SpecError(f"{where}: {_TOO_DEEP}")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # a syntax error: composing reports it with its line
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """SpecError when the aliases of the node graph would write out more than MAX_NODES
+    values or nest deeper than MAX_DEPTH (a "billion laughs"), or when an alias refers to
+    the collection it is in. Sizes are counted once per node (an alias is the same node
+    object), so the check costs the graph's size, not its expansion's."""
+    size: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes once expanded, depth)
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            open_.discard(id(node))
+            nodes = 1 + sum(size[id(c)][0] for c in children)
+            depth = 1 + max((size[id(c)][1] for c in children), default=0)
+            size[id(node)] = (nodes, depth)
+            line = node.start_mark.line + 1
+            if nodes > MAX_NODES:
+                raise SpecError(
+                    f"{file}:{line}: aliases (*name) here expand to more than {MAX_NODES:,} "
+                    "values; a spec needs far fewer: write the values out or alias less"
+                )
+            if depth > MAX_DEPTH:
+                raise SpecError(f"{file}:{line}: with its aliases (*name) {_TOO_DEEP}")
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_:
+            raise SpecError(
+                f"{file}:{node.start_mark.line + 1}: an alias (*name) refers to the list or "
+                "mapping it is in, which never ends; alias a value defined outside it"
+            )
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 class CoreLoader(yaml.SafeLoader):

@@ -75,3 +75,25 @@ class NotSupportedYet(PumpError):
     """The spec is valid but this build does not execute that part of it yet."""
 
     exit_code = 2
+
+
+class FilterFailed(DataError):
+    """transform.filter failed on a row at run time (a cast or a division the data breaks):
+    fix the filter for that data."""
+
+
+class ResourceError(PumpError):
+    """The machine ran out of something the run needs (disk, memory) or refused a path: free
+    it or shorten it, then run again; an interrupted run resumes with the same inputs."""
+
+
+class DiskFull(ResourceError):
+    """No space left on a device (or a quota spent): free disk space."""
+
+
+class OutOfMemory(ResourceError):
+    """DuckDB or the process ran out of memory: raise limits.memory or lower batch sizes."""
+
+
+class PathTooLong(ResourceError):
+    """A file or folder name longer than the filesystem takes: shorten the path."""

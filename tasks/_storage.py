@@ -99,7 +99,9 @@ def storage_error(e: BaseException, where: str, doing: str, options: str) -> Bas
     """The pumphouse error for storage failure `e` while `doing` (reading, listing, writing)
     `where` (a key and a URL, without secrets); `options` names where credentials come from.
     `e` itself when it is not a storage failure."""
-    return _error(kind(e), _detail(e), where, doing, options) or e
+    from tasks.failures import resource_error  # a full disk is the machine's, not the store's
+
+    return resource_error(e) or _error(kind(e), _detail(e), where, doing, options) or e
 
 
 def _error(

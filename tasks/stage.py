@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from schemas.errors import DataError
+from schemas.errors import DataError, FilterFailed
 from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec, renamed_twice
 from tasks import deadline, progress, staging
 from tasks._duckdb import Connection, quote
@@ -25,7 +25,7 @@ from tasks.http_source import Resume, page_input, read_pages, resume_of, warning
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
-from tasks.transform import batch_sql, missing_column, projection
+from tasks.transform import batch_sql, missing_column, projection, valid_rows_sql
 
 INTERNAL = ("_source", "_row", "_raw", "_errors", "_original", "_batch")
 
@@ -156,6 +156,41 @@ def _names_known(spec: Spec, columns: list[str]) -> None:
     missing_column("transform.incremental.cursor", cursor, outputs)
 
 
+# What an expression raises on values (not on its types): only the filter computes any.
+RUN_TIME_ERRORS = (duckdb.DataError, duckdb.InvalidInputException)
+PROBED = 50  # rows the filter gives NULL on that are tried one by one for the failing one
+
+
+def _filter_failed(
+    con: Connection, spec: Spec, columns: list[str], e: duckdb.Error
+) -> FilterFailed:
+    """The filter's run-time failure, with the file and line of the first row it fails on."""
+    t = spec.transform
+    rows = valid_rows_sql(t, "checked", columns)
+    where = ""
+    # TRY gives NULL where the filter raises; of those rows, the first that raises alone.
+    for source, row in con.sql(
+        f"SELECT _source, _row FROM {rows} WHERE TRY(({t.filter})) IS NULL "
+        f"ORDER BY _source, _row LIMIT {PROBED}"
+    ).fetchall():
+        try:
+            con.execute(
+                f"SELECT ({t.filter}) FROM {rows} WHERE _source = $1 AND _row = $2", [source, row]
+            ).fetchall()
+        except RUN_TIME_ERRORS:
+            where = f" on {os.path.basename(source)}:{row}"
+            break
+    first = str(e).strip().splitlines()[0].split(". ")[0]  # not DuckDB's SET advice
+    if isinstance(e, duckdb.ConversionException):
+        fix = "TRY_CAST instead of CAST (NULL where a value does not convert)"
+    else:
+        fix = "NULLIF(divisor, 0) for a division, or TRY(...) around the failing expression"
+    return FilterFailed(
+        f"transform.filter {t.filter!r} fails at run time{where}: {first}; fix the filter "
+        f"for such values, e.g. {fix}"
+    )
+
+
 def _stage_checked(
     con: Connection,
     spec: Spec,
@@ -211,11 +246,16 @@ def _stage_checked(
             f"transform.filter {t.filter!r} cannot run on this data ({first}); columns here: "
             f"{', '.join(source_of)}; fix the filter, or declare its columns in schema.columns"
         ) from None
-    kept = con.sql(
-        "SELECT count(*) FILTER (WHERE NOT _keep_filter), "
-        "count(*) FILTER (WHERE _keep_filter AND NOT _keep_new), "
-        "count(*) FILTER (WHERE _keep_filter AND _keep_new) FROM kept"
-    ).fetchall()[0]
+    try:
+        kept = con.sql(
+            "SELECT count(*) FILTER (WHERE NOT _keep_filter), "
+            "count(*) FILTER (WHERE _keep_filter AND NOT _keep_new), "
+            "count(*) FILTER (WHERE _keep_filter AND _keep_new) FROM kept"
+        ).fetchall()[0]
+    except RUN_TIME_ERRORS as e:  # a cast or a division that a row's values break
+        if not t.filter:
+            raise
+        raise _filter_failed(con, spec, columns, e) from None
     counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in kept)
     if counts.rows_staged:
         valid = run / "valid" / f"{name}.parquet"

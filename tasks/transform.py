@@ -54,8 +54,6 @@ def batch_sql(
     load leaves out those loaded before. A NULL filter result counts as false (SQL's WHERE
     semantics); a NULL cursor is never new.
     """
-    pairs = projection(transform, columns)
-    cols = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in pairs)
     keep_filter = f"coalesce(({transform.filter}), false)" if transform.filter else "true"
     if transform.incremental and hwm is not None and cursor_type:
         cursor = ident(transform.incremental.cursor)
@@ -66,8 +64,20 @@ def batch_sql(
         keep_new = "true"
     return (
         f"SELECT *, {keep_filter} AS _keep_filter, {keep_new} AS _keep_new FROM "
-        f"(SELECT {cols}, _source, _row FROM {relation} WHERE len(_errors) = 0)"
+        f"{_valid_rows(transform, relation, columns)}"
     )
+
+
+def valid_rows_sql(transform: Transform, relation: str, columns: Sequence[str]) -> str:
+    """The valid rows of a checked batch, projected, with `_source` and `_row`: what the
+    filter sees (to find the row it fails on)."""
+    return _valid_rows(transform, relation, columns)
+
+
+def _valid_rows(transform: Transform, relation: str, columns: Sequence[str]) -> str:
+    pairs = projection(transform, columns)
+    cols = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in pairs)
+    return f"(SELECT {cols}, _source, _row FROM {relation} WHERE len(_errors) = 0)"
 
 
 def dedup_sql(dedup: Dedup | None, relation: str, arrival: Sequence[str] = LINEAGE) -> str:
