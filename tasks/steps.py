@@ -109,6 +109,7 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
         manifest.hwm_floor,
         manifest.seq_base,
         store.location,
+        manifest.inputs,
     )
 
 
