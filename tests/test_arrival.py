@@ -103,7 +103,7 @@ def test_within_one_file_the_later_line_arrives_later(project: Path, keep: str, 
 @pytest.mark.usefixtures("prefect_server")
 @pytest.mark.reliability(
     "crash",
-    "a run killed after planning; a correction file's modification time then changes "
+    "a run stopped after planning (its manifest saved); a correction file's modification time then changes "
     "so that it would no longer be the later file",
     "the next run finishes the run and breaks dedup ties by the modification times frozen "
     "at its start: the correction's row is kept",
