@@ -106,7 +106,8 @@ def _number(
     con: Connection, spec: Spec, staged: str, ranks: dict[str, int] | None
 ) -> tuple[int, int]:
     """`out`: the staged rows deduplicated, each with its load batch `_batch`; returns its
-    rows and batches.
+    rows and batches. There `_row` is the row's arrival key (`__ph_key`), so that a sink
+    reducing the rows again (a merge key other than dedup's) breaks ties as dedup did.
 
     Batches follow (partition_by, arrival). Without partition_by, the first row of each
     batch is found by sorting one number per row (`__ph_key`), and a row's batch is a few
@@ -119,12 +120,15 @@ def _number(
     if not partition_by and n <= rows * MAX_CASE:
         starts = [k for (k,) in con.sql(starts_sql("__ph_dedup", rows)).fetchall()]
         con.execute(
-            f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}), "
+            f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) REPLACE ({ARRIVAL_KEY} AS _row), "
             f"{batch_of(starts)} AS _batch FROM __ph_dedup"
         )
         return n, len(starts)
     numbered = numbered_sql("SELECT * FROM __ph_dedup", rows, partition_by, (ARRIVAL_KEY,))
-    con.execute(f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) FROM ({numbered})")
+    con.execute(
+        f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) "
+        f"REPLACE ({ARRIVAL_KEY} AS _row) FROM ({numbered})"
+    )
     return n, _batches(con, "out")
 
 

@@ -126,6 +126,24 @@ def test_a_resumed_run_orders_by_the_modification_times_frozen_at_its_start(
     assert _run(project, "latest") == {1: "a.ndjson:1"}
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_a_delta_merge_without_dedup_keeps_the_later_arrival_per_key(project: Path) -> None:
+    from deltalake import DeltaTable
+
+    from flows.pump import pump
+
+    _write(project / "in" / "b.ndjson", [(1, 5), (2, 1)], 1_700_000_000.0)
+    _write(project / "in" / "a.ndjson", [(1, 5)], 1_700_000_600.0)
+    text = SPEC.format(src="./in/", out="./lake/fix", keep="latest")
+    text = text.replace("transform:\n  dedup: {key: [id], order_by: v, keep: latest}\n", "")
+    text = text.replace("type: parquet,", "type: delta, mode: merge, key: [id],")
+    spec = project / "pumps" / "fix.yaml"
+    spec.write_text(text)
+    assert pump(spec_path=str(spec))["status"] == "ok"
+    rows = DeltaTable("lake/fix").to_pyarrow_table().to_pylist()
+    assert sorted((r["id"], r["note"]) for r in rows) == [(1, "a.ndjson:1"), (2, "b.ndjson:2")]
+
+
 def test_a_manifest_from_before_modification_times_still_loads() -> None:
     old = {"url": "/in/a.ndjson", "size": 3, "fingerprint": "3:1.5"}
     f = SourceFile.from_dict(old)
