@@ -109,7 +109,8 @@ def pumphouse_sink(spec: Spec, work: Path) -> Callable[[], None]:
 
 def pumphouse_load(spec: Spec, work: Path) -> Callable[[], None]:
     def run() -> None:
-        load_run(spec, str(work / "run"), "bench-run", None, 0, str(work / "state"))
+        inputs = [{"url": "bench", "size": 0, "fingerprint": ""}]  # changes_sql's `_source`
+        load_run(spec, str(work / "run"), "bench-run", None, 0, str(work / "state"), inputs=inputs)
 
     return run
 

@@ -50,4 +50,4 @@ def one_row_per_key_sql(spec: Spec, relation: str) -> str | None:
         order_by=dedup.order_by if dedup else None,
         keep=dedup.keep if dedup else "latest",
     )
-    return dedup_sql(rule, relation)
+    return dedup_sql(rule, relation, ("_row",))  # the load's arrival key (tasks/load.py)

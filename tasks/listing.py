@@ -6,6 +6,7 @@ Object stores are listed page by page (s3fs follows S3's continuation tokens pas
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,20 +29,32 @@ MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 @dataclass(frozen=True)
 class SourceFile:
     """One input file: its URL (absolute path when local; `${...}` references as the spec
-    writes them, resolved when the file is opened), size and change fingerprint."""
+    writes them, resolved when the file is opened), size, change fingerprint and
+    modification time (seconds since the epoch; 0.0 when unknown), which orders arrival."""
 
     url: str
     size: int
     fingerprint: str
+    mtime: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form, for the run manifest."""
-        return {"url": self.url, "size": self.size, "fingerprint": self.fingerprint}
+        return {
+            "url": self.url,
+            "size": self.size,
+            "fingerprint": self.fingerprint,
+            "mtime": self.mtime,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SourceFile:
-        """The inverse of to_dict."""
-        return cls(url=str(d["url"]), size=int(d["size"]), fingerprint=str(d["fingerprint"]))
+        """The inverse of to_dict; a manifest from before `mtime` gives 0.0."""
+        return cls(
+            url=str(d["url"]),
+            size=int(d["size"]),
+            fingerprint=str(d["fingerprint"]),
+            mtime=float(d.get("mtime") or 0.0),
+        )
 
 
 def list_files(source: FilesSource) -> list[SourceFile]:
@@ -68,6 +81,7 @@ def list_files(source: FilesSource) -> list[SourceFile]:
             url=written(_full_url(fs, name), source.url),
             size=int(info.get("size") or 0),
             fingerprint=fingerprint(info),
+            mtime=modified(info),
         )
         for name, info in entries
     ]
@@ -129,6 +143,21 @@ def fingerprint(info: dict[str, Any]) -> str:
             stamp = value.timestamp() if isinstance(value, datetime) else value
             return f"{size}:{stamp}"
     return f"{size}:"
+
+
+def modified(info: dict[str, Any]) -> float:
+    """The file's modification time in seconds since the epoch, 0.0 when the filesystem
+    reports none: a float (local), a datetime (s3) or ISO-8601 text (gcs)."""
+    for key in MTIME_KEYS:
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(value).timestamp()
+    return 0.0
 
 
 def safe_url(url: str) -> str:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-from schemas.spec import Spec
+from schemas.errors import PumpError
+from schemas.spec import HttpSource, Spec
 from tasks import deadline, sinks
 from tasks._duckdb import Connection, column_types, connect, ident, quote, scalar
+from tasks.listing import safe_url
 from tasks.transform import (
     ARRIVAL_KEY,
     LINEAGE,
+    arrival_ranks,
     batch_of,
     dedup_sql,
     keyed_sql,
@@ -43,11 +48,13 @@ def load_run(
     state: str = ".",
     window: Window | None = None,
     leaves_rest: bool = False,
+    inputs: Sequence[Mapping[str, Any]] = (),
 ) -> Loaded:
     """Write the run's rows and rejected rows to the sink; idempotent for the same run.
     The mark after it is the newest cursor loaded, never below `hwm_floor` (the mark before).
     Rows `window` has seen are not loaded again; with `leaves_rest` the next run reads against
     this run's mark again (what max_rows_per_run left), so the window it knows starts there.
+    `inputs`: the run's manifest inputs, whose frozen modification times order its files.
 
     Load batch k of the run is sink batch `seq_base + k + 1`: sinks that keep their own
     record of what they hold (Delta) skip a batch they already have.
@@ -73,7 +80,8 @@ def load_run(
                     leaves_rest,
                     out,
                 )
-            out.rows_written, out.batches = _number(con, spec, staged)
+            ranks = _ranks(con, spec, staged, inputs)
+            out.rows_written, out.batches = _number(con, spec, staged, ranks)
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
             out.rows_duplicate = total - out.rows_written
             sinks.write_rows(con, "out", out.batches, spec, run, run_id, seq_base, out.hwm_after)
@@ -128,27 +136,53 @@ def _fresh(
     return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"
 
 
-def _number(con: Connection, spec: Spec, staged: str) -> tuple[int, int]:
-    """`out`: the staged rows deduplicated, each with its load batch `_batch`; returns its
-    rows and batches.
+def _ranks(
+    con: Connection, spec: Spec, staged: str, inputs: Sequence[Mapping[str, Any]]
+) -> dict[str, int] | None:
+    """Each staged file's rank in arrival order, by the modification times the run froze
+    (a manifest from before them: 0.0, so by URL); None for an http source (see keyed_sql)."""
+    if isinstance(spec.source, HttpSource):
+        return None
+    frozen = {str(f["url"]): float(f.get("mtime") or 0.0) for f in inputs}
+    sources = [s for (s,) in con.sql(f"SELECT DISTINCT _source FROM {staged}").fetchall()]
+    unknown = sorted(s for s in sources if s not in frozen)
+    if unknown:
+        raise PumpError(
+            f"staged rows come from {safe_url(unknown[0])}, which is not among the run's "
+            f"inputs ({len(unknown)} such file(s)), so their arrival order is unknown; nothing "
+            "was loaded. This is a bug in pumphouse: please report it with the pump's "
+            "manifest.json (in its state folder)"
+        )
+    return arrival_ranks({s: frozen[s] for s in sources})
 
-    Batches follow (partition_by, _source, _row). Without partition_by, the first row of each
+
+def _number(
+    con: Connection, spec: Spec, staged: str, ranks: dict[str, int] | None
+) -> tuple[int, int]:
+    """`out`: the staged rows deduplicated, each with its load batch `_batch`; returns its
+    rows and batches. There `_row` is the row's arrival key (`__ph_key`), so that a sink
+    reducing the rows again (a merge key other than dedup's) breaks ties as dedup did.
+
+    Batches follow (partition_by, arrival). Without partition_by, the first row of each
     batch is found by sorting one number per row (`__ph_key`), and a row's batch is a few
     comparisons with those; numbering every row in one window sorts whole rows, 2-3x dearer.
     """
-    dedup = dedup_sql(spec.transform.dedup, f"({keyed_sql(staged)})", (ARRIVAL_KEY,))
+    dedup = dedup_sql(spec.transform.dedup, f"({keyed_sql(staged, ranks)})", (ARRIVAL_KEY,))
     con.execute(f"CREATE TEMP TABLE __ph_dedup AS {dedup}")
     rows, partition_by = spec.limits.batch_rows, spec.sink.partition_by
     n = int(scalar(con, "SELECT count(*) FROM __ph_dedup"))
     if not partition_by and n <= rows * MAX_CASE:
         starts = [k for (k,) in con.sql(starts_sql("__ph_dedup", rows)).fetchall()]
         con.execute(
-            f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}), "
+            f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) REPLACE ({ARRIVAL_KEY} AS _row), "
             f"{batch_of(starts)} AS _batch FROM __ph_dedup"
         )
         return n, len(starts)
     numbered = numbered_sql("SELECT * FROM __ph_dedup", rows, partition_by, (ARRIVAL_KEY,))
-    con.execute(f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) FROM ({numbered})")
+    con.execute(
+        f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) "
+        f"REPLACE ({ARRIVAL_KEY} AS _row) FROM ({numbered})"
+    )
     return n, _batches(con, "out")
 
 

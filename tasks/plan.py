@@ -89,10 +89,14 @@ def _inputs(spec: Spec, committed: Committed) -> list[dict[str, Any]]:
 def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
     """Give the interrupted run's files the size and fingerprint they have now: it reads
     them as they are now, and what it commits must say so (else the next run would read a
-    file it has loaded again). A file since removed is left out. True if any changed."""
+    file it has loaded again). A file since removed is left out. The modification time
+    stays as the run froze it: it orders the run's rows. True if any changed."""
     if isinstance(spec.source, HttpSource) or not manifest.inputs:
         return False
-    fresh = _as_now(manifest.inputs, [f.to_dict() for f in list_files(spec.source)])
+    frozen = {f["url"]: f["mtime"] for f in manifest.inputs if "mtime" in f}
+    listed = [f.to_dict() for f in list_files(spec.source)]
+    listed = [{**f, "mtime": frozen.get(f["url"], f["mtime"])} for f in listed]
+    fresh = _as_now(manifest.inputs, listed)
     changed = fresh != manifest.inputs
     manifest.inputs = fresh
     return changed

@@ -114,6 +114,7 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
         store.location,
         window,
         bool(manifest.left()),
+        manifest.inputs,
     )
 
 

@@ -5,7 +5,7 @@ Pure functions from spec sections to SQL text; the engine runs them elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from schemas.errors import DataError
 from schemas.spec import Dedup, Spec, Transform
@@ -83,8 +83,9 @@ def _valid_rows(transform: Transform, relation: str, columns: Sequence[str]) -> 
 def dedup_sql(dedup: Dedup | None, relation: str, arrival: Sequence[str] = LINEAGE) -> str:
     """One row per key, the latest (or first) by order_by, ties broken by arrival order.
 
-    Arrival order is (file URL, record number), or `arrival` columns that sort alike (see
-    keyed_sql): unique per row, so the result does not depend on how DuckDB scans in parallel.
+    Arrival order is `arrival`, columns unique per row (so the result does not depend on how
+    DuckDB scans in parallel): the run's load passes `__ph_key` (see keyed_sql), by file
+    modification time, then URL, then record number.
     """
     if dedup is None:
         return f"SELECT * FROM {relation}"
@@ -114,18 +115,26 @@ def numbered_sql(
 ARRIVAL_KEY = "__ph_key"
 
 
-def keyed_sql(relation: str) -> str:
-    """The relation's rows with `__ph_key`, one BIGINT that sorts as (_source, _row) do: the
-    file's rank among the relation's files times 2^40, plus the record number. A number sorts
-    and compares far faster than a file name (records per file stay below 2^40)."""
-    files = (
-        f"SELECT _source, row_number() OVER (ORDER BY _source) - 1 AS __ph_file "
-        f"FROM (SELECT DISTINCT _source FROM {relation})"
-    )
+def keyed_sql(relation: str, ranks: Mapping[str, int] | None) -> str:
+    """The relation's rows with `__ph_key`, one BIGINT in arrival order: the rank of the row's
+    file (`ranks`: `_source` -> rank, see arrival_ranks) times 2^40, plus the record number;
+    with `ranks` None, the record number alone (an http source numbers the records of all
+    its pages in the order they came). A number sorts and compares far faster than a file
+    name (records per file stay below 2^40). Every `_source` must be in `ranks`."""
+    if ranks is None:
+        return f"SELECT *, _row AS {ARRIVAL_KEY} FROM {relation}"
+    pairs = ", ".join(f"({quote(s)}, {int(r)})" for s, r in ranks.items()) or "(NULL, 0)"
     return (
-        f"SELECT r.*, (f.__ph_file << 40) + r._row AS {ARRIVAL_KEY} "
-        f"FROM {relation} AS r JOIN ({files}) AS f USING (_source)"
+        f"SELECT r.*, (f.__ph_file::BIGINT << 40) + r._row AS {ARRIVAL_KEY} FROM {relation} "
+        f"AS r JOIN (VALUES {pairs}) AS f(_source, __ph_file) USING (_source)"
     )
+
+
+def arrival_ranks(files: Mapping[str, float]) -> dict[str, int]:
+    """Each file's rank in arrival order (CONTRACT §2), from file URL -> modification time:
+    the later file by modification time, then by URL, ranks higher."""
+    order = sorted(files, key=lambda url: (files[url], url))
+    return {url: rank for rank, url in enumerate(order)}
 
 
 def batch_of(starts: Sequence[int]) -> str:
