@@ -10,6 +10,7 @@ import pyarrow as pa
 from schemas.spec import Spec
 from tasks import sinks
 from tasks._duckdb import Connection, column_types, connect, ident, quote, scalar
+from tasks._exact_union import refuse_rounding
 from tasks.transform import (
     ARRIVAL_KEY,
     LINEAGE,
@@ -58,6 +59,7 @@ def load_run(
     try:
         valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
         if valid:
+            refuse_rounding(valid)
             staged = f"read_parquet({_list(valid)}, union_by_name = true)"
             described = column_types(con, f"SELECT * FROM {staged} LIMIT 0")
             run_columns_known(spec, [n for n, _ in described if n not in LINEAGE])

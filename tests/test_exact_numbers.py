@@ -95,3 +95,41 @@ def test_the_common_numbers_keep_bigint_and_double(project: Path) -> None:
         "big": "BIGINT",
     }
     assert [r[0] for r in got] == [str(2**62), "1234567890123456789"]  # big, count, ...
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "no declared schema; 9007199254740993 and 1.5 in one field but in different batches "
+    "(one typed BIGINT, the other DOUBLE)",
+    "the run is refused before anything is written, naming the column and the fix (declare "
+    "it as decimal or string); never rounded",
+)
+def test_integers_a_double_cannot_keep_next_to_doubles_in_other_batches_are_refused(
+    project: Path,
+) -> None:
+    from flows.pump import pump
+    from schemas.errors import DataError
+
+    (project / "in").mkdir()
+    (project / "in" / "a.ndjson").write_text(
+        '{"n": 1, "id": 9007199254740993}\n{"n": 2, "id": 1.5}\n{"n": 3, "id": 7}\n'
+    )
+    spec = project / "pumps" / "ids.yaml"
+    spec.write_text(SPEC.format(ext="ndjson") + "limits: {batch_rows: 1}\n")
+
+    with pytest.raises(DataError, match="column 'id' holds numbers a double cannot keep"):
+        pump(spec_path=str(spec))
+    assert not list(project.glob("out/ids/data/**/*.parquet"))
+
+    # declared, the column reads every value as written
+    spec.write_text(
+        SPEC.format(ext="ndjson")
+        + "limits: {batch_rows: 1}\nschema:\n  strict: false\n  columns:\n"
+        + '    id: {type: "decimal(38,1)"}\n'
+    )
+    summary = pump(spec_path=str(spec))
+    assert summary["rows_written"] == 3
+    got = duckdb.sql(
+        "SELECT CAST(id AS VARCHAR) FROM read_parquet('out/ids/data/**/*.parquet') ORDER BY n"
+    ).fetchall()
+    assert got == [("9007199254740993.0",), ("1.5",), ("7.0",)]
