@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tasks._duckdb import Connection, quote, rows
+from tasks._duckdb import Connection, quote, rows, scalar
 
 if TYPE_CHECKING:
     import ibis.expr.datatypes as dt
@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 OBJECT = (
     r"_parse_error IS NULL AND (starts_with(_raw, '{') OR regexp_matches(_raw, '^[ \t\n\r]+\{'))"
 )
+# A number a double may not keep exactly (16+ digits, a 3-digit exponent) is in the record's
+# text: only then are the numeric fields' values looked at one by one.
+_LONG_NUMBER = r"regexp_matches(_raw, '[0-9]{16}|[0-9][eE][+-]?[0-9]{3}')"
+_DECIMAL = r"regexp_full_match({t}, '-?[0-9]+(\.[0-9]+)?')"
 _NUMBER_START = ", ".join(quote(c) for c in "-0123456789")
 
 
@@ -56,7 +60,51 @@ def json_fields(con: Connection, source: str, has_schema: bool, strict: Any) -> 
         shape = json.loads(structure) if structure else {}
         for k, v in shape.items() if isinstance(shape, dict) else ():
             kinds.setdefault(k, set()).add(v if isinstance(v, str) else "NESTED")
-    return {k: _inferred(kinds[k]) for k in sorted(kinds)}
+    types = {k: _inferred(kinds[k]) for k in sorted(kinds)}
+    numeric = [k for k, t in types.items() if t in ("BIGINT", "DOUBLE")]
+    if numeric and scalar(con, f"SELECT count(*) {objects} AND {_LONG_NUMBER}"):
+        types.update(_exact(con, source, {k: types[k] for k in numeric}))
+    return types
+
+
+def _exact(con: Connection, source: str, numeric: dict[str, str]) -> dict[str, str]:
+    """The numeric fields whose values the inferred type would change (an integer beyond
+    BIGINT, or a double that is not the number written) retyped: DECIMAL(38, s) when every
+    value is a plain decimal that fits, else text, which keeps the value as written."""
+    names = list(numeric)
+    keys = "[" + ", ".join(quote(_pointer(k)) for k in names) + "]"
+    values = f"SELECT try(json_extract_string(_raw, {keys})) AS __ph_s FROM {source} WHERE {OBJECT}"
+    changed = ", ".join(
+        f"bool_or({_changed(f'__ph_s[{i}]', numeric[k])})" for i, k in enumerate(names, 1)
+    )
+    flags = rows(con, f"SELECT {changed} FROM ({values} AND {_LONG_NUMBER})")[0]
+    out = {}
+    for i, (k, bad) in enumerate(zip(names, flags, strict=True), 1):
+        if not bad:
+            continue
+        t = f"__ph_s[{i}]"
+        plain, whole, scale = rows(
+            con,
+            f"SELECT bool_and({t} IS NULL OR {_DECIMAL.format(t=t)}), "
+            f"max(strlen(split_part(ltrim({t}, '-'), '.', 1))), "
+            f"max(strlen(split_part({t}, '.', 2))) FROM ({values})",
+        )[0]
+        fits = plain and (whole or 0) + (scale or 0) <= 38
+        out[k] = f"DECIMAL(38, {scale or 0})" if fits else ""
+    return out
+
+
+def _changed(text: str, inferred: str) -> str:
+    """TRUE where a JSON number's text is not what the inferred type would hold."""
+    if inferred == "BIGINT":
+        return f"({text} IS NOT NULL AND TRY_CAST({text} AS BIGINT) IS NULL)"
+    d = f"TRY_CAST({text} AS DOUBLE)"
+    # The significant digits of the text and of the double's shortest form must agree.
+    return f"({text} IS NOT NULL AND (isinf({d}) OR {_digits(text)} <> {_digits(f'CAST({d} AS VARCHAR)')}))"
+
+
+def _digits(number: str) -> str:
+    return f"trim(replace(regexp_replace({number}, '^-|[eE].*$', '', 'g'), '.', ''), '0')"
 
 
 def _pointer(key: str) -> str:

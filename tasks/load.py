@@ -14,6 +14,7 @@ from schemas.errors import PumpError
 from schemas.spec import HttpSource, Spec
 from tasks import deadline, sinks
 from tasks._duckdb import Connection, column_types, connect, ident, quote, scalar
+from tasks._exact_union import refuse_rounding
 from tasks.listing import safe_url
 from tasks.transform import (
     ARRIVAL_KEY,
@@ -66,6 +67,7 @@ def load_run(
     with closing(connect(memory_bytes=memory, temp_dir=spill)) as con, deadline.watch(con):
         valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
         if valid:
+            refuse_rounding(valid)
             staged = f"read_parquet({_list(valid)}, union_by_name = true)"
             described = column_types(con, f"SELECT * FROM {staged} LIMIT 0")
             run_columns_known(spec, [n for n, _ in described if n not in LINEAGE])

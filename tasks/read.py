@@ -22,6 +22,7 @@ from tasks._csv import csv_groups, csv_options, csv_records
 from tasks._json import json_records, ndjson_groups
 from tasks._json_lines import blocks
 from tasks._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
+from tasks._parquet_sizes import blanked, oversize, read_step
 from tasks._records import META, Group, bounded, table
 from tasks._stream import (
     CHUNK,
@@ -154,17 +155,21 @@ def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Bat
             f"{url}: column {clash[0]!r} is reserved for pumphouse's own columns; rename it in the file"
         )
     total = max(pf.metadata.num_rows, 1)
+    limit = int(limits.max_record_bytes)
     row = 0
     try:
-        for seq, rb in enumerate(pf.iter_batches(batch_size=limits.batch_rows)):
-            n = rb.num_rows
+        big = {g: found for g in range(pf.num_row_groups) if (found := oversize(pf, g, limit))}
+        pieces = _parquet_pieces(pf, big, limits.batch_rows, limit)
+        for seq, (columns, errors) in enumerate(pieces):
+            n = len(errors)
             meta = [
                 pa.repeat(file.url, n),
                 pa.array(range(row + 1, row + n + 1), pa.int64()),
                 pa.nulls(n, pa.string()),
-                pa.nulls(n, pa.string()),
+                errors,
             ]
-            batch = pa.Table.from_arrays([*meta, *rb.columns], names=[*META, *rb.schema.names])
+            names = [*META, *pf.schema_arrow.names]
+            batch = pa.Table.from_arrays([*meta, *columns], names=names)
             covered = file.size * (row + n) // total - file.size * row // total
             row += n
             yield Batch(batch, "columns", seq, covered)
@@ -172,3 +177,38 @@ def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Bat
         raise DataError(
             f"{url}: parquet data broken after row {row} ({e}); re-export the file"
         ) from None
+
+
+def _parquet_pieces(
+    pf: pq.ParquetFile, big: dict[int, dict[int, int]], rows: int, limit: int
+) -> Iterator[tuple[list[Any], Any]]:
+    """Batches of `rows` rows as (columns, parse errors). The records in `big` ({row group:
+    {row: bytes}}) over `limit` are NULL with their error; their row groups are read a few
+    rows at a time, so that no batch holds them all."""
+    if not big:
+        for rb in pf.iter_batches(batch_size=rows):
+            yield rb.columns, pa.nulls(rb.num_rows, pa.string())
+        return
+    names = [*pf.schema_arrow.names, "_parse_error"]
+    held: list[pa.Table] = []
+    count = 0
+    for g in range(pf.num_row_groups):
+        found, first = big.get(g), 0
+        step = read_step(pf, g, limit) if found else rows
+        for rb in pf.iter_batches(batch_size=step, row_groups=[g]):
+            columns, errors = (
+                blanked(rb, found, first, limit)
+                if found
+                else (rb.columns, pa.nulls(rb.num_rows, pa.string()))
+            )
+            first += rb.num_rows
+            held.append(pa.Table.from_arrays([*columns, errors], names=names))
+            count += rb.num_rows
+            while count >= rows:
+                whole = pa.concat_tables(held)
+                out, rest = whole.slice(0, rows), whole.slice(rows)
+                held, count = [rest], rest.num_rows
+                yield out.columns[:-1], out.column("_parse_error")
+    if count:
+        whole = pa.concat_tables(held)
+        yield whole.columns[:-1], whole.column("_parse_error")

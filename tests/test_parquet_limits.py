@@ -1,0 +1,79 @@
+"""limits.max_record_bytes holds for parquet sources too: a record over it is found from the
+file's metadata and a scan of the lengths of its row groups that could hold one, and
+rejected with its reason while the rest of the file and the run go on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SPEC = """\
+name: blobs
+source: {type: files, url: ./in/, glob: "*.parquet"}
+sink: {type: parquet, url: ./out/blobs}
+limits: {max_record_bytes: 1MiB, max_invalid_ratio: 0.5, batch_rows: 3}
+"""
+
+
+@pytest.mark.reliability(
+    "limits",
+    "a 5 KB parquet file (zstd) whose records hold 5 MB strings, with max_record_bytes 1MiB, "
+    "next to a normal parquet file",
+    "the big records are rejected with a reason naming max_record_bytes, found before the data "
+    "is read; the other records of both files land",
+)
+def test_a_parquet_record_over_max_record_bytes_is_rejected(project: Path) -> None:
+    from flows.pump import pump
+
+    (project / "in").mkdir()
+    huge = "x" * 5_000_000
+    blobs = pa.table(
+        {
+            "id": pa.array(range(1, 8), pa.int64()),
+            "body": ["a", huge, "b", huge, "c", "d", huge],
+            "tags": [["t"], [], [huge[:2_000_000]], None, [], ["u"], []],
+        }
+    )
+    pq.write_table(blobs, project / "in" / "a-blobs.parquet", compression="zstd", row_group_size=4)
+    assert os.path.getsize(project / "in" / "a-blobs.parquet") < 10_000
+    small = pa.table({"id": [10, 11], "body": ["e", "f"], "tags": [["v"], []]})
+    pq.write_table(small, project / "in" / "b-small.parquet")
+    spec = project / "pumps" / "blobs.yaml"
+    spec.write_text(SPEC)
+
+    summary = pump(spec_path=str(spec))
+
+    assert (summary["status"], summary["rows_read"], summary["rows_rejected"]) == ("ok", 9, 4)
+    con = duckdb.connect()
+    got = con.sql(
+        "SELECT id, body, tags FROM read_parquet('out/blobs/data/**/*.parquet') ORDER BY id"
+    ).fetchall()
+    assert got == [
+        (1, "a", ["t"]),
+        (5, "c", []),
+        (6, "d", ["u"]),
+        (10, "e", ["v"]),
+        (11, "f", []),
+    ]
+    rejected = con.sql(
+        "SELECT _source, _row, _errors FROM read_parquet('out/blobs/rejected/*.parquet') "
+        "ORDER BY _row"
+    ).fetchall()
+    assert [(os.path.basename(s), r) for s, r, _ in rejected] == [
+        ("a-blobs.parquet", 2),
+        ("a-blobs.parquet", 3),
+        ("a-blobs.parquet", 4),
+        ("a-blobs.parquet", 7),
+    ]
+    sizes = [5_000_008, 2_000_009, 5_000_008, 5_000_008]  # id (8 bytes) + the strings
+    for (_, _, errors), size in zip(rejected, sizes, strict=True):
+        assert errors == [
+            f"_record: record is {size} bytes, over limits.max_record_bytes (1048576)"
+        ]
