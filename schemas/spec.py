@@ -371,7 +371,7 @@ class Limits(Model):
     max_record_bytes: ByteSize = Field(ByteSize(2**20), ge=16)
     max_invalid_ratio: Number = Field(0.05, ge=0, le=1)
     memory: ByteSize = Field(ByteSize(2**30), ge=64 * 2**20)
-    max_run_seconds: Count = Field(6 * 3600, ge=1)
+    max_run_seconds: Seconds = 6 * 3600.0  # a duration: 7200, 2h
 
     @field_validator(
         "batch_rows",
