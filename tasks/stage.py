@@ -22,6 +22,7 @@ from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch, contract_of
 from tasks.http_source import Resume, page_input, read_pages, resume_of, warnings_heard
+from tasks.known import changed_warning, entry_of
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
@@ -37,7 +38,13 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
     # uploaded to a staging URL travel: compressed.
     compression = "snappy" if staging.is_remote(run_dir) else "uncompressed"
     with staging.workspace(run_dir) as local:
-        return _stage_file(spec, run_dir, local, index, file, hwm, compression)
+        counts = _stage_file(spec, run_dir, local, index, file, hwm, compression)
+    source = spec.source
+    if isinstance(source, FilesSource):
+        counts.content = entry_of(source, file)
+        if file.changed:
+            counts.warnings = [*counts.warnings, changed_warning(file)]
+    return counts
 
 
 @contextlib.contextmanager

@@ -2,8 +2,11 @@
 
 Layout under `PUMPHOUSE_STATE_DIR/NAME/` (default `.pumphouse/NAME/`):
 
-    state.json      committed after the rows it covers are in the sink (with the inputs a
-                    run stopped at limits.max_rows_per_run left for the next)
+    state.json      committed after the rows it covers are in the sink: {version, hwm, seq,
+                    files, rest?}. `files`: path below the source's base -> {size, fp,
+                    hash?, lines?, ends?} (see tasks/known); version 1 keyed them by URL, with
+                    the fp alone, and a run converts them. `rest`: the inputs a run stopped
+                    at limits.max_rows_per_run left for the next
     manifest.json   the open run: its frozen inputs and phase; gone when the run commits
     runs.jsonl      one summary line per finished run, for `pumphouse status`
     staging/RUN/    the open run's validated batches, until it commits
@@ -36,7 +39,7 @@ from schemas.settings import Settings, settings
 from tasks import faults
 from tasks._statefiles import LocalFiles, RemoteFiles, StateFiles, is_remote
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: files by path relative to the source, with their content's hash
 REFRESH = "refresh.pending"  # a --full-refresh that has not finished: the next run redoes it
 LOCK = "lock"
 RUNS = "runs.jsonl"  # one summary line per finished run
@@ -48,15 +51,12 @@ class Committed:
     """What the last completed run left behind."""
 
     hwm: str | None = None
-    files: dict[str, str] = field(default_factory=dict)  # url -> fingerprint
+    files: dict[str, Any] = field(default_factory=dict)  # relative path -> entry (tasks/known)
     seq: int = 0  # load batches committed so far, over all runs: the sink's batch sequence
     # Inputs a run stopped at limits.max_rows_per_run left for the next, which reads them
     # before anything new, against the mark the stopped run started with (`rest_hwm`).
     rest: list[dict[str, Any]] = field(default_factory=list)
     rest_hwm: str | None = None
-
-    def is_read(self, url: str, fingerprint: str) -> bool:
-        return self.files.get(url) == fingerprint
 
 
 @dataclass
@@ -74,6 +74,7 @@ class Manifest:
     # at max_rows_per_run left (see Committed.rest); the mark after the run is never below it.
     hwm_committed: str | None = None
     rest: list[dict[str, Any]] = field(default_factory=list)  # files the row limit kept out
+    known: dict[str, Any] = field(default_factory=dict)  # state entries to renew (tasks/known)
 
     def left(self) -> list[dict[str, Any]]:
         """What this run leaves for the next (limits.max_rows_per_run): the files kept out,

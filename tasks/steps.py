@@ -112,14 +112,27 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
     )
 
 
+def files_read(before: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+    """State's `files` after the run (see tasks/known): entries by relative path; those of
+    the format before it go, renewed by the plan when their file is still there."""
+    files = {k: v for k, v in before.items() if isinstance(v, dict)} | manifest.known
+    for f in manifest.inputs:
+        if f.get("kind") == "http":
+            continue
+        if "rel" in f:
+            files[f["rel"]] = f.get("read") or {"size": f["size"], "fp": f["fingerprint"]}
+        else:  # frozen before relative paths: the next plan renews it
+            files[f["url"]] = f["fingerprint"]
+    return files
+
+
 @task(name="commit", cache_policy=NO_CACHE)
 @secret_safe
 def commit_task(
     store: StateStore, manifest: Manifest, loaded: Loaded, summary: dict[str, Any]
 ) -> None:
     """Add the run's files to those read, move the mark and the batch sequence, close the run."""
-    files = dict(store.committed().files)
-    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs if f.get("kind") != "http"})
+    files = files_read(store.committed().files, manifest)
     seq = manifest.seq_base + loaded.batches
     rest = manifest.left()
     rest_hwm = manifest.hwm_before if rest else None  # what is left is read against it
