@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,30 @@ def test_state_from_before_relative_paths_reads_nothing_again(tmp_path: Path) ->
     grown = _run(folder)
     assert (grown["rows_read"], grown["warnings"]) == (3, [])
     assert _ids(folder) == [*range(20), *range(20, 23)]
+
+
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 of the run that reads lines appended to a file already read: after planning, after staging the new lines, after loading them, after the state write; more lines appended before the next run",
+    "the next run finishes the killed one from the offset its manifest froze and the run after reads the later lines: every line lands exactly once",
+)
+@pytest.mark.parametrize("fault", ["planned", "staged_file", "staged", "loaded", "state_written"])
+def test_a_run_killed_while_reading_appended_lines_lands_them_once(
+    tmp_path: Path, fault: str
+) -> None:
+    folder = _project(tmp_path)
+    path = folder / "in" / "log.csv"
+    _csv(path, range(1000))
+    _cli(folder)
+    _csv(path, range(1000, 1010))
+    proc = run_cli("run", "pumps/logs.yaml", "--json", cwd=folder, env={"PUMPHOUSE_FAULT": fault})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    manifest = json.loads((folder / ".pumphouse/logs/manifest.json").read_text())
+    # The killed run froze where the new lines start.
+    first = len("id,name\n") + sum(len(f"{i},n{i}\n") for i in range(1000))
+    assert [(f["rel"], f["start"]) for f in manifest["inputs"]] == [("log.csv", first)]
+    _csv(path, range(1010, 1015))  # the producer goes on
+    resumed = _cli(folder)
+    assert resumed["resumed"] and resumed["warnings"] == []
+    _cli(folder)
+    assert _ids(folder) == list(range(1015))
