@@ -2,7 +2,7 @@
 
 An entry of state's `files`, keyed by that path: `size`, `fp` (the listing's fingerprint:
 `etag:size` or `size:mtime`), and, for a file read from local disk or a store without
-etags, `hash` (blake2b of its bytes), `lines` (its newlines) and `ends` (a hash of its
+etags, `hash` (sha256 of its bytes), `lines` (its newlines) and `ends` (a hash of its
 first and last 4 KiB). A file is known when its size and fp match, or, its fp moved (a
 copy, another checkout), its hash does. One that grew with those bytes unchanged is read
 from its previous end; one changed otherwise is read whole, with a warning.
@@ -33,6 +33,8 @@ def unread(
         entry = entries.get(f.rel)
         if entry is None and read.get(f.url) == f.fingerprint:  # state from before v2
             renewed[f.rel] = entry_of(source, f)
+        elif entry is None and f.url in read:  # changed since, with nothing to tell how
+            todo.append(replace(f, changed=True))
         elif entry is None:
             todo.append(f)
         elif entry["size"] == f.size and entry["fp"] == f.fingerprint:

@@ -31,6 +31,18 @@ from tasks.transform import batch_sql, missing_column, projection
 INTERNAL = ("_source", "_row", "_raw", "_errors", "_original", "_batch")
 
 
+def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
+    """stage_file, and for a files source what state keeps of the file (`content`, see
+    tasks/known) and the warning of a file read whole again because it changed."""
+    counts = stage_file(spec, run_dir, index, file, hwm)
+    source = spec.source
+    if isinstance(source, FilesSource):
+        counts.content = entry_of(source, file)
+        if file.changed:
+            counts.warnings = [*counts.warnings, changed_warning(file)]
+    return counts
+
+
 def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
     """Stage one file into `run_dir`: a folder, or a staging URL (see tasks/staging)."""
     # Staged batches that stay on this machine are read once, by the load step: compressing
@@ -38,13 +50,7 @@ def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str 
     # uploaded to a staging URL travel: compressed.
     compression = "snappy" if staging.is_remote(run_dir) else "uncompressed"
     with staging.workspace(run_dir) as local:
-        counts = _stage_file(spec, run_dir, local, index, file, hwm, compression)
-    source = spec.source
-    if isinstance(source, FilesSource):
-        counts.content = entry_of(source, file)
-        if file.changed:
-            counts.warnings = [*counts.warnings, changed_warning(file)]
-    return counts
+        return _stage_file(spec, run_dir, local, index, file, hwm, compression)
 
 
 @contextlib.contextmanager

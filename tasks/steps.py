@@ -19,7 +19,7 @@ from schemas.spec import Spec
 from tasks.listing import SourceFile
 from tasks.load import Loaded, load_run
 from tasks.plan import plan_run
-from tasks.stage import stage_file
+from tasks.stage import stage_input
 from tasks.state import Committed, Manifest, StateStore
 from tasks.summary import Counts
 
@@ -90,7 +90,7 @@ def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
 def stage_task(
     spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
 ) -> Counts:
-    return stage_file(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+    return stage_input(spec, run_dir, index, SourceFile.from_dict(file), hwm)
 
 
 @task(

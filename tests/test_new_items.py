@@ -175,16 +175,18 @@ def test_state_from_before_relative_paths_reads_nothing_again(tmp_path: Path) ->
         st = (folder / "in" / name).stat()
         old[str(folder / "in" / name)] = f"{st.st_size}:{st.st_mtime}"
     (folder / STATE).write_text(json.dumps({**state, "version": 1, "files": old}))
+    _csv(folder / "in" / "b.csv", range(20, 21))  # grown since: read whole, with the warning
     again = _run(folder)
-    assert (again["files"], again["rows_read"]) == (0, 0)
+    assert (again["files"], again["rows_read"]) == (1, 11)
+    assert [w.split(" changed since")[0] for w in again["warnings"]] == [str(folder / "in/b.csv")]
     # Converted: keyed by relative path, with what tells a later copy or append.
     entries = json.loads((folder / STATE).read_text())["files"]
     assert sorted(entries) == ["a.csv", "b.csv"]
     assert {"hash", "lines", "ends"} <= set(entries["a.csv"])
-    _csv(folder / "in" / "a.csv", range(20, 23))
+    _csv(folder / "in" / "a.csv", range(30, 33))
     grown = _run(folder)
     assert (grown["rows_read"], grown["warnings"]) == (3, [])
-    assert _ids(folder) == [*range(20), *range(20, 23)]
+    assert _ids(folder) == sorted([*range(20), *range(10, 21), *range(30, 33)])
 
 
 @pytest.mark.reliability(
