@@ -18,6 +18,7 @@ from tasks._content import grew_from, hash_of, measure
 from tasks._statefiles import is_remote
 from tasks.listing import SourceFile, safe_url
 from tasks.read import appendable
+from tasks.state import Manifest
 
 
 def unread(
@@ -46,17 +47,28 @@ def unread(
     return todo, renewed
 
 
-def entry_of(
-    source: FilesSource, f: SourceFile, content: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """State's entry for a file read whole or to its end: `content` as staging measured it,
-    else measured now (not for a file in a store with etags: those tell its content)."""
-    if content is None:
-        content = measure(source, f) if measured(f) else {}
+def files_read(before: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+    """State's `files` after the run (see tasks/known): entries by relative path; those of
+    the format before it go, renewed by the plan when their file is still there."""
+    files = {k: v for k, v in before.items() if isinstance(v, dict)} | manifest.known
+    for f in manifest.inputs:
+        if f.get("kind") == "http":
+            continue
+        if "rel" in f:
+            files[f["rel"]] = f.get("read") or {"size": f["size"], "fp": f["fingerprint"]}
+        else:  # frozen before relative paths: the next plan renews it
+            files[f["url"]] = f["fingerprint"]
+    return files
+
+
+def entry_of(source: FilesSource, f: SourceFile) -> dict[str, Any]:
+    """State's entry for a file read to its listed size, its bytes measured (not for a file
+    in a store with etags: the etag tells its content)."""
+    content = measure(source, f) if _measured(f) else {}
     return {"size": f.size, "fp": f.fingerprint, **content}
 
 
-def measured(f: SourceFile) -> bool:
+def _measured(f: SourceFile) -> bool:
     """Whether a file read gets hash, lines and ends: not one whose store gives etags
     (reading it again would double its download; the etag stays with its content)."""
     return not is_remote(f.url) or f.fingerprint.startswith(f"{f.size}:")
@@ -69,7 +81,7 @@ def changed_warning(f: SourceFile) -> str:
     )
 
 
-def _hash(source: FilesSource, f: SourceFile, entry: dict[str, Any]) -> str | None:
+def _hash(source: FilesSource, f: SourceFile, entry: dict[str, Any]) -> str:
     """The file's hash, when its entry has one to compare with (else "", which None is not)."""
     return hash_of(source, f) if entry.get("hash") else ""
 

@@ -1,6 +1,7 @@
 """List the files a files source names (a folder, a file or a glob), with a fingerprint each.
 
-The fingerprint is what "a file already read" means: a file whose size or etag changed is new.
+Each file has its path below the source's base and a fingerprint (`etag:size` or
+`size:mtime`): what state knows a file read by (see tasks/known).
 Object stores are listed page by page (s3fs follows S3's continuation tokens past 1,000 keys).
 """
 

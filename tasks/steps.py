@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import PumpError, RetriesSpent, SpecError, TransientError
 from schemas.secrets import redact
 from schemas.spec import Spec
+from tasks.known import files_read
 from tasks.listing import SourceFile
 from tasks.load import Loaded, load_run
 from tasks.plan import plan_run
@@ -110,20 +111,6 @@ def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
         manifest.seq_base,
         store.location,
     )
-
-
-def files_read(before: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
-    """State's `files` after the run (see tasks/known): entries by relative path; those of
-    the format before it go, renewed by the plan when their file is still there."""
-    files = {k: v for k, v in before.items() if isinstance(v, dict)} | manifest.known
-    for f in manifest.inputs:
-        if f.get("kind") == "http":
-            continue
-        if "rel" in f:
-            files[f["rel"]] = f.get("read") or {"size": f["size"], "fp": f["fingerprint"]}
-        else:  # frozen before relative paths: the next plan renews it
-            files[f["url"]] = f["fingerprint"]
-    return files
 
 
 @task(name="commit", cache_policy=NO_CACHE)

@@ -214,3 +214,27 @@ def test_a_run_killed_while_reading_appended_lines_lands_them_once(
     assert resumed["resumed"] and resumed["warnings"] == []
     _cli(folder)
     assert _ids(folder) == list(range(1015))
+
+
+def test_a_file_is_read_up_to_its_listed_size_and_a_tail_from_its_start(tmp_path: Path) -> None:
+    """Bytes a producer appends while the file is read wait for the next run; a grown
+    CSV's tail is read under its header, its records numbered by their lines in the file."""
+    from dataclasses import replace
+
+    from schemas.spec import FilesSource, Limits
+    from tasks.listing import list_files
+    from tasks.read import read_batches
+
+    path = tmp_path / "log.csv"
+    _csv(path, range(3))
+    source = FilesSource(type="files", url=str(tmp_path), format="csv")
+    [listed] = list_files(source)
+    _csv(path, range(3, 5))  # appended after listing
+
+    def rows(f: Any) -> list[tuple[int, str]]:
+        batches = list(read_batches(source, f, Limits()))
+        return [(r["_row"], r["id"]) for b in batches for r in b.table.to_pylist()]
+
+    assert rows(listed) == [(2, "0"), (3, "1"), (4, "2")]
+    tail = replace(listed, start=listed.size, lines=4, size=path.stat().st_size)
+    assert rows(tail) == [(5, "3"), (6, "4")]
