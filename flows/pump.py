@@ -175,6 +175,8 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
         i = pending.pop(fut)
         done[i] = stage.result(fut, i)
         total.add(done[i])
+        if done[i].content:  # for the commit: what state keeps of the file
+            manifest.inputs[i] = {**manifest.inputs[i], "read": done[i].content}
         faults.point("staged_file")
     # What the row limit let in; the rest goes first in the next run (tasks/plan.py).
     left = [f for i, f in enumerate(manifest.inputs) if i not in done]

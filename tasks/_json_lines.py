@@ -27,12 +27,15 @@ _BLANK_INSIDE = re.compile(rb"\n[ \t\x0b\x0c\r]*\n")
 _BLANK_FIRST = re.compile(rb"[ \t\x0b\x0c\r]*\n")
 
 
-def blocks(stream: io.BufferedReader[Any], limit: int) -> Iterator[pa.Table | None]:
+def blocks(
+    stream: io.BufferedReader[Any], limit: int, before: int = 0
+) -> Iterator[pa.Table | None]:
     """The stream's lines in blocks, each an Arrow table of pieces (`content`: whole lines,
-    `base`: the number of lines before the piece). Yields None, and stops, where the bytes
-    are not for the fast path (a NUL byte, invalid UTF-8, a line over `limit` bytes)."""
+    `base`: the number of lines before the piece, `before` lines precede the stream). Yields
+    None, and stops, where the bytes are not for the fast path (a NUL byte, invalid UTF-8, a
+    line over `limit` bytes)."""
     size = max(BLOCK, 2 * limit + 2)
-    base, tail = 0, b""
+    base, tail = before, b""
     while True:
         data = stream.read(size)
         if not data:

@@ -142,3 +142,26 @@ def io_errors(url: str) -> Iterator[None]:
                 "the files afresh (if that fails the same way, restore the file, or `pumphouse "
                 "reset` the pump)"
             ) from None
+
+
+class Window(io.RawIOBase):
+    """The bytes of `raw` from `start` to `end`, after `head`: the part of a file this run
+    reads (a grown file's new bytes, after its CSV header), never past the size it was
+    listed with, so bytes a producer appends while it is read are left for the next run."""
+
+    def __init__(self, raw: Any, start: int, end: int, head: bytes = b"") -> None:
+        self.raw, self.head, self.left = raw, head, end - start
+        if start:
+            raw.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
+        else:
+            data = self.raw.read(min(len(buffer), self.left)) if self.left > 0 else b""
+            self.left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)

@@ -1,6 +1,7 @@
 """List the files a files source names (a folder, a file or a glob), with a fingerprint each.
 
-The fingerprint is what "a file already read" means: a file whose size or etag changed is new.
+Each file has its path below the source's base and a fingerprint (`etag:size` or
+`size:mtime`): what state knows a file read by (see tasks/known).
 Object stores are listed page by page (s3fs follows S3's continuation tokens past 1,000 keys).
 """
 
@@ -30,21 +31,31 @@ MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 class SourceFile:
     """One input file: its URL (absolute path when local; `${...}` references as the spec
     writes them, resolved when the file is opened), size, change fingerprint and
-    modification time (seconds since the epoch; 0.0 when unknown), which orders arrival."""
+    modification time (seconds since the epoch; 0.0 when unknown), which orders arrival.
+
+    `rel` is its path below the source's base (what state knows it by, see tasks/known);
+    `start` > 0 reads only the bytes from there (a file that grew), whose first line is
+    line `lines` + 1; `changed`: it was read before with other content (the run warns).
+    """
 
     url: str
     size: int
     fingerprint: str
     mtime: float = 0.0
+    rel: str = ""
+    start: int = 0
+    lines: int = 0
+    changed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form, for the run manifest."""
-        return {
-            "url": self.url,
-            "size": self.size,
-            "fingerprint": self.fingerprint,
-            "mtime": self.mtime,
-        }
+        d: dict[str, Any] = {"url": self.url, "size": self.size, "fingerprint": self.fingerprint}
+        d["mtime"], d["rel"] = self.mtime, self.rel
+        if self.start:
+            d["start"], d["lines"] = self.start, self.lines
+        if self.changed:
+            d["changed"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SourceFile:
@@ -54,6 +65,10 @@ class SourceFile:
             size=int(d["size"]),
             fingerprint=str(d["fingerprint"]),
             mtime=float(d.get("mtime") or 0.0),
+            rel=str(d.get("rel", "")),
+            start=int(d.get("start", 0)),
+            lines=int(d.get("lines", 0)),
+            changed=bool(d.get("changed", False)),
         )
 
 
@@ -74,7 +89,7 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         # A long-lived process (a worker, the tests) shares one filesystem per set of options;
         # its listing cache would hide files added or replaced since the last run.
         fs.invalidate_cache()
-        entries = _entries(fs, path, source)
+        base, entries = _entries(fs, path, source)
     files = [
         SourceFile(
             # state, manifest and `_source` keep the references the spec writes
@@ -82,6 +97,7 @@ def list_files(source: FilesSource) -> list[SourceFile]:
             size=int(info.get("size") or 0),
             fingerprint=fingerprint(info),
             mtime=modified(info),
+            rel=_relative(name, base),
         )
         for name, info in entries
     ]
@@ -90,8 +106,10 @@ def list_files(source: FilesSource) -> list[SourceFile]:
 
 def _entries(
     fs: fsspec.AbstractFileSystem, path: str, source: FilesSource
-) -> list[tuple[str, dict[str, Any]]]:
-    """(path, info) of every visible file; raises FileNotFoundError when nothing is there."""
+) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """The base (the folder; for a glob the part before its first glob character; for a
+    file its folder) and (path, info) of every visible file below it; raises
+    FileNotFoundError when nothing is there."""
     magic = GLOB_CHARS.search(path)
     if magic:
         base = path[: magic.start()].rpartition("/")[0]
@@ -103,17 +121,23 @@ def _entries(
     else:
         info = fs.info(path)
         if info.get("type") != "directory":
-            return [(info["name"], info)]
+            return info["name"].rpartition("/")[0], [(info["name"], info)]
         base = path.rstrip("/")
         if source.glob:
             found = fs.glob(f"{base}/{source.glob.lstrip('/')}", detail=True)
         else:
             found = fs.find(base, detail=True)
-    return [
+    return base, [
         (name, info)
         for name, info in found.items()
         if info.get("type") == "file" and not _hidden(name, base)
     ]
+
+
+def _relative(name: str, base: str) -> str:
+    """`name` below `base`: the same for the project checked out elsewhere, or the bucket
+    reached another way."""
+    return name[len(base) :].lstrip("/") if base and name.startswith(base) else name
 
 
 def _hidden(name: str, base: str) -> bool:

@@ -11,6 +11,7 @@ from schemas.spec import HttpSource, Spec
 from tasks import sinks
 from tasks.as_started import frozen_of
 from tasks.http_source import page_input
+from tasks.known import unread
 from tasks.listing import list_files
 from tasks.state import Committed, Manifest, StateStore
 from tasks.window import since
@@ -48,7 +49,7 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
             store.save_manifest(open_run)
         return open_run, True
     committed = store.committed()
-    inputs, mark = _inputs(spec, committed), committed.hwm
+    (inputs, known), mark = _inputs(spec, committed), committed.hwm
     http = isinstance(spec.source, HttpSource)
     rest = _still_there(committed.rest, inputs, http) if committed.rest else []
     if rest:
@@ -69,21 +70,25 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
         hwm_committed=committed.hwm,
         frozen=frozen_of(spec),
         continues=bool(rest),
+        known=known,
     )
     store.save_manifest(manifest)
     return manifest, False
 
 
-def _inputs(spec: Spec, committed: Committed) -> list[dict[str, Any]]:
+def _inputs(
+    spec: Spec, committed: Committed
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """The run's inputs: the files to read, or for an http source the one endpoint (its
-    pages are not known before they are read; the frozen cursor fixes what they hold)."""
+    pages are not known before they are read; the frozen cursor fixes what they hold);
+    and the entries of files known already that state should hold anew (see tasks/known)."""
     source = spec.source
     if isinstance(source, HttpSource):
-        return [page_input(source)]
-    files = list_files(source)
+        return [page_input(source)], {}
+    files, known = list_files(source), dict[str, dict[str, Any]]()
     if source.new_files_only:
-        files = [f for f in files if not committed.is_read(f.url, f.fingerprint)]
-    return [f.to_dict() for f in files]
+        files, known = unread(source, files, committed.files)
+    return [f.to_dict() for f in files], known
 
 
 def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
@@ -115,6 +120,15 @@ def _still_there(
 
 
 def _as_now(inputs: list[dict[str, Any]], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`inputs` as `listed` has them now (size, fingerprint); those not listed left out."""
+    """`inputs` as `listed` has them now (size, fingerprint); those not listed left out. A
+    grown file is still read from where the frozen input says (and whether it changed
+    stays), unless it is now shorter than that: then it is read whole."""
     now = {f["url"]: f for f in listed}
-    return [now[f["url"]] for f in inputs if f["url"] in now]
+    return [_still(f, now[f["url"]]) for f in inputs if f["url"] in now]
+
+
+def _still(frozen: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {k: frozen[k] for k in ("start", "lines", "changed") if k in frozen}
+    if int(frozen.get("start", 0)) > int(now["size"]):
+        kept = {"changed": True}
+    return {**now, **kept}

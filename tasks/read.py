@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
@@ -28,6 +29,7 @@ from tasks._stream import (
     CHUNK,
     READ_BLOCK,
     Meter,
+    Window,
     codec_of,
     decompressed,
     io_errors,
@@ -70,6 +72,21 @@ def read_batches(
             yield from _text_batches(stream, counted, fmt, source, file, limits, names)
 
 
+def appendable(source: FilesSource, file: SourceFile) -> bool:
+    """Whether records can be added at the file's end and read from there: uncompressed
+    NDJSON or CSV (a name without a suffix is checked for compression by its first bytes)."""
+    fmt = _format(source, file)
+    return fmt in ("ndjson", "csv") and codec_of(source, file, fmt) in ("none", "infer")
+
+
+def _lines_before(source: FilesSource, file: SourceFile, fmt: str) -> int:
+    """The lines of the file before the first one read: none, or for a grown file those
+    read before (a CSV's header, read again, is line 1 of what is read)."""
+    if not file.start:
+        return 0
+    return file.lines - (1 if fmt == "csv" and source.csv.header else 0)
+
+
 def ndjson_blocks(
     source: FilesSource, file: SourceFile, limits: Limits
 ) -> Iterator[pa.Table | None] | None:
@@ -84,7 +101,7 @@ def _ndjson_blocks(source: FilesSource, file: SourceFile, limit: int) -> Iterato
     with _opened(source, file, "ndjson") as (raw, codec):
         counted = Meter(raw, file.url)
         with io.BufferedReader(decompressed(counted, codec, file), CHUNK) as stream:
-            yield from blocks(stream, limit)
+            yield from blocks(stream, limit, _lines_before(source, file, "ndjson"))
 
 
 @contextmanager
@@ -101,7 +118,18 @@ def _opened(source: FilesSource, file: SourceFile, fmt: str) -> Iterator[tuple[A
     with io_errors(file.url), fs.open(path, "rb", block_size=READ_BLOCK) as raw:
         if codec == "infer":
             codec, raw = sniffed(raw)
+        if codec == "none" and fmt != "parquet" and (file.size or file.start):
+            raw = _window(raw, source, file, fmt)
         yield raw, codec
+
+
+def _window(raw: Any, source: FilesSource, file: SourceFile, fmt: str) -> Window:
+    """The part of an uncompressed text file this run reads: up to its listed size, from
+    `file.start` for a grown file (a CSV's header line first)."""
+    head = b""
+    if file.start and fmt == "csv" and source.csv.header:
+        head = raw.readline()
+    return Window(raw, file.start, file.size, head)
 
 
 def _format(source: FilesSource, file: SourceFile) -> str:
@@ -134,9 +162,11 @@ def _text_batches(
         groups = bounded(json_records(stream, limit), rows, size)
     else:
         groups = ndjson_groups(stream, limit, rows, size)
-    done = 0
+    done, before = 0, _lines_before(source, file, fmt)
     for seq, group in enumerate(groups):
         batch = table(file.url, group, names, opts.null_values)
+        if before:  # a grown file's records go on with the line numbers they have in it
+            batch = batch.set_column(1, "_row", pc.add(batch.column(1), before))
         # The compressed position runs ahead by a read buffer, so this is approximate;
         # after the last batch it is the whole file.
         yield Batch(batch, "columns" if fmt == "csv" else "json", seq, counted.count - done)

@@ -22,12 +22,25 @@ from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch, contract_of
 from tasks.http_source import Resume, page_input, read_pages, resume_of, warnings_heard
+from tasks.known import changed_warning, entry_of
 from tasks.listing import SourceFile
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
 from tasks.transform import batch_sql, missing_column, projection, valid_rows_sql
 
 INTERNAL = ("_source", "_row", "_raw", "_errors", "_original", "_batch")
+
+
+def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
+    """stage_file, and for a files source what state keeps of the file (`content`, see
+    tasks/known) and the warning of a file read whole again because it changed."""
+    counts = stage_file(spec, run_dir, index, file, hwm)
+    source = spec.source
+    if isinstance(source, FilesSource):
+        counts.content = entry_of(source, file)
+        if file.changed:
+            counts.warnings = [*counts.warnings, changed_warning(file)]
+    return counts
 
 
 def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:

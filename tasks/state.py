@@ -2,9 +2,12 @@
 
 Layout under `PUMPHOUSE_STATE_DIR/NAME/` (default `.pumphouse/NAME/`):
 
-    state.json      committed after the rows it covers are in the sink: the mark, the rows of
-                    its window already loaded (`seen`), the files read, and the inputs a
-                    run stopped at limits.max_rows_per_run left for the next
+    state.json      committed after the rows it covers are in the sink: {version, hwm, seq,
+                    files, seen?, rest?}. `files`: path below the source's base -> {size,
+                    fp, hash?, lines?, ends?} (see tasks/known); version 1 keyed them by URL,
+                    with the fp alone, and a run converts them. `seen`: the rows of the
+                    mark's window already loaded (tasks/window). `rest`: the inputs a run
+                    stopped at limits.max_rows_per_run left for the next
     manifest.json   the open run: its frozen inputs and phase; gone when the run commits
     runs.jsonl      one summary line per finished run, for `pumphouse status`
     staging/RUN/    the open run's validated batches, until it commits
@@ -37,7 +40,7 @@ from schemas.settings import Settings, settings
 from tasks import faults
 from tasks._statefiles import LocalFiles, RemoteFiles, StateFiles, is_remote
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: files by path relative to the source, with their content's hash
 REFRESH = "refresh.pending"  # a --full-refresh that has not finished: the next run redoes it
 LOCK = "lock"
 RUNS = "runs.jsonl"  # one summary line per finished run
@@ -49,7 +52,7 @@ class Committed:
     """What the last completed run left behind."""
 
     hwm: str | None = None
-    files: dict[str, str] = field(default_factory=dict)  # url -> fingerprint
+    files: dict[str, Any] = field(default_factory=dict)  # relative path -> entry (tasks/known)
     seq: int = 0  # load batches committed so far, over all runs: the sink's batch sequence
     # Inputs a run stopped at limits.max_rows_per_run left for the next, which reads them
     # before anything new, against the mark the stopped run started with (`rest_hwm`).
@@ -58,9 +61,6 @@ class Committed:
     # (cursor, value hash) of the rows at or above the next run's `since` that runs loaded
     # (tasks/window.py); None in state written before windows were kept.
     seen: list[tuple[str, str]] | None = None
-
-    def is_read(self, url: str, fingerprint: str) -> bool:
-        return self.files.get(url) == fingerprint
 
 
 @dataclass
@@ -92,6 +92,7 @@ class Manifest:
     # Reads what a run stopped at max_rows_per_run left: the same logical load goes on (a
     # Delta overwrite appends the rest to the rows that run put in place of the old).
     continues: bool = False
+    known: dict[str, Any] = field(default_factory=dict)  # state entries to renew (tasks/known)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:

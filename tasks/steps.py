@@ -16,10 +16,11 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import PumpError, RetriesSpent, SpecError, TransientError
 from schemas.secrets import redact
 from schemas.spec import Spec
+from tasks.known import files_read
 from tasks.listing import SourceFile
 from tasks.load import Loaded, load_run
 from tasks.plan import plan_run
-from tasks.stage import stage_file
+from tasks.stage import stage_input
 from tasks.state import Committed, Manifest, StateStore
 from tasks.summary import Counts
 from tasks.window import Window
@@ -91,7 +92,7 @@ def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
 def stage_task(
     spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
 ) -> Counts:
-    return stage_file(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+    return stage_input(spec, run_dir, index, SourceFile.from_dict(file), hwm)
 
 
 @task(
@@ -124,9 +125,7 @@ def commit_task(
     store: StateStore, manifest: Manifest, loaded: Loaded, summary: dict[str, Any]
 ) -> None:
     """Add the run's files to those read, move the mark and the batch sequence, close the run."""
-    before = store.committed()
-    files = dict(before.files)
-    files.update({f["url"]: f["fingerprint"] for f in manifest.inputs if f.get("kind") != "http"})
+    files = files_read(store.committed().files, manifest)
     seq = manifest.seq_base + loaded.batches
     rest = manifest.left()
     rest_hwm = manifest.hwm_before if rest else None  # what is left is read against it

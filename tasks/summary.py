@@ -33,6 +33,8 @@ class Counts:
     rest: list[dict[str, Any]] = field(default_factory=list)
     # What the run should tell its user (an http source stopped at max_pages), each once.
     warnings: list[str] = field(default_factory=list)
+    # One file's: what state keeps of its bytes (see tasks/known); not added up.
+    content: dict[str, Any] = field(default_factory=dict)
 
     def add(self, other: Counts) -> None:
         for name in (

@@ -927,5 +927,5 @@ def test_a_file_that_changed_before_an_interrupted_run_was_finished_is_read_once
     assert landed(str(project / SINK)) == expected([*records, *grown])
     assert committed_files(project) == {"orders-00-000.ndjson"}
     state = json.loads((project / STATE / "state.json").read_text())
-    (fingerprint,) = state["files"].values()
-    assert fingerprint.startswith(f"{path.stat().st_size}:")
+    (entry,) = state["files"].values()
+    assert entry["size"] == path.stat().st_size and entry["fp"].startswith(f"{entry['size']}:")

@@ -657,3 +657,23 @@ def test_a_big_object_is_read_in_ranges_not_downloaded_whole(
     assert size <= total < size + 10 * 2**20  # every byte fetched once, in ~8 MiB ranges
     gets = [ln for ln in proxy.traffic.lines if ln.startswith(f"GET /{bucket}/big/")]
     assert len(gets) >= size // (10 * 2**20)
+
+
+def test_the_bucket_under_another_prefix_and_endpoint_spelling_reads_nothing_again(
+    project: Path, bucket: str, moto_server: str, fs: Any, env: dict[str, str]
+) -> None:
+    """Files are known by their path below source.url and their content (the etag): the
+    same objects copied under another prefix, reached at another spelling of the
+    endpoint, are not read again."""
+    given_orders(project, fs, bucket, files=2)
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(s3_spec(bucket, moto_server))
+    assert run(project, "pumps/orders.yaml", env)["rows_read"] == 2 * ROWS
+    for path in fs.find(f"{bucket}/in/"):
+        fs.copy(path, path.replace(f"{bucket}/in/", f"{bucket}/mirror/in/"))
+    text = s3_spec(bucket, f"{moto_server}/").replace(
+        f"s3://{bucket}/in/", f"s3://{bucket}/mirror/in/"
+    )
+    spec.write_text(text)
+    again = run(project, "pumps/orders.yaml", env)
+    assert (again["files"], again["rows_read"], again["warnings"]) == (0, 0, [])

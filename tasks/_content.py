@@ -1,0 +1,62 @@
+"""What identifies a file's bytes across runs: a hash of them all, their number of lines,
+and a cheap sample of their two ends (enough to tell that a file only grew, as log
+shippers do)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fsspec.core import url_to_fs
+
+from schemas.loader import resolve_mapping
+from schemas.spec import FilesSource
+from tasks._stream import CHUNK, MAGIC_CODECS, READ_BLOCK, io_errors
+from tasks.listing import SourceFile
+
+EDGE = 4096  # bytes sampled at each end
+
+
+def measure(source: FilesSource, file: SourceFile) -> dict[str, Any]:
+    """`hash` (sha256, with CPU support hashlib's fastest) and `lines` (newlines) of the
+    file's first `size` bytes, and `ends` (see grew_from): what state keeps of a file read."""
+    digest, lines, first, last = hashlib.sha256(), 0, b"", b""
+    with _opened(source, file.url) as raw:
+        left = file.size
+        while left > 0 and (data := raw.read(min(CHUNK, left))):
+            left -= len(data)
+            digest.update(data)
+            lines += data.count(b"\n")
+            first = first or data[:EDGE]
+            last = (last + data)[-EDGE:]
+    return {"hash": digest.hexdigest(), "lines": lines, "ends": _ends(first, last)}
+
+
+def hash_of(source: FilesSource, file: SourceFile) -> str:
+    """The hash `measure` gives."""
+    return str(measure(source, file)["hash"])
+
+
+def grew_from(source: FilesSource, file: SourceFile, size: int, ends: str) -> bool:
+    """Whether the file's first `size` bytes are still the ones sampled as `ends`, end in
+    a newline, and are not compressed: then only the bytes after them are new."""
+    with _opened(source, file.url) as raw:
+        first = raw.read(min(EDGE, size))
+        raw.seek(max(0, size - EDGE))
+        last = raw.read(min(EDGE, size))
+    compressed = any(first.startswith(magic) for magic in MAGIC_CODECS)
+    return not compressed and last.endswith(b"\n") and _ends(first, last) == ends
+
+
+def _ends(first: bytes, last: bytes) -> str:
+    return hashlib.blake2b(first + last, digest_size=16).hexdigest()
+
+
+@contextmanager
+def _opened(source: FilesSource, url: str) -> Iterator[Any]:
+    fs, path = url_to_fs(url, **resolve_mapping(source.storage_options))
+    fs.invalidate_cache(path)
+    with io_errors(url), fs.open(path, "rb", block_size=READ_BLOCK) as raw:
+        yield raw
