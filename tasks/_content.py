@@ -11,7 +11,7 @@ from typing import Any
 
 from fsspec.core import url_to_fs
 
-from schemas.loader import resolve_mapping
+from schemas.loader import resolve, resolve_mapping
 from schemas.spec import FilesSource
 from tasks._stream import CHUNK, MAGIC_CODECS, READ_BLOCK, io_errors
 from tasks.listing import SourceFile
@@ -56,7 +56,8 @@ def _ends(first: bytes, last: bytes) -> str:
 
 @contextmanager
 def _opened(source: FilesSource, url: str) -> Iterator[Any]:
-    fs, path = url_to_fs(url, **resolve_mapping(source.storage_options))
+    # `url` keeps the spec's ${...} references (tasks/listing): resolved only to open it
+    fs, path = url_to_fs(resolve(url), **resolve_mapping(source.storage_options))
     fs.invalidate_cache(path)
     with io_errors(url), fs.open(path, "rb", block_size=READ_BLOCK) as raw:
         yield raw

@@ -149,8 +149,8 @@ def leaks(forms: set[bytes], *texts: str) -> list[str]:
     "secrets",
     "secrets in a files source's URL: one in the path, one as user:password@ (Basic auth); "
     "a run killed after staging (the run open), then the run that finishes it",
-    "the file is read; state, manifest and the `_source` of staged and rejected rows keep the URL as "
-    "the spec writes it (`${env:NAME}`); no form of either secret (raw, percent-encoded, "
+    "the file is read; state knows it by its path below the source URL; the manifest and the "
+    "`_source` of staged and rejected rows keep the URL as the spec writes it (`${env:NAME}`); no form of either secret (raw, percent-encoded, "
     "repr/JSON-escaped, Basic auth's base64) in any byte of the project, the output or the "
     "Prefect server's database",
 )
@@ -179,7 +179,10 @@ def test_a_secret_in_a_files_source_url_is_stored_as_its_reference(project: Path
     assert json.loads(done.stdout)["status"] == "ok", done.stderr
     assert landed("out/orders") == expected(records)
     assert {s.path for s in app.seen} == {f"/{PATH_TOKEN}/orders.ndjson"}  # resolved at use
-    assert written in (project / ".pumphouse/orders/state.json").read_text()
+    # state knows the file by its path below the source URL, which holds no secret
+    assert list(json.loads((project / ".pumphouse/orders/state.json").read_text())["files"]) == [
+        "orders.ndjson"
+    ]
     assert set(_column("out/orders/rejected/*.parquet", "_source")) == {written}
     history = run_cli("status", "pumps/orders.yaml", cwd=project, env=env)
     forms = forms_of(PATH_TOKEN) | forms_of(USER_PASS, user="reader")
