@@ -297,9 +297,10 @@ def run(
         from flows.local_server import use_local_server
 
         use_local_server(_say)  # no server configured: a local one, started once and reused
-        summary = pump(
-            spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
-        )
+        with _heartbeat_only_if_configured():
+            summary = pump(
+                spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
+            )
     except (Exception, Terminated) as e:
         stop()
         if isinstance(e, Terminated):
@@ -341,6 +342,16 @@ def _imports_without_gc() -> Iterator[None]:
         gc.freeze()
         if was_on:
             gc.enable()
+
+
+def _heartbeat_only_if_configured() -> Any:
+    """Prefect's settings with no flow-run heartbeat by default: its thread sleeps whole
+    seconds and a run's end waits for it (~0.5 s a run). A frequency set in the environment
+    (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, for zombie-run automations), a profile or
+    prefect.toml is kept; deployed runs keep Prefect's default."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(set_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def _unreachable(e: BaseException) -> PumpError | None:

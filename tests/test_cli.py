@@ -565,6 +565,48 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
     assert landed(out) == expected(records)
 
 
+def _heartbeats(api: str, spec_path: str) -> list[dict[str, Any]]:
+    """The heartbeat events the server has for the flow run named `spec_path`."""
+    import httpx
+
+    runs = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"flow_runs": {"name": {"any_": [spec_path]}}},
+        timeout=30,
+    ).json()
+    (run,) = runs
+    events = httpx.post(
+        f"{api}/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "resource": {"id": [f"prefect.flow-run.{run['id']}"]},
+            }
+        },
+        timeout=30,
+    ).json()
+    return list(events["events"])
+
+
+def test_a_run_sends_flow_run_heartbeats_only_when_configured(
+    project: Path, prefect_server: str
+) -> None:
+    # Prefect's default heartbeat would make every run wait for its thread's next second;
+    # a frequency the user sets (here in the environment) is Prefect's as ever.
+    write_orders(project / "in", files=1, rows=20, seed=25)
+    for name in ("quiet", "beating"):
+        (project / "pumps" / f"{name}.yaml").write_text(spec_text(name=name, out=f"./out/{name}"))
+    quiet = cli("run", "pumps/quiet.yaml", "--json", cwd=project)
+    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    beating = cli("run", "pumps/beating.yaml", "--json", cwd=project, env=env)
+    assert (quiet.returncode, beating.returncode) == (0, 0), quiet.stderr + beating.stderr
+    deadline = time.monotonic() + 60  # the server stores events a moment after they arrive
+    while not _heartbeats(prefect_server, "pumps/beating.yaml") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_heartbeats(prefect_server, "pumps/beating.yaml")) == 1  # at its start
+    assert _heartbeats(prefect_server, "pumps/quiet.yaml") == []
+
+
 def test_prefect_records_a_runs_parameters_as_given(project: Path, prefect_server: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
