@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import csv
 import gc
 import json
+import logging
 import os
 import shlex
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -50,45 +49,20 @@ def _quiet_prefect(argv: list[str]) -> None:
 
 
 def entry() -> None:
-    """The `pumphouse` command: main(), then the interpreter's exit without its teardown.
-
-    Exit runs what a normal exit runs (non-daemon threads joined, Prefect's log and event
-    workers drained through threading's exit hooks, atexit handlers, streams flushed), then
-    skips freeing every module's objects one by one: ~0.5 s after importing Prefect, of no
-    use to a process that is about to end. After SIGTERM it ships Prefect's queued records
-    and ends without waiting for steps still running.
-    """
-    code: object = 0
+    """The `pumphouse` command: main(), then Python's own exit, or after SIGTERM, the
+    signal's: Prefect's queued records are shipped (see run) and steps still running are
+    not waited for, as a stop should stop."""
     try:
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code
-        if code is None:
-            code = 0
-        elif not isinstance(code, int):  # sys.exit("message"), as Python itself treats it
-            _say(str(code))
-            code = 1
-        try:
-            if code == TERMINATED:  # a stop should stop: steps still running are not waited for
-                _drain_prefect()
-            else:
-                threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
-                atexit._run_exitfuncs()
-        except KeyboardInterrupt:
-            code = code or 130
-        except Terminated:
-            code = code or TERMINATED
-        except BaseException as e:  # a hook failing must not turn a run's exit into a traceback
-            _say(f"error while exiting: {type(e).__name__}: {e}")
-        try:
+        main()
+    except SystemExit as e:
+        if e.code != TERMINATED:
+            raise
+        with contextlib.suppress(Exception):  # stdout gone: nothing left to tell
             sys.stdout.flush()
-        except Exception:  # stdout gone (a closed pipe, a full disk): as Python exits then
-            code = code or 120
-        with contextlib.suppress(Exception):
             sys.stderr.flush()
-    finally:
-        os._exit(code if isinstance(code, int) else 1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        raise  # only where SIGTERM is blocked
 
 
 def main() -> None:
@@ -139,16 +113,15 @@ class Terminated(BaseException):
     through its usual exit (Prefect's last log lines shipped, the progress bar stopped)."""
 
 
-def _drain_prefect(timeout: float = 5) -> None:
-    """Ship what Prefect has queued (the crashed run's last log lines and events) and no more."""
-    for module, worker in (
-        ("prefect.logging.handlers", "APILogWorker"),
-        ("prefect.events.worker", "EventsWorker"),
-    ):
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            with contextlib.suppress(Exception):
-                getattr(loaded, worker).drain_all(timeout=timeout)
+def _ship_prefects_records(timeout: float = 5) -> None:
+    """Send what Prefect has queued (the crashed run's last log lines and events) now: a
+    process ended by SIGTERM runs no exit hooks. Logs go through the logging configuration:
+    shutting it down flushes each handler, Prefect's API handler included."""
+    from prefect.events.worker import EventsWorker
+
+    logging.shutdown()
+    with contextlib.suppress(Exception):
+        EventsWorker.drain_all(timeout=timeout)
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -328,11 +301,14 @@ def run(
         from flows.local_server import use_local_server
 
         use_local_server(_say)  # no server configured: a local one, started once and reused
-        summary = pump(
-            spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
-        )
+        with _heartbeat_only_if_configured():
+            summary = pump(
+                spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
+            )
     except (Exception, Terminated) as e:
         stop()
+        if isinstance(e, Terminated):
+            _ship_prefects_records()
         failure = _unreachable(e) or _resource_error(e) or e
         failed = _failed_summary(spec, failure, started_at)
         if as_json:
@@ -376,6 +352,16 @@ def _resource_error(e: BaseException) -> PumpError | None:
     from tasks.failures import resource_error
 
     return resource_error(e)
+
+
+def _heartbeat_only_if_configured() -> Any:
+    """Prefect's settings with no flow-run heartbeat by default: its thread sleeps whole
+    seconds and a run's end waits for it (~0.5 s a run). A frequency set in the environment
+    (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, for zombie-run automations), a profile or
+    prefect.toml is kept; deployed runs keep Prefect's default."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(set_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def _unreachable(e: BaseException) -> PumpError | None:

@@ -66,7 +66,7 @@ def ensure_server(home: Path, say: object = None) -> str:
     with (home / "pumphouse-server.lock").open("a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two first runs at once start one server
         known = _recorded(home)
-        if known and healthy(known):
+        if known and serves(known, home):
             return known
         pid = _pid(home)
         if pid is not None and known:  # ours, still starting (or stuck)
@@ -94,6 +94,19 @@ def healthy(url: str) -> bool:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
             return bool(r.status == 200)
     except OSError:
+        return False
+
+
+def serves(url: str, home: Path) -> bool:
+    """A healthy Prefect server at `url` runs from `home`, as its own settings say: not
+    whatever else answers on the port once our server is gone."""
+    if not healthy(url):
+        return False
+    try:
+        with urllib.request.urlopen(f"{url}/admin/settings", timeout=5) as r:
+            its_home = json.load(r)["home"]
+        return Path(its_home).expanduser().resolve() == home.expanduser().resolve()
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
@@ -131,7 +144,7 @@ def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
 def _wait(url: str, pid: int, home: Path) -> str:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if healthy(url):
+        if serves(url, home):
             return url
         if not _alive(pid):
             break

@@ -9,13 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import types
 from typing import Any
 
-from prefect import Flow, flow, get_run_logger
+from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 
-from flows import heartbeat
 from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, SinkRefused
@@ -30,8 +28,6 @@ from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
 from tasks.summary import Counts, Summary
-
-heartbeat.install()  # runs end when they end, not at the heartbeat thread's next second
 
 
 @flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
@@ -69,19 +65,6 @@ def pump(
     publish(summary)
     logger.info(redact(summary.one_line()))
     return redact_all(summary.to_dict())
-
-
-def _plain_parameters(self: Flow[Any, Any], parameters: dict[str, Any]) -> dict[str, Any]:
-    """The flow run's parameters as Prefect records them. Ours are JSON already (text, a
-    flag, None), which Prefect's own encoder returns unchanged, but importing it (FastAPI's)
-    costs a command ~0.15 s; any other value still goes through it."""
-    if all(v is None or type(v) in (str, bool, int, float) for v in parameters.values()):
-        return dict(parameters)
-    return Flow.serialize_parameters(self, parameters)
-
-
-# An attribute, not a subclass: Prefect reads a deployment's flow from its `@flow` decorator.
-pump.serialize_parameters = types.MethodType(_plain_parameters, pump)  # type: ignore[method-assign]
 
 
 def _locked_run(

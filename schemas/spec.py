@@ -410,11 +410,19 @@ def _never_fires(cron: str) -> bool:
     """No time matches `cron` (e.g. February 31): Prefect's scheduler would fail on it."""
     import datetime as dt
 
-    from prefect._vendor.croniter import CroniterBadDateError, croniter
+    from cronsim import CronSim, CronSimError
 
+    start = dt.datetime(2000, 1, 1)
     try:
-        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
-    except CroniterBadDateError:
+        next(CronSim(cron, start))
+    except StopIteration:  # no match in 50 years
+        return True
+    except CronSimError:  # impossible days, or syntax cronsim lacks: any month tells which
+        minute, hour, day, _, weekday = cron.split()
+        try:
+            CronSim(f"{minute} {hour} {day} * {weekday}", start)
+        except CronSimError:
+            return False  # Prefect's croniter has accepted it; its scheduler decides
         return True
     return False
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dtm
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -693,7 +692,8 @@ def test_schema_problems_finds_checks_that_cannot_apply_to_their_column() -> Non
 
 
 @pytest.mark.slow
-def test_a_million_json_records_check_in_well_under_a_few_seconds() -> None:
+def test_a_million_json_records_are_checked_each_once() -> None:
+    # How fast lives in bench/ (the pumphouse job over orders-1m), not in an assertion here.
     schema = {
         "columns": {
             "order_id": {"type": "int64", "nullable": False, "checks": {"ge": 0}},
@@ -710,10 +710,13 @@ def test_a_million_json_records_check_in_well_under_a_few_seconds() -> None:
         "i, i % 5000, CASE WHEN i % 1000 = 0 THEN -1 ELSE (i % 997) / 10 END, "
         "['open', 'paid', 'void', 'bad'][1 + i % 4], 1 + i % 28) AS _raw FROM range(1000000) t(i)"
     )
-    started = time.perf_counter()
     sql = check_batch(con, make_spec(schema), "batch", "json")
     con.execute(f"CREATE TEMP TABLE checked AS {sql}")
-    seconds = time.perf_counter() - started
-    invalid = con.execute("SELECT count(*) FILTER (WHERE len(_errors) > 0) FROM checked").fetchone()
-    assert invalid == (251_000,)  # amount -1 every 1000th row, status bad every 4th
-    assert seconds < 5, f"1M records took {seconds:.2f}s"
+    counts = con.execute(
+        "SELECT count(*), count(DISTINCT _row), count(*) FILTER (WHERE len(_errors) > 0) FROM checked"
+    ).fetchone()
+    assert counts == (
+        1_000_000,
+        1_000_000,
+        251_000,
+    )  # amount -1 every 1000th row, status bad every 4th

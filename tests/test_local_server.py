@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._http_servers import Answer, App, Seen, serve
 from tests.conftest import PUMPHOUSE
 from tests.data import spec_text, write_orders
 
@@ -64,3 +65,41 @@ def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(tmp_p
         prefect = str(Path(PUMPHOUSE).with_name("prefect"))
         subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
     assert not (home / "server.pid").exists()
+
+
+class _Stranger(App):
+    """Something else on the port a gone server's record names: healthy, from another home."""
+
+    def answer(self, req: Seen) -> Answer:
+        if req.path == "/api/health":
+            return Answer.json(True)
+        if req.path == "/api/admin/settings":
+            return Answer.json({"home": "/a/home/of/its/own"})
+        return Answer(404, b"not here")
+
+
+def test_a_stranger_on_the_recorded_port_is_not_adopted(tmp_path: Path) -> None:
+    # The server this home started is gone (killed, the machine restarted) and another
+    # answers /api/health where it was: the run starts this home's own server instead.
+    project, home = tmp_path / "project", tmp_path / "prefect-home"
+    (project / "pumps").mkdir(parents=True)
+    home.mkdir()
+    write_orders(project / "in", files=1, rows=20)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    stranger = _Stranger()
+    try:
+        with serve(stranger) as base:
+            record = {"url": f"{base}/api", "pid": 0}
+            (home / "pumphouse-server.json").write_text(json.dumps(record))
+            done = _run(project, home)
+        assert done.returncode == 0, done.stderr
+        assert "starting a local Prefect server at http://127.0.0.1:" in done.stderr
+        assert not [r.path for r in stranger.seen if r.path.startswith("/api/flow")]
+        ours = json.loads((home / "pumphouse-server.json").read_text())["url"]
+        assert ours != record["url"]
+        runs = httpx.post(f"{ours}/flow_runs/filter", json={}, timeout=30).json()
+        assert [r["state_type"] for r in runs] == ["COMPLETED"]
+    finally:
+        env = {**os.environ, "PREFECT_HOME": str(home)}
+        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
+        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)

@@ -18,6 +18,7 @@ from schemas.spec import (
     HttpSource,
     Limits,
     ParquetSink,
+    Schedule,
     SchemaSpec,
     Spec,
     source_format,
@@ -592,3 +593,23 @@ def test_a_rename_onto_another_column_is_refused() -> None:
         )
     swapped = parse_spec(base + schema + "transform: {rename: {customer: amount, amount: total}}\n")
     assert swapped.transform.rename == {"customer": "amount", "amount": "total"}
+
+
+@pytest.mark.parametrize(
+    ("cron", "fires"),
+    [
+        ("0 0 31 2 *", False),  # February 31
+        ("0 0 31 4,6,9,11 *", False),  # no 31st in those months
+        ("0 0 30 2 *", False),
+        ("0 0 29 2 *", True),  # leap years
+        ("0 0 31 2 1", True),  # day-of-month OR day-of-week: Mondays in February
+        ("0 0 31 1-12 *", True),
+        ("*/15 * * * *", True),
+    ],
+)
+def test_a_cron_that_never_fires_is_refused(cron: str, fires: bool) -> None:
+    if fires:
+        assert Schedule(cron=cron).cron == cron
+    else:
+        with pytest.raises(ValidationError, match="never fires"):
+            Schedule(cron=cron)
