@@ -589,13 +589,25 @@ def compact(
 def reset(
     spec: Annotated[Path, typer.Argument(help="The spec file")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    run_only: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="Abandon only the open run: remove what it wrote to the sink, drop its "
+            "manifest and staging; the mark and files read stay, so the next run reads its "
+            "files again.",
+        ),
+    ] = False,
 ) -> None:
     """Forget the pump's state (high-water mark, files read, open run). The output, rejected
     rows and run history stay."""
     from tasks.state import StateStore
 
-    loaded = _read_spec(str(spec))
+    loaded = _read_spec(str(spec), reads_sink=run_only)
     store = StateStore(loaded.name)
+    if run_only:
+        _abandon_run(loaded, store, yes)
+        return
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("reset asks for confirmation; pass --yes to reset without asking")
@@ -603,6 +615,35 @@ def reset(
     with store.lock():
         store.reset()
     out.print(f"reset: pump {loaded.name} will read everything again on its next run", markup=False)
+
+
+def _abandon_run(loaded: Any, store: Any, yes: bool) -> None:
+    """`reset --run`: the open run's output, manifest and staging go; committed state stays."""
+    from tasks import sinks
+
+    if store.manifest() is None:
+        out.print(f"reset --run: pump {loaded.name} has no open run; nothing to do", markup=False)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "reset --run asks for confirmation; pass --yes to reset without asking"
+            )
+        typer.confirm(f"Abandon the open run of pump {loaded.name!r}?", abort=True)
+    with store.lock():
+        manifest = store.manifest()  # the run may have finished while we asked
+        if manifest is None:
+            out.print(
+                f"reset --run: pump {loaded.name} has no open run; nothing to do", markup=False
+            )
+            return
+        sinks.abandon_run(loaded, manifest.run_id, store.location)
+        store.drop_manifest()
+    out.print(
+        f"reset --run: run {manifest.run_id} of pump {loaded.name} abandoned and what it wrote "
+        "removed; the next run reads its files again",
+        markup=False,
+    )
 
 
 @app.command()

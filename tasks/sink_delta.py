@@ -249,6 +249,38 @@ def remove_all(spec: Spec) -> None:
         sink_parquet.remove_tree(fs, f"{root}/_delta_log")
 
 
+def abandon_run(spec: Spec, run_id: str) -> int:
+    """Take the batches run `run_id` committed out of the table (`reset --run`): restore the
+    version before its first commit (delete every row when that commit made the table), as
+    one new commit. Returns how many commits the run had made. Refused when a later commit
+    is not the run's own (a compact, another writer): restoring would undo it too."""
+    dt = _open(spec)
+    if dt is None:
+        return 0
+    history = dt.history()
+    if any(e.get(f"{META}abandoned") == run_id for e in history):
+        return 0  # done before, by a reset --run stopped before it dropped the manifest
+    mine = [int(e["version"]) for e in history if e.get(f"{META}run_id") == run_id]
+    if not mine:
+        return 0
+    first = min(mine)
+    for entry in history:
+        if int(entry["version"]) > first and entry.get(f"{META}run_id") != run_id:
+            raise UsageError(
+                f"sink {spec.sink.url}: the Delta table has a commit after run {run_id}'s "
+                f"(version {entry['version']}, {entry.get('operation')}) that reset --run "
+                "would undo too; run the pump again to finish the open run instead"
+            )
+    commit = CommitProperties(
+        custom_metadata={f"{META}pump": spec.name, f"{META}abandoned": run_id}
+    )
+    if first == 0:
+        dt.delete(commit_properties=commit)
+    else:
+        dt.restore(first - 1, commit_properties=commit)
+    return len(mine)
+
+
 def _remove(fs: Any, path: str) -> None:
     """A file or a folder, its path taken literally (the sink's URL may hold `[`)."""
     if fs.isdir(path):

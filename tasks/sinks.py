@@ -59,6 +59,15 @@ def remove_run(spec: Spec, run_id: str, state: str) -> None:
     sink_parquet.remove_run(fs, root, run_id)
 
 
+def abandon_run(spec: Spec, run_id: str, state: str) -> None:
+    """`reset --run`: take out of the sink what the open run `run_id` wrote (files, and the
+    batches a Delta table committed), so that the next run, reading its files again, lands
+    each row once. A webhook's deliveries cannot be unsent."""
+    if isinstance(spec.sink, DeltaSink):
+        sink_delta.abandon_run(spec, run_id)
+    remove_run(spec, run_id, state)
+
+
 def remove_all(spec: Spec, state: str) -> None:
     """--full-refresh: drop everything the pump has written (a webhook cannot be unsent)."""
     if isinstance(spec.sink, DeltaSink):

@@ -16,7 +16,7 @@ import duckdb
 
 from schemas.errors import DataError, FilterFailed
 from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec, renamed_twice
-from tasks import deadline, progress, staging
+from tasks import _partitions, deadline, progress, staging
 from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
@@ -175,11 +175,11 @@ PROBED = 50  # rows the filter gives NULL on that are tried one by one for the f
 
 
 def _filter_failed(
-    con: Connection, spec: Spec, columns: list[str], e: duckdb.Error
+    con: Connection, spec: Spec, relation: str, columns: list[str], e: duckdb.Error
 ) -> FilterFailed:
     """The filter's run-time failure, with the file and line of the first row it fails on."""
     t = spec.transform
-    rows = valid_rows_sql(t, "checked", columns)
+    rows = valid_rows_sql(t, relation, columns)
     where = ""
     # TRY gives NULL where the filter raises; of those rows, the first that raises alone.
     for source, row in con.sql(
@@ -214,13 +214,23 @@ def _stage_checked(
     compression: str,
 ) -> Counts:
     """Stage the checked rows in `checked`: one batch, or with `_batch` several; valid rows
-    in Parquet with `compression`."""
+    in Parquet with `compression`. A row whose partition folder name would be too long for
+    the sink is rejected here (see tasks/_partitions)."""
     types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
+    columns = [c for c in types if c not in INTERNAL]
+    t = spec.transform
+    source_of = {dst: src for src, dst in projection(t, columns)}
+    rel = "checked"
+    if (errors := _partitions.errors_sql(spec, source_of)) is not None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW __ph_parted AS {_partitions.with_errors_sql(rel, errors, columns, types['_original'])}"
+        )
+        rel = "__ph_parted"
     batched = "_batch" in types
     counts = Counts()
     read, rejected, batches = con.sql(
         "SELECT count(*), count(*) FILTER (WHERE len(_errors) > 0), "
-        f"{'count(DISTINCT _batch)' if batched else '1'} FROM checked"
+        f"{'count(DISTINCT _batch)' if batched else '1'} FROM {rel}"
     ).fetchall()[0]
     counts.batches = int(batches)
     counts.rows_read, counts.rows_rejected = int(read), int(rejected)
@@ -233,23 +243,20 @@ def _stage_checked(
             else "ORDER BY _row LIMIT 3"
         )
         sample = con.sql(
-            f"SELECT _source, _row, _errors FROM checked WHERE len(_errors) > 0 {first}"
+            f"SELECT _source, _row, _errors FROM {rel} WHERE len(_errors) > 0 {first}"
         ).fetchall()
         counts.errors_sample = [f"{os.path.basename(s)}:{r}: {', '.join(e)}" for s, r, e in sample]
         if spec.on_invalid != "drop":
             rejected = run / "rejected" / f"{name}.parquet"
             con.execute(
-                "COPY (SELECT unnest(_original), _errors, _source, _row, _raw FROM checked "
+                f"COPY (SELECT unnest(_original), _errors, _source, _row, _raw FROM {rel} "
                 f"WHERE len(_errors) > 0) TO {quote(str(rejected))} (FORMAT parquet, COMPRESSION zstd)"
             )
-    columns = [c for c in types if c not in INTERNAL]
-    t = spec.transform
     _names_known(spec, columns)
-    source_of = {dst: src for src, dst in projection(t, columns)}
     cursor_type = types.get(source_of.get(t.incremental.cursor, "")) if t.incremental else None
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, 'checked', columns, hwm, cursor_type)}"
+            f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, rel, columns, hwm, cursor_type)}"
         )
     except duckdb.Error as e:  # the filter, on columns the schema does not type
         if not t.filter:
@@ -268,7 +275,7 @@ def _stage_checked(
     except RUN_TIME_ERRORS as e:  # a cast or a division that a row's values break
         if not t.filter:
             raise
-        raise _filter_failed(con, spec, columns, e) from None
+        raise _filter_failed(con, spec, rel, columns, e) from None
     counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in kept)
     if counts.rows_staged:
         valid = run / "valid" / f"{name}.parquet"
