@@ -1,6 +1,9 @@
 """limits.max_run_seconds: a run's deadline. Once it passes, the DuckDB queries of the run are
 interrupted (again each second, so that one started just after is stopped too) and the steps
-stop at their next batch; the run fails and leaves its state as a crash would.
+stop at their next batch; the run fails and leaves its state as a crash would. SIGTERM
+(`terminate`) is the deadline passing now, so that a step blocked in a query or a read ends
+and the command can exit. Anything else that blocks (an HTTP read) registers a way to stop
+it with `on_expiry`.
 
 Steps find their run's deadline through a context variable: Prefect's thread task runner
 runs each task in a copy of the flow's context. Stage steps on Dask workers do not see it:
@@ -12,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from schemas.errors import OutOfTime
 from tasks._duckdb import Connection, interrupt
@@ -22,6 +26,7 @@ AGAIN_SECONDS = 1.0  # how often the interrupt is repeated once the deadline has
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
     "pumphouse_deadline", default=None
 )
+_running: set[Deadline] = set()  # every run of the process, for `terminate`
 
 
 class Deadline:
@@ -30,8 +35,10 @@ class Deadline:
     def __init__(self, seconds: float, ceiling: float) -> None:
         self.seconds, self.ceiling = seconds, ceiling
         self.expired = threading.Event()
+        self.terminated = False
         self._ended = threading.Event()
-        self._watched: set[Connection] = set()
+        self._wake = threading.Event()  # the run ended, or was terminated
+        self._stops: dict[object, Callable[[], None]] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -40,27 +47,48 @@ class Deadline:
         token = _current.set(self)
         watchdog = threading.Thread(target=self._watchdog, name="pumphouse-deadline", daemon=True)
         watchdog.start()
+        _running.add(self)
         try:
             yield
         finally:
+            _running.discard(self)
             self._ended.set()
+            self._wake.set()
             _current.reset(token)
             watchdog.join()
+
+    def terminate(self) -> None:
+        """The deadline passes now: the run was told to stop (SIGTERM)."""
+        self.terminated = True
+        self._wake.set()
 
     @contextlib.contextmanager
     def watching(self, con: Connection) -> Iterator[None]:
         """While open, `con`'s queries are interrupted once the deadline has passed."""
+        with self.stopping(lambda: interrupt(con)):
+            yield
+
+    @contextlib.contextmanager
+    def stopping(self, stop: Callable[[], None]) -> Iterator[None]:
+        """While open, `stop` is called (from another thread, again each second) once the
+        deadline has passed."""
         if self.expired.is_set():
             raise self.error()
+        key = object()
         with self._lock:
-            self._watched.add(con)
+            self._stops[key] = stop
         try:
             yield
         finally:
             with self._lock:
-                self._watched.discard(con)
+                del self._stops[key]
 
     def error(self) -> OutOfTime:
+        if self.terminated:
+            return OutOfTime(
+                "the run was terminated (SIGTERM) and stopped; nothing is lost: "
+                "the next run finishes it"
+            )
         return OutOfTime(
             f"the run took longer than limits.max_run_seconds ({self.seconds:g} s) and was "
             "stopped; nothing is lost: the next run finishes it. Raise limits.max_run_seconds "
@@ -69,13 +97,14 @@ class Deadline:
         )
 
     def _watchdog(self) -> None:
-        if self._ended.wait(self.seconds):
+        self._wake.wait(self.seconds)
+        if self._ended.is_set():
             return
         self.expired.set()
         while True:
-            with self._lock:
-                for con in self._watched:
-                    interrupt(con)
+            with self._lock:  # a stop is never called once its block has closed
+                for stop in self._stops.values():
+                    stop()
             if self._ended.wait(AGAIN_SECONDS):
                 return
 
@@ -91,6 +120,34 @@ def check() -> None:
     clock = _current.get()
     if clock is not None and clock.expired.is_set():
         raise clock.error()
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep, cut short by the current run's deadline passing (then OutOfTime)."""
+    clock = _current.get()
+    if clock is None:
+        time.sleep(seconds)
+        return
+    clock.expired.wait(seconds)
+    check()
+
+
+def terminate() -> None:
+    """SIGTERM: every run of the process is past its deadline now."""
+    for clock in list(_running):
+        clock.terminate()
+
+
+@contextlib.contextmanager
+def on_expiry(stop: Callable[[], None]) -> Iterator[None]:
+    """While open, `stop` is called once the current run's deadline (if any) has passed;
+    OutOfTime at once if it has already."""
+    clock = _current.get()
+    if clock is None:
+        yield
+        return
+    with clock.stopping(stop):
+        yield
 
 
 @contextlib.contextmanager
