@@ -1,9 +1,10 @@
 """limits.max_run_seconds: a run's deadline. Once it passes, the DuckDB queries of the run are
 interrupted (again each second, so that one started just after is stopped too) and the steps
-stop at their next batch; the run fails and leaves its state as a crash would. SIGTERM
-(`terminate`) is the deadline passing now, so that a step blocked in a query or a read ends
-and the command can exit. Anything else that blocks (an HTTP read) registers a way to stop
-it with `on_expiry`.
+stop at their next batch; the run fails and leaves its state as a crash would. A run torn
+down by SIGTERM (Prefect raises it in the flow's thread) or Ctrl-C is past its deadline at
+once, so that steps blocked in other threads end too: Prefect waits for them before the
+command can exit. Anything else that blocks (an HTTP read) says how to stop it with
+`on_expiry`.
 
 Steps find their run's deadline through a context variable: Prefect's thread task runner
 runs each task in a copy of the flow's context. Stage steps on Dask workers do not see it:
@@ -26,7 +27,6 @@ AGAIN_SECONDS = 1.0  # how often the interrupt is repeated once the deadline has
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
     "pumphouse_deadline", default=None
 )
-_running: set[Deadline] = set()  # every run of the process, for `terminate`
 
 
 class Deadline:
@@ -37,7 +37,6 @@ class Deadline:
         self.expired = threading.Event()
         self.terminated = False
         self._ended = threading.Event()
-        self._wake = threading.Event()  # the run ended, or was terminated
         self._stops: dict[object, Callable[[], None]] = {}
         self._lock = threading.Lock()
 
@@ -47,20 +46,17 @@ class Deadline:
         token = _current.set(self)
         watchdog = threading.Thread(target=self._watchdog, name="pumphouse-deadline", daemon=True)
         watchdog.start()
-        _running.add(self)
         try:
             yield
+        except BaseException as e:
+            if not isinstance(e, Exception):  # SIGTERM, Ctrl-C: the run is over now
+                self.terminated = True
+                self._expire()
+            raise
         finally:
-            _running.discard(self)
             self._ended.set()
-            self._wake.set()
             _current.reset(token)
             watchdog.join()
-
-    def terminate(self) -> None:
-        """The deadline passes now: the run was told to stop (SIGTERM)."""
-        self.terminated = True
-        self._wake.set()
 
     @contextlib.contextmanager
     def watching(self, con: Connection) -> Iterator[None]:
@@ -85,10 +81,7 @@ class Deadline:
 
     def error(self) -> OutOfTime:
         if self.terminated:
-            return OutOfTime(
-                "the run was terminated (SIGTERM) and stopped; nothing is lost: "
-                "the next run finishes it"
-            )
+            return OutOfTime("the run was stopped (SIGTERM or Ctrl-C); the next run finishes it")
         return OutOfTime(
             f"the run took longer than limits.max_run_seconds ({self.seconds:g} s) and was "
             "stopped; nothing is lost: the next run finishes it. Raise limits.max_run_seconds "
@@ -97,16 +90,18 @@ class Deadline:
         )
 
     def _watchdog(self) -> None:
-        self._wake.wait(self.seconds)
-        if self._ended.is_set():
+        if self._ended.wait(self.seconds):
             return
-        self.expired.set()
         while True:
-            with self._lock:  # a stop is never called once its block has closed
-                for stop in self._stops.values():
-                    stop()
+            self._expire()
             if self._ended.wait(AGAIN_SECONDS):
                 return
+
+    def _expire(self) -> None:
+        self.expired.set()
+        with self._lock:  # a stop is never called once its block has closed
+            for stop in self._stops.values():
+                stop()
 
 
 def passed() -> bool:
@@ -130,12 +125,6 @@ def sleep(seconds: float) -> None:
         return
     clock.expired.wait(seconds)
     check()
-
-
-def terminate() -> None:
-    """SIGTERM: every run of the process is past its deadline now."""
-    for clock in list(_running):
-        clock.terminate()
 
 
 @contextlib.contextmanager
