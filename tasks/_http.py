@@ -2,7 +2,9 @@
 
 Manners: a token bucket holds `limits.requests_per_second`; 429, 5xx, dropped connections,
 cut-off bodies and timeouts are retried with exponential backoff and jitter, honouring
-`Retry-After` up to a cap; any other 4xx fails at once. Safety: every request, redirect
+`Retry-After` up to a cap; any other 4xx fails at once. `timeout` bounds a whole request,
+redirects, headers and body (a server that trickles bytes never trips httpx's per-read
+timeouts); the run's deadline and SIGTERM (tasks/deadline.py) end one at once. Safety: every request, redirect
 and next-page link stays on the origin of the configured URL, TLS is verified (httpx's
 default; SSL_CERT_FILE names a private CA), a response is read up to a size cap, and no
 message holds a secret: URLs are shown without `user:password@` and with query values
@@ -11,13 +13,16 @@ that are secrets masked.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import json
 import random
 import re
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
@@ -26,6 +31,7 @@ import httpx
 
 from schemas.errors import DataError, PumpError, RetriesSpent
 from schemas.secrets import MASK, redact
+from tasks import deadline
 
 BACKOFF_BASE = 0.5  # seconds before the first retry; doubled for each one after
 MAX_REDIRECTS = 5
@@ -94,7 +100,7 @@ class TokenBucket:
             self.tokens -= 1.0  # reserved now; below zero means wait for it
             wait = -self.tokens / self.rate
         if wait > 0:
-            time.sleep(wait)
+            deadline.sleep(wait)
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -156,6 +162,11 @@ class Client:
         self.bucket = TokenBucket(manners.requests_per_second)
         self.rnd = random.Random()
         self.http = httpx.Client(headers=headers, timeout=manners.timeout, follow_redirects=False)
+        # The request under way, for `_cut` (a Client makes one request at a time).
+        self._socket: socket.socket | None = None  # of the connection it uses
+        self._live = False
+        self._why = ""  # why it was cut: "timeout", "stopped"
+        self._guard = threading.Lock()
 
     def __enter__(self) -> Client:
         return self
@@ -186,11 +197,12 @@ class Client:
         for attempt in range(self.manners.retries + 1):
             self.bucket.take()
             try:
-                return self._once(method, url, content, headers, parse)
+                with self._bounded():
+                    return self._once(method, url, content, headers, parse)
             except _Retry as problem:
                 if attempt == self.manners.retries:
                     self._give_up(method, url, problem, attempt + 1, started)
-                time.sleep(backoff(attempt, self.manners, problem.retry_after, self.rnd))
+                deadline.sleep(backoff(attempt, self.manners, problem.retry_after, self.rnd))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def check_origin(self, url: str, what: str) -> None:
@@ -206,6 +218,49 @@ class Client:
                 f"so its credentials cannot leak: point {self.manners.where}.url at that origin"
             )
 
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """One try, redirects included, cut at `timeout` or once the run's deadline passes
+        (SIGTERM): its socket is shut down, which wakes a read blocked in it."""
+        timer = threading.Timer(self.manners.timeout, self._cut, ("timeout",))
+        timer.daemon = True
+        with self._guard:
+            self._live, self._why = True, ""
+        with deadline.on_expiry(lambda: self._cut("stopped")):
+            timer.start()
+            try:
+                yield
+            finally:
+                timer.cancel()
+                with self._guard:
+                    self._live = False
+
+    def _cut(self, why: str) -> None:
+        with self._guard:
+            if not self._live or self._socket is None:
+                return
+            self._why = self._why or why
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's `trace` extension: notes the socket of each new connection, for `_cut`."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            with self._guard:
+                self._socket = stream.get_extra_info("socket") if stream is not None else None
+                if self._why and self._socket is not None:  # cut while it was connecting
+                    with contextlib.suppress(OSError):
+                        self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _cut_short(self) -> _Retry:
+        """Why a try that was cut failed: the run stopped (OutOfTime), or the timeout."""
+        if self._why == "stopped":
+            deadline.check()
+        return _Retry(
+            f"no complete answer within {self.manners.where}.timeout ({self.manners.timeout:g}s)"
+        )
+
     def _once(
         self,
         method: str,
@@ -215,15 +270,18 @@ class Client:
         parse: bool,
     ) -> Reply:
         for _ in range(MAX_REDIRECTS + 1):
-            deadline = time.monotonic() + self.manners.timeout
-            request = self.http.build_request(method, url, content=content, headers=headers)
+            request = self.http.build_request(
+                method, url, content=content, headers=headers, extensions={"trace": self._trace}
+            )
             try:
                 response = self.http.send(request, stream=True)
                 try:
-                    body = self._read(response, url, deadline)
+                    body = self._read(response, url)
                 finally:
                     response.close()
             except (httpx.TransportError, httpx.DecodingError) as e:
+                if self._why:
+                    raise self._cut_short() from None
                 if "CERTIFICATE_VERIFY_FAILED" in str(e):
                     raise PumpError(
                         f"{method} {safe_url(url)}: the server's TLS certificate could not be "
@@ -238,9 +296,8 @@ class Client:
             return self._judge(method, url, response, body, parse)
         raise PumpError(f"{method} {safe_url(url)}: more than {MAX_REDIRECTS} redirects")
 
-    def _read(self, response: httpx.Response, url: str, deadline: float) -> bytes:
-        """The decoded body, refused beyond the size cap; a body that trickles past the
-        timeout counts as a timeout."""
+    def _read(self, response: httpx.Response, url: str) -> bytes:
+        """The decoded body, refused beyond the size cap (`_bounded` ends one that trickles)."""
         cap = self.manners.max_bytes
         chunks, size = [], 0
         for chunk in response.iter_bytes():
@@ -254,8 +311,7 @@ class Client:
                     f"{cap} bytes; ask for smaller pages (source.paginate.page_size) or raise "
                     f"{self.manners.where}.max_response_bytes"
                 )
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout("the response took longer than the timeout")
+            deadline.check()
             chunks.append(chunk)
         return b"".join(chunks)
 

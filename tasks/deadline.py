@@ -1,6 +1,10 @@
 """limits.max_run_seconds: a run's deadline. Once it passes, the DuckDB queries of the run are
 interrupted (again each second, so that one started just after is stopped too) and the steps
-stop at their next batch; the run fails and leaves its state as a crash would.
+stop at their next batch; the run fails and leaves its state as a crash would. A run torn
+down by SIGTERM (Prefect raises it in the flow's thread) or Ctrl-C is past its deadline at
+once, so that steps blocked in other threads end too: Prefect waits for them before the
+command can exit. Anything else that blocks (an HTTP read) says how to stop it with
+`on_expiry`.
 
 Steps find their run's deadline through a context variable: Prefect's thread task runner
 runs each task in a copy of the flow's context. Stage steps on Dask workers do not see it:
@@ -12,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from schemas.errors import OutOfTime
 from tasks._duckdb import Connection, interrupt
@@ -30,8 +35,9 @@ class Deadline:
     def __init__(self, seconds: float, ceiling: float) -> None:
         self.seconds, self.ceiling = seconds, ceiling
         self.expired = threading.Event()
+        self.terminated = False
         self._ended = threading.Event()
-        self._watched: set[Connection] = set()
+        self._stops: dict[object, Callable[[], None]] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -42,6 +48,11 @@ class Deadline:
         watchdog.start()
         try:
             yield
+        except BaseException as e:
+            if not isinstance(e, Exception):  # SIGTERM, Ctrl-C: the run is over now
+                self.terminated = True
+                self._expire()
+            raise
         finally:
             self._ended.set()
             _current.reset(token)
@@ -50,17 +61,27 @@ class Deadline:
     @contextlib.contextmanager
     def watching(self, con: Connection) -> Iterator[None]:
         """While open, `con`'s queries are interrupted once the deadline has passed."""
+        with self.stopping(lambda: interrupt(con)):
+            yield
+
+    @contextlib.contextmanager
+    def stopping(self, stop: Callable[[], None]) -> Iterator[None]:
+        """While open, `stop` is called (from another thread, again each second) once the
+        deadline has passed."""
         if self.expired.is_set():
             raise self.error()
+        key = object()
         with self._lock:
-            self._watched.add(con)
+            self._stops[key] = stop
         try:
             yield
         finally:
             with self._lock:
-                self._watched.discard(con)
+                del self._stops[key]
 
     def error(self) -> OutOfTime:
+        if self.terminated:
+            return OutOfTime("the run was stopped (SIGTERM or Ctrl-C); the next run finishes it")
         return OutOfTime(
             f"the run took longer than limits.max_run_seconds ({self.seconds:g} s) and was "
             "stopped; nothing is lost: the next run finishes it. Raise limits.max_run_seconds "
@@ -71,13 +92,16 @@ class Deadline:
     def _watchdog(self) -> None:
         if self._ended.wait(self.seconds):
             return
-        self.expired.set()
         while True:
-            with self._lock:
-                for con in self._watched:
-                    interrupt(con)
+            self._expire()
             if self._ended.wait(AGAIN_SECONDS):
                 return
+
+    def _expire(self) -> None:
+        self.expired.set()
+        with self._lock:  # a stop is never called once its block has closed
+            for stop in self._stops.values():
+                stop()
 
 
 def passed() -> bool:
@@ -91,6 +115,28 @@ def check() -> None:
     clock = _current.get()
     if clock is not None and clock.expired.is_set():
         raise clock.error()
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep, cut short by the current run's deadline passing (then OutOfTime)."""
+    clock = _current.get()
+    if clock is None:
+        time.sleep(seconds)
+        return
+    clock.expired.wait(seconds)
+    check()
+
+
+@contextlib.contextmanager
+def on_expiry(stop: Callable[[], None]) -> Iterator[None]:
+    """While open, `stop` is called once the current run's deadline (if any) has passed;
+    OutOfTime at once if it has already."""
+    clock = _current.get()
+    if clock is None:
+        yield
+        return
+    with clock.stopping(stop):
+        yield
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import datetime as dt
 import gzip
+import itertools
 import json
 import random
 import socket
@@ -57,8 +58,8 @@ class Answer:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    action: str = "send"  # send | reset | truncate | slow
-    delay: float = 0.0
+    action: str = "send"  # send | reset | truncate | slow | trickle | drip
+    delay: float = 0.0  # slow: before the answer; trickle, drip: between bytes
 
     @staticmethod
     def json(data: Any, status: int = 200, **headers: str) -> Answer:
@@ -163,7 +164,9 @@ class Scripted(App):
 
     Script entries: an int status (with a JSON error body); (status, {headers}); "reset"
     (connection dropped, no answer); "truncate" (`then`'s answer, cut in half); "invalid"
-    (200 with a body that is not JSON); ("slow", seconds) (`then`'s answer, late).
+    (200 with a body that is not JSON); ("slow", seconds) (`then`'s answer, late);
+    ("trickle", seconds) (`then`'s answer, headers at once, then its body one byte every so
+    many seconds, forever); ("drip", seconds) (the same from its status line on).
     """
 
     def __init__(self, script: list[Any], then: App) -> None:
@@ -189,7 +192,7 @@ class Scripted(App):
         if step == "truncate":
             real.action = "truncate"
         else:
-            real.action, real.delay = "slow", float(step[1])
+            real.action, real.delay = str(step[0]), float(step[1])
         return real
 
 
@@ -228,7 +231,8 @@ class EchoAuth(App):
 class Receiver(App):
     """POST /hook: records each request's Idempotency-Key and rows (ndjson or a JSON array).
 
-    Answers `script` first (as Scripted does, statuses and "reset"), then 413 for a body
+    Answers `script` first (as Scripted does, statuses, "reset" and ("trickle", seconds):
+    an answer that never ends), then 413 for a body
     of more than `max_rows` rows, else 200.
     """
 
@@ -246,6 +250,8 @@ class Receiver(App):
             return Answer(action="reset")
         if isinstance(step, int):
             return Answer.json({"error": "scripted"}, step)
+        if isinstance(step, tuple) and step[0] == "trickle":
+            return Answer(200, b'{"ok": true}', action="trickle", delay=float(step[1]))
         if isinstance(step, tuple):
             return Answer.json({"error": "scripted"}, step[0], **step[1])
         rows = parse_rows(req)
@@ -313,14 +319,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if ans.action == "slow":
             time.sleep(ans.delay)
+        if ans.action == "drip":
+            self._trickle(f"HTTP/1.1 {ans.status} OK\r\nContent-Length: 9\r\n".encode(), ans.delay)
+            return
         data, headers = ans.body, dict(ans.headers)
         if self.server.app.gzip and "gzip" in req.headers.get("accept-encoding", ""):
             data, headers["Content-Encoding"] = gzip.compress(data), "gzip"
         self.send_response(ans.status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        endless = ans.action == "trickle"
+        self.send_header("Content-Length", str(2**40 if endless else len(data)))
         self.end_headers()
+        if endless:
+            self._trickle(data, ans.delay)
+            return
         if ans.action == "truncate":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
@@ -328,6 +341,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.shutdown(socket.SHUT_RDWR)
             return
         self.wfile.write(data)
+
+    def _trickle(self, data: bytes, every: float) -> None:
+        """The body one byte every `every` seconds, forever (`data` over and over, under a
+        Content-Length it never reaches), until the client hangs up or the server shuts down."""
+        self.close_connection = True
+        for byte in itertools.cycle(data or b" "):
+            if self.server.stopping.wait(every):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
 
     def finish(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -341,6 +367,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, app: App) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.app = app
+        self.stopping = threading.Event()  # set at shutdown: trickling answers end
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a dropped connection (the client timed out, a scripted reset) is expected here
@@ -364,6 +391,7 @@ def serve(app: App, tls: tuple[str, str] | None = None) -> Iterator[str]:
     try:
         yield app.base
     finally:
+        server.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join(5)

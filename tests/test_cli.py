@@ -334,6 +334,43 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
     assert landed(str(project / "out" / "orders")) == expected(records)
 
 
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "crash",
+    "SIGTERM while a step is blocked reading a trickling server (timeout: 1h)",
+    "the run ends at once with exit 143; the next run lands every row once",
+)
+def test_sigterm_ends_a_run_blocked_on_a_trickling_server(project: Path) -> None:
+    """`docker stop` and Prefect's cancellation send SIGTERM: a step blocked in a read that
+    the timeout would end only in an hour is stopped too, or the process would not exit."""
+    from tests._http_servers import PagedAPI, Scripted, api_orders, api_spec, serve
+
+    records = api_orders(30, seed=7)
+    app = Scripted([None, ("trickle", 0.3)], PagedAPI(records, "cursor", page_size=7))
+    with serve(app) as base:
+        text = api_spec(base, 10, "  timeout: 1h\n").replace("name: orders", "name: trickled")
+        (project / "pumps" / "orders.yaml").write_text(text)
+        proc = subprocess.Popen(
+            [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
+            cwd=project,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while len(app.seen) < 2 and time.monotonic() < deadline:  # on the trickling page
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, errors = proc.communicate(timeout=60)
+        assert proc.returncode == 143, errors
+        assert one_json_object(out)["status"] == "failed"
+        again = cli("run", "pumps/orders.yaml", "--json", cwd=project)
+    summary = one_json_object(again.stdout)
+    assert (again.returncode, summary["rows_read"]) == (0, 30), again.stderr
+    assert landed(str(project / "out" / "orders")) == expected(records)
+
+
 def test_the_command_exits_after_prefect_has_its_last_log_line_and_state(
     pumped: dict[str, Any],
 ) -> None:

@@ -20,6 +20,7 @@ from tasks._duckdb import connect
 from tasks._http import HttpFailure
 from tasks.sink_http import PROGRESS, deliver
 from tests._http_servers import Answer, App, Receiver, Seen, hook_spec, serve
+from tests.conftest import run_cli
 from tests.data import expected, is_valid, write_orders
 
 RUN = "20260308T000000Z-abc123"
@@ -354,3 +355,28 @@ def test_sink_retries_is_how_often_a_failing_post_is_tried_again(
     assert len(app.seen) == retries + 1
     assert f"failed {retries + 1} times in " in str(failed.value)
     assert len({r.headers["idempotency-key"] for r in app.seen}) == 1
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "transient faults",
+    "a webhook that trickles its reply (a byte every 0.3 s, never done)",
+    "sink.timeout bounds the whole request: retried per sink.retries, then the run fails "
+    "naming the URL and the timeout",
+)
+def test_a_trickling_webhook_fails_the_run_at_the_timeout(project: Path) -> None:
+    write_orders(project / "in", files=1, rows=20, seed=8)
+    app = Receiver(script=[("trickle", 0.3)] * 5)
+    with serve(app) as base:
+        text = hook_spec(base, 100, 30).replace(
+            "  retry_max_wait: 0.05\n", "  retry_max_wait: 0.05\n  timeout: 1s\n  retries: 0\n"
+        )
+        (project / "pumps" / "orders.yaml").write_text(text)
+        done = run_cli("run", "pumps/orders.yaml", "--json", cwd=project, timeout=120)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stdout.strip().splitlines()
+    summary = json.loads(line)
+    assert summary["status"] == "failed"
+    assert summary["error"].startswith(f"POST {base}/hook failed 1 times in ")
+    assert "last with no complete answer within sink.timeout (1s)" in summary["error"]
+    assert len(app.seen) == 1

@@ -39,6 +39,7 @@ from tests._http_servers import (
     self_signed,
     serve,
 )
+from tests.conftest import run_cli
 from tests.data import expected, is_valid, landed
 
 RECORDS = api_orders(50, seed=3)
@@ -1079,3 +1080,38 @@ def test_an_api_that_caps_its_page_size_lands_every_row_and_the_run_says_so(
     want = Counter(_rows(expected(RECORDS[:21])))
     want += Counter(_rows(expected(RECORDS[21:42]))) + Counter(_rows(expected(RECORDS[42:])))
     assert Counter(_landed_rows(project)) == want
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "transient faults",
+    "an http source that trickles its answer (a byte every 0.3 s, never done)",
+    "source.timeout bounds the whole request: retried per source.retries, then the run "
+    "fails naming the URL and the timeout",
+)
+def test_a_trickling_api_fails_the_run_at_the_timeout(project: Path) -> None:
+    app = Scripted([("trickle", 0.3)] * 5, PagedAPI(RECORDS, "cursor"))
+    with serve(app) as base:
+        text = api_spec(base, 10, "  timeout: 1s\n  retries: 0\n")
+        (project / "pumps" / "orders.yaml").write_text(text)
+        done = run_cli("run", "pumps/orders.yaml", "--json", cwd=project, timeout=120)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stdout.strip().splitlines()
+    summary = json.loads(line)
+    assert summary["status"] == "failed"
+    assert summary["error"].startswith(f"GET {base}/v1/orders ")
+    assert "failed 1 times in " in summary["error"]
+    assert "last with no complete answer within source.timeout (1s)" in summary["error"]
+    assert len(app.seen) == 1
+
+
+@pytest.mark.parametrize("how", ["trickle", "drip"])
+def test_timeout_bounds_the_whole_request_headers_and_body(how: str) -> None:
+    """One byte every 0.3 s never trips a per-read timeout; the whole request's does, be the
+    bytes those of the body (trickle) or of the status line and headers (drip)."""
+    app = Scripted([(how, 0.3)] * 2, PagedAPI(RECORDS, "none"))
+    with serve(app) as base, pytest.raises(TransientError) as caught:
+        read(source(base, timeout=1.0, retries=1, **FAST))
+    assert len(app.seen) == 2
+    assert str(caught.value).startswith(f"GET {base}/v1/orders failed 2 times in ")
+    assert "s, last with no complete answer within source.timeout (1s); " in str(caught.value)
