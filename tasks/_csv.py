@@ -123,7 +123,10 @@ def _header_names(fields: list[str], url: str, line: int) -> list[str]:
     seen: set[str] = set()
     for name in names:
         if is_internal(name):
-            raise DataError(f"{safe_url(url)}: line {line}: the CSV header's {problem(name)}")
+            raise DataError(
+                f"{safe_url(url)}: line {line}: the CSV header's {problem(name)}, "
+                "or set source.csv.header: false"
+            )
         if name in seen:
             raise DataError(
                 f"{safe_url(url)}: line {line}: the CSV header has column {name!r} twice; "
