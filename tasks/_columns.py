@@ -32,7 +32,7 @@ def columns_of(schema: pa.DataFrameSchema) -> list[Column]:
         if c.regex:
             raise SpecError(f"schema: column {name!r} is a regex; name each column")
         if is_internal(name):
-            raise SpecError(f"schema: column {name!r}: {problem(name)}, and the schema with it")
+            raise SpecError(f"{problem(name, 'column')}, and in the schema")
         dtype = c.dtype.type if c.dtype is not None else dt.string
         coerce = bool(schema.coerce or c.coerce or c.dtype is None)
         unique = c.report_duplicates if c.unique else None

@@ -39,10 +39,10 @@ def first_internal(names: Iterable[str]) -> str | None:
     return next((n for n in names if is_internal(n)), None)
 
 
-def problem(name: str) -> str:
-    """Why a field of this name cannot be read, and the fix."""
+def problem(name: str, noun: str = "field") -> str:
+    """Why a field (or column) of this name cannot be read, and the fix."""
     return (
-        f"field {name!r} has the name of one of pumphouse's own columns "
+        f"{noun} {name!r} has the name of one of pumphouse's own columns "
         f"({', '.join(NAMES)}, and any name starting with {PREFIX!r}), so it would not land "
         "as data; rename it in the source (e.g. without the leading underscore)"
     )

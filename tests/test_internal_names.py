@@ -126,3 +126,27 @@ def test_an_elasticsearch_dump_from_an_http_source_is_refused_naming_source(
             pump(spec_path="pumps/n.yaml")
     assert str(caught.value).startswith(f"{base}/v1/orders: record 1: field '_source' ")
     assert not (project / "out").exists()
+
+
+def test_a_schema_module_column_named_like_an_own_column_is_refused(project: Path) -> None:
+    """An inline schema cannot name such a column (validate says so); a `module:Class` one is
+    refused when it is loaded, before anything is read."""
+    from flows.pump import pump
+    from schemas.errors import SpecError
+
+    (project / "schemas").mkdir()
+    (project / "schemas" / "keep.py").write_text(
+        "import pandera.ibis as pa\n\n"
+        "KEEP = pa.DataFrameSchema({'id': pa.Column(int), '_keep_filter': pa.Column(bool)})\n"
+    )
+    (project / "in").mkdir()
+    (project / "in" / "a.ndjson").write_text('{"id": 1, "_keep_filter": false}\n')
+    (project / "pumps" / "n.yaml").write_text(
+        "name: n\nsource: {type: files, url: ./in/, glob: '*.ndjson'}\n"
+        "schema: 'keep:KEEP'\nsink: {type: parquet, url: ./out}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        pump(spec_path="pumps/n.yaml")
+    assert str(caught.value).startswith("pumps/n.yaml:3 schema: column '_keep_filter' has the name")
+    assert "rename it in the source" in str(caught.value)
+    assert not (project / "out").exists()
