@@ -147,7 +147,8 @@ def _plan(
 
 def _nameable(extras: list[str], names: list[str]) -> set[str]:
     """Extra fields that can be columns (and `_original` fields). DuckDB names are case-insensitive,
-    so one differing from a taken name only by case (or one of ours) stays in `_raw` only."""
+    so one differing from a taken name only by case stays in `_raw` only (one named like ours
+    never gets here: tasks/internal.py refuses it)."""
     taken = {n.lower() for n in (*names, *RESERVED)}
     kept = set()
     for k in extras:
