@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from tasks import _contract_cache
 from tasks._duckdb import Connection, column_types
-from tasks._json_fields import json_fields
+from tasks._json_fields import first_with, json_fields
 from tasks._records import META
+from tasks.internal import InternalField, first_internal, problem
 
 if TYPE_CHECKING:  # imported where a query is built: a cached query needs neither
     import pandera.ibis as pa
@@ -75,9 +76,12 @@ def batch_fields(con: Connection, contract: Contract, source: str, kind: str) ->
     """The batch's own fields and their types ("" = text): the JSON records' keys, or the
     relation's columns."""
     if kind == "json":
-        return json_fields(
+        fields = json_fields(
             con, source, contract.present, contract.strict if contract.present else False
         )
+        if (name := first_internal(fields)) is not None:
+            raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
+        return fields
     described = column_types(con, f"SELECT * FROM {source} LIMIT 0")
     return {n: t for n, t in described if n not in RESERVED}
 
@@ -143,7 +147,8 @@ def _plan(
 
 def _nameable(extras: list[str], names: list[str]) -> set[str]:
     """Extra fields that can be columns (and `_original` fields). DuckDB names are case-insensitive,
-    so one differing from a taken name only by case (or one of ours) stays in `_raw` only."""
+    so one differing from a taken name only by case stays in `_raw` only (one named like ours
+    never gets here: tasks/internal.py refuses it)."""
     taken = {n.lower() for n in (*names, *RESERVED)}
     kept = set()
     for k in extras:

@@ -10,6 +10,7 @@ import pandera.ibis as pa
 from ibis.backends.sql.datatypes import DuckDBType
 
 from schemas.errors import SpecError
+from tasks.internal import is_internal, problem
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ def columns_of(schema: pa.DataFrameSchema) -> list[Column]:
     for name, c in schema.columns.items():
         if c.regex:
             raise SpecError(f"schema: column {name!r} is a regex; name each column")
+        if is_internal(name):
+            raise SpecError(f"{problem(name, 'column')}, and in the schema")
         dtype = c.dtype.type if c.dtype is not None else dt.string
         coerce = bool(schema.coerce or c.coerce or c.dtype is None)
         unique = c.report_duplicates if c.unique else None

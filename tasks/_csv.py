@@ -13,8 +13,9 @@ from typing import Any
 from schemas.errors import DataError
 from schemas.spec import CsvOptions, FilesSource
 from tasks._csvblocks import CsvBlocks, Oversize
-from tasks._records import META, Group, Record
+from tasks._records import Group, Record
 from tasks._stream import SUFFIX_CODECS
+from tasks.internal import is_internal, problem
 from tasks.listing import SourceFile, safe_url
 
 
@@ -121,12 +122,14 @@ def _header_names(fields: list[str], url: str, line: int) -> list[str]:
     names = [name or f"column{i}" for i, name in enumerate(fields)]
     seen: set[str] = set()
     for name in names:
-        if name in seen or name in META:
-            why = (
-                "twice" if name in seen else "but that name is reserved for pumphouse's own columns"
-            )
+        if is_internal(name):
             raise DataError(
-                f"{safe_url(url)}: line {line}: the CSV header has column {name!r} {why}; "
+                f"{safe_url(url)}: line {line}: the CSV header's {problem(name)}, "
+                "or set source.csv.header: false"
+            )
+        if name in seen:
+            raise DataError(
+                f"{safe_url(url)}: line {line}: the CSV header has column {name!r} twice; "
                 "rename it in the file, or set source.csv.header: false"
             )
         seen.add(name)

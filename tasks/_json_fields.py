@@ -67,6 +67,12 @@ def json_fields(con: Connection, source: str, has_schema: bool, strict: Any) -> 
     return types
 
 
+def first_with(con: Connection, source: str, key: str) -> int:
+    """The `_row` of the first JSON record in `source` that has the top-level key."""
+    has = f"json_exists(_raw, {quote(_pointer(key))})"
+    return int(scalar(con, f"SELECT min(_row) FROM {source} WHERE {OBJECT} AND try({has})"))
+
+
 def _exact(con: Connection, source: str, numeric: dict[str, str]) -> dict[str, str]:
     """The numeric fields whose values the inferred type would change (an integer beyond
     BIGINT, or a double that is not the number written) retyped: DECIMAL(38, s) when every

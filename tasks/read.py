@@ -35,6 +35,7 @@ from tasks._stream import (
     io_errors,
     sniffed,
 )
+from tasks.internal import refuse
 from tasks.listing import SourceFile, safe_url
 
 
@@ -179,11 +180,7 @@ def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Bat
         pf = pq.ParquetFile(raw)
     except pa.ArrowInvalid as e:
         raise DataError(f"{url}: not a readable parquet file ({e}); check source.format") from None
-    clash = [name for name in pf.schema_arrow.names if name in META]
-    if clash:
-        raise DataError(
-            f"{url}: column {clash[0]!r} is reserved for pumphouse's own columns; rename it in the file"
-        )
+    refuse(url, pf.schema_arrow.names)
     total = max(pf.metadata.num_rows, 1)
     limit = int(limits.max_record_bytes)
     row = 0

@@ -22,8 +22,9 @@ from tasks._json_stage import StageChecked, stage_blocks
 from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch, contract_of
 from tasks.http_source import Resume, page_input, read_pages, resume_of, warnings_heard
+from tasks.internal import InternalField
 from tasks.known import changed_warning, entry_of
-from tasks.listing import SourceFile
+from tasks.listing import SourceFile, safe_url
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
 from tasks.transform import batch_sql, missing_column, projection, valid_rows_sql
@@ -94,10 +95,15 @@ def _stage_file(
             else ndjson_blocks(spec.source, file, spec.limits)
         )
         checked = functools.partial(_stage_checked, compression=compression)
-        counts = stage_blocks(con, spec, run, index, file, hwm, blocks, checked) if blocks else None
-        if counts is None:
-            _clear(run, index)
-            counts = _stage_batches(con, spec, run, index, file, hwm, checked)
+        try:
+            counts = (
+                stage_blocks(con, spec, run, index, file, hwm, blocks, checked) if blocks else None
+            )
+            if counts is None:
+                _clear(run, index)
+                counts = _stage_batches(con, spec, run, index, file, hwm, checked)
+        except InternalField as e:
+            raise DataError(f"{safe_url(file.url)}: {e}") from None
         progress.emit("files", 1)
     return counts
 

@@ -514,7 +514,11 @@ def test_csv_without_header_and_custom_nulls(tmp_path: Path) -> None:
         ),
         (
             b"a,_row\n",
-            "line 1: the CSV header has column '_row' but that name is reserved for pumphouse's own columns; rename it in the file, or set source.csv.header: false",
+            "line 1: the CSV header's field '_row' has the name of one of pumphouse's own columns "
+            "(_source, _row, _raw, _parse_error, _errors, _original, _batch, _keep_filter, "
+            "_keep_new, and any name starting with '__ph_'), so it would not land as data; "
+            "rename it in the source (e.g. without the leading underscore), "
+            "or set source.csv.header: false",
         ),
     ],
 )
