@@ -157,3 +157,47 @@ def test_the_quoted_messages_are_the_codes_own(monkeypatch: pytest.MonkeyPatch) 
     )
     (where, note), *_ = spec_notes(spec)
     assert f" {'.'.join(map(str, where))}: {note}\n" in TEXT
+
+
+# The README stays a front door; every link in the docs leads to a file of this repository.
+README = ROOT / "README.md"
+LINKED_DOCS = [README, ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```.*?^```$", re.S | re.M)
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _prose(doc: Path) -> str:
+    """The markdown outside code blocks (a `# comment` or `[x](y)` in a block is neither)."""
+    return FENCE.sub("", doc.read_text(encoding="utf-8"))
+
+
+def _anchors(doc: Path) -> set[str]:
+    """The ids GitHub gives the headings: lower case, no punctuation, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", _prose(doc), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_the_readme_is_at_most_12_kb() -> None:
+    size = len(README.read_bytes())
+    assert size <= 12 * 1024, f"README.md is {size} bytes; move detail into docs/"
+
+
+@pytest.mark.parametrize("doc", LINKED_DOCS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_relative_link_points_into_the_repository(doc: Path) -> None:
+    """Each link's file exists, below the repository, without `../`; its anchor is a heading."""
+    targets = [t for t in LINK.findall(_prose(doc)) if not re.match(r"[a-z]+:", t)]
+    for target in targets:
+        path, _, anchor = target.partition("#")
+        assert "../" not in path, f"{doc.name}: {target} goes up a folder"
+        file = (doc.parent / path).resolve() if path else doc
+        assert file.is_relative_to(ROOT) and file.exists(), (
+            f"{doc.name}: {target} is not a file here"
+        )
+        if anchor and file.suffix == ".md":
+            assert anchor in _anchors(file), f"{doc.name}: {target}: no heading #{anchor}"
+
+
+def test_the_link_check_sees_the_links() -> None:
+    found = LINK.findall(_prose(README))
+    assert "docs/spec.md" in found and "docs/bucket.md" in found
+    assert "#only-new-the-mark-lookback-appended-and-replaced-files" in found
