@@ -338,7 +338,7 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
 @pytest.mark.reliability(
     "crash",
     "SIGTERM while a step is blocked reading a trickling server (timeout: 1h)",
-    "the run ends at once with exit 143; the next run lands every row once",
+    "the run ends at once, killed by SIGTERM (143 in a shell); the next run lands every row once",
 )
 def test_sigterm_ends_a_run_blocked_on_a_trickling_server(project: Path) -> None:
     """`docker stop` and Prefect's cancellation send SIGTERM: a step blocked in a read that
@@ -363,7 +363,7 @@ def test_sigterm_ends_a_run_blocked_on_a_trickling_server(project: Path) -> None
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         out, errors = proc.communicate(timeout=60)
-        assert proc.returncode == 143, errors
+        assert proc.returncode == -signal.SIGTERM, errors  # a shell shows 143
         assert one_json_object(out)["status"] == "failed"
         again = cli("run", "pumps/orders.yaml", "--json", cwd=project)
     summary = one_json_object(again.stdout)
