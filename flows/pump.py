@@ -28,6 +28,7 @@ from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
 from tasks.summary import Counts, Summary
+from tasks.window import widened
 
 
 @flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
@@ -114,6 +115,10 @@ def _locked_run(
     faults.point("loaded")
     summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
     summary.counts.rows_old += loaded.rows_seen  # new by the cursor, loaded by a run before
+    if (
+        note := widened(manifest.hwm_before, manifest.since, manifest.lookback, manifest.strict)
+    ) and note not in summary.counts.warnings:
+        summary.counts.warnings.append(note)
     summary.hwm_after, summary.inputs_left = loaded.hwm_after, len(manifest.left())
     summary.seconds = time.perf_counter() - started
     with summary.step("commit"):

@@ -505,6 +505,13 @@ DEDUP_NEEDS_ORDER_BY = (
 )
 
 
+def lookback_needs_time(cursor: str, kind: str) -> str:
+    return (
+        f"needs a date or timestamp cursor ({cursor!r} is {kind}, which cannot go back in "
+        "time); set lookback: 0s, or use a timestamp column as the cursor"
+    )
+
+
 def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that relate sections. Returns (key path, message) pairs; empty when all hold."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -566,6 +573,14 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
         named = list(t.select) if t.select is not None else list(schema.columns)
         if (twice := renamed_twice(t.rename, named)) is not None:
             problems.append((("transform", "rename"), twice))
+    if t.incremental and t.incremental.lookback and isinstance(schema, SchemaSpec):
+        cursor = t.incremental.cursor
+        src = next((s for s, d in t.rename.items() if d == cursor), cursor)
+        kind = str(schema.columns[src].type) if src in schema.columns else None
+        if kind is not None and kind not in ("date", "timestamp"):
+            problems.append(
+                (("transform", "incremental", "lookback"), lookback_needs_time(cursor, kind))
+            )
     out = output_columns(spec)
     if out is not None:
         if t.incremental:

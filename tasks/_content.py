@@ -39,15 +39,33 @@ def hash_of(source: FilesSource, file: SourceFile) -> str:
     return str(measure(source, file)["hash"])
 
 
-def grew_from(source: FilesSource, file: SourceFile, size: int, ends: str) -> bool:
-    """Whether the file's first `size` bytes are still the ones sampled as `ends`, end in
-    a newline, and are not compressed: then only the bytes after them are new."""
+def grew_from(
+    source: FilesSource, file: SourceFile, size: int, ends: str
+) -> tuple[int, int] | None:
+    """Where the new lines start, if the file's first `size` bytes are still the ones
+    sampled as `ends` and are not compressed (else None): (offset, lines read before it
+    beyond the `size` bytes' own newlines, 0 or 1; -1 for a last line re-read).
+
+    The bytes read before may end without a newline: if the new bytes start with one, that
+    last line was whole; if not, it was still being written, and is read again from its
+    start (found in the last EDGE bytes; a longer line: None, read whole)."""
     with _opened(source, file.url) as raw:
         first = raw.read(min(EDGE, size))
         raw.seek(max(0, size - EDGE))
         last = raw.read(min(EDGE, size))
+        after = raw.read(2)
     compressed = any(first.startswith(magic) for magic in MAGIC_CODECS)
-    return not compressed and last.endswith(b"\n") and _ends(first, last) == ends
+    if compressed or _ends(first, last) != ends:
+        return None
+    if last.endswith(b"\n"):
+        return size, 0
+    for newline in (b"\n", b"\r\n"):
+        if after.startswith(newline):
+            return size + len(newline), 1
+    begins = last.rfind(b"\n") + 1
+    if begins == 0 and size > EDGE:
+        return None
+    return size - (len(last) - begins), -1
 
 
 def _ends(first: bytes, last: bytes) -> str:

@@ -74,6 +74,14 @@ def _measured(f: SourceFile) -> bool:
     return not is_remote(f.url) or f.fingerprint.startswith(f"{f.size}:")
 
 
+def partial_warning(f: SourceFile) -> str:
+    return (
+        f"{safe_url(f.url)}: its last line had no newline when a run read it, and has been "
+        "written on since: that line is read again, whole; as it was read before it is in "
+        "rejected/ or, if it parsed, in an append sink"
+    )
+
+
 def changed_warning(f: SourceFile) -> str:
     return (
         f"{safe_url(f.url)} changed since a run read it (not only grown): read again whole; "
@@ -91,6 +99,11 @@ def _grown(source: FilesSource, f: SourceFile, entry: dict[str, Any]) -> SourceF
     size, ends = int(entry["size"]), entry.get("ends")
     if not ends or "lines" not in entry or not 0 < size < f.size or not appendable(source, f):
         return None
-    if not grew_from(source, f, size, ends):
+    found = grew_from(source, f, size, ends)
+    if found is None:
         return None
-    return replace(f, start=size, lines=int(entry["lines"]))
+    start, more = found
+    lines = int(entry["lines"]) + max(more, 0)
+    if start == 0:  # a one-line file whose line was still being written: read it whole
+        return replace(f, partial=True)
+    return replace(f, start=start, lines=lines, partial=more < 0)

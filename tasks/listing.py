@@ -46,6 +46,7 @@ class SourceFile:
     start: int = 0
     lines: int = 0
     changed: bool = False
+    partial: bool = False  # its last line, read before it was whole, is read again
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form, for the run manifest."""
@@ -55,6 +56,8 @@ class SourceFile:
             d["start"], d["lines"] = self.start, self.lines
         if self.changed:
             d["changed"] = True
+        if self.partial:
+            d["partial"] = True
         return d
 
     @classmethod
@@ -69,6 +72,7 @@ class SourceFile:
             start=int(d.get("start", 0)),
             lines=int(d.get("lines", 0)),
             changed=bool(d.get("changed", False)),
+            partial=bool(d.get("partial", False)),
         )
 
 

@@ -27,7 +27,7 @@ from tasks.transform import (
     run_columns_known,
     starts_sql,
 )
-from tasks.window import HASH, Window, fresh_sql, remembered_sql, since
+from tasks.window import HASH, Window, fresh_sql, later, remembered_sql, since
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Loaded:
     batches: int = 0  # load batches of valid rows: the sink's batch sequence moves by this much
     rows_seen: int = 0  # new by the cursor, but loaded by a run before (tasks/window.py)
     seen: list[tuple[str, str]] | None = None  # the window the next run knows; None: as it was
+    seen_from: str | None = None  # the lowest cursor `seen` covers
 
 
 def load_run(
@@ -135,6 +136,8 @@ def _fresh(
     low_before = since(window.mark, window.lookback) if leaves_rest else low
     remembered = con.sql(remembered_sql("fresh", cursor, kind, low, low_before)).fetchall()
     out.seen = [(str(c), str(h)) for c, h in remembered]
+    # Rows below what the window held before were not remembered: coverage starts no lower.
+    out.seen_from = later(low_before, window.seen_from)
     return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"
 
 

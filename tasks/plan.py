@@ -14,7 +14,7 @@ from tasks.http_source import page_input
 from tasks.known import unread
 from tasks.listing import list_files
 from tasks.state import Committed, Manifest, StateStore
-from tasks.window import since
+from tasks.window import later, since
 
 
 def new_run_id() -> str:
@@ -62,10 +62,11 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
         started_at=time.time(),
         inputs=inputs,
         hwm_before=mark,
-        since=mark if legacy else since(mark, lookback),
+        since=mark if legacy else later(since(mark, lookback), committed.seen_from),
         lookback=lookback,
         strict=legacy,
         seen=committed.seen,
+        seen_from=committed.seen_from,
         seq_base=max(committed.seq, sinks.committed_seq(spec)),
         hwm_committed=committed.hwm,
         frozen=frozen_of(spec),

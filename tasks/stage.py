@@ -15,7 +15,14 @@ from pathlib import Path
 import duckdb
 
 from schemas.errors import DataError, FilterFailed
-from schemas.spec import FilesSource, HttpSource, SchemaSpec, Spec, renamed_twice
+from schemas.spec import (
+    FilesSource,
+    HttpSource,
+    SchemaSpec,
+    Spec,
+    lookback_needs_time,
+    renamed_twice,
+)
 from tasks import _partitions, deadline, progress, staging
 from tasks._duckdb import Connection, quote
 from tasks._json_stage import StageChecked, stage_blocks
@@ -23,7 +30,7 @@ from tasks._shared_duckdb import session, shared
 from tasks.contract import check_batch, contract_of
 from tasks.http_source import Resume, page_input, read_pages, resume_of, warnings_heard
 from tasks.internal import InternalField
-from tasks.known import changed_warning, entry_of
+from tasks.known import changed_warning, entry_of, partial_warning
 from tasks.listing import SourceFile, safe_url
 from tasks.read import Batch, ndjson_blocks, read_batches
 from tasks.summary import Counts
@@ -41,6 +48,8 @@ def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str
         counts.content = entry_of(source, file)
         if file.changed:
             counts.warnings = [*counts.warnings, changed_warning(file)]
+        elif file.partial:
+            counts.warnings = [*counts.warnings, partial_warning(file)]
     return counts
 
 
@@ -260,6 +269,10 @@ def _stage_checked(
             )
     _names_known(spec, columns)
     cursor_type = types.get(source_of.get(t.incremental.cursor, "")) if t.incremental else None
+    timed = (cursor_type or "DATE").upper().startswith(("DATE", "TIMESTAMP"))
+    if t.incremental and t.incremental.lookback and not timed:  # found before any load
+        problem = lookback_needs_time(t.incremental.cursor, str(cursor_type))
+        raise DataError(f"transform.incremental.lookback: {problem}")
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW kept AS {batch_sql(t, rel, columns, hwm, cursor_type)}"

@@ -61,6 +61,7 @@ class Committed:
     # (cursor, value hash) of the rows at or above the next run's `since` that runs loaded
     # (tasks/window.py); None in state written before windows were kept.
     seen: list[tuple[str, str]] | None = None
+    seen_from: str | None = None  # the lowest cursor `seen` covers (a wider lookback starts here)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Manifest:
     # The window's rows loaded before this run (Committed.seen at its start): a replay of a
     # run killed after its commit must not take its own rows for rows loaded before.
     seen: list[tuple[str, str]] | None = None
+    seen_from: str | None = None  # the lowest cursor `seen` covers (a wider lookback starts here)
     # The spec's values that cut the load's batches and say where rows land, as the run began
     # (key path -> value; tasks/as_started.py). Empty in a manifest from before: the spec's.
     frozen: dict[str, Any] = field(default_factory=dict)
@@ -159,6 +161,7 @@ class StateStore:
             rest=list(rest.get("inputs", [])),
             rest_hwm=rest.get("hwm"),
             seen=[(str(c), str(h)) for c, h in data["seen"]] if "seen" in data else None,
+            seen_from=data.get("seen_from"),
         )
 
     def commit(self, committed: Committed, summary: dict[str, Any]) -> None:
@@ -170,7 +173,7 @@ class StateStore:
             "files": committed.files,
         }
         if committed.seen is not None:
-            data["seen"] = committed.seen
+            data["seen"], data["seen_from"] = committed.seen, committed.seen_from
         if committed.rest:
             data["rest"] = {"inputs": committed.rest, "hwm": committed.rest_hwm}
         self._write_json("state.json", data)

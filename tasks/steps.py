@@ -105,7 +105,14 @@ def stage_task(
 @secret_safe
 def load_task(spec: Spec, store: StateStore, manifest: Manifest) -> Loaded:
     seen = tuple(manifest.seen or ())
-    window = Window(manifest.hwm_before, manifest.since, manifest.lookback, manifest.strict, seen)
+    window = Window(
+        manifest.hwm_before,
+        manifest.since,
+        manifest.lookback,
+        manifest.strict,
+        seen,
+        manifest.seen_from,
+    )
     return load_run(
         spec,
         str(store.run_dir(manifest.run_id)),
@@ -129,8 +136,18 @@ def commit_task(
     seq = manifest.seq_base + loaded.batches
     rest = manifest.left()
     rest_hwm = manifest.hwm_before if rest else None  # what is left is read against it
-    seen = loaded.seen if loaded.seen is not None else manifest.seen
+    seen, seen_from = (
+        (loaded.seen, loaded.seen_from)
+        if loaded.seen is not None
+        else (manifest.seen, manifest.seen_from)
+    )
     committed = Committed(
-        hwm=loaded.hwm_after, files=files, seq=seq, rest=rest, rest_hwm=rest_hwm, seen=seen
+        hwm=loaded.hwm_after,
+        files=files,
+        seq=seq,
+        rest=rest,
+        rest_hwm=rest_hwm,
+        seen=seen,
+        seen_from=seen_from,
     )
     store.commit(committed, summary)

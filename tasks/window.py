@@ -31,6 +31,7 @@ class Window:
     lookback: float = 0.0
     strict: bool = False
     seen: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (cursor, value hash)
+    seen_from: str | None = None  # what runs remember starts here
 
 
 def since(mark: str | None, lookback: float) -> str | None:
@@ -49,6 +50,39 @@ def since(mark: str | None, lookback: float) -> str | None:
     if len(mark.strip()) == 10:  # a date
         return earlier.date().isoformat()
     return earlier.isoformat(sep=" ")
+
+
+def widened(mark: str | None, since_: str | None, lookback: float, strict: bool) -> str | None:
+    """The warning for a run whose window starts above mark - lookback: lookback was widened,
+    and rows below what earlier runs remember may have been loaded, so they count as old."""
+    if strict or mark is None or since_ == since(mark, lookback):
+        return None
+    return (
+        f"transform.incremental.lookback ({lookback:g} s) reaches further back than earlier "
+        f"runs remember the rows they loaded: this run keeps rows from {since_} on (older ones "
+        "count as old, as they did before); the whole lookback applies once the mark has "
+        "moved on by it"
+    )
+
+
+def later(a: str | None, b: str | None) -> str | None:
+    """The later of two `since` bounds (texts of one cursor type); `a` when they cannot be
+    compared. A lookback widened since the last run starts no lower than what runs remember."""
+    if a is None or b is None or a == b:
+        return a
+    try:
+        return b if _instant(b) > _instant(a) else a
+    except ValueError:
+        pass
+    try:
+        return b if float(b) > float(a) else a
+    except ValueError:
+        return a
+
+
+def _instant(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.strip())
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def value_hash(columns: Sequence[str]) -> str:

@@ -238,3 +238,43 @@ def test_a_file_is_read_up_to_its_listed_size_and_a_tail_from_its_start(tmp_path
     assert rows(listed) == [(2, "0"), (3, "1"), (4, "2")]
     tail = replace(listed, start=listed.size, lines=4, size=path.stat().st_size)
     assert rows(tail) == [(5, "3"), (6, "4")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+@pytest.mark.reliability(
+    "across runs",
+    "lines appended to a file whose last line had no newline when it was read: whole "
+    '(`3,b` then `\\n4,b\\n`), or still being written (`{"id": 3, "na` then `me"...}\\n`)',
+    "a whole last line is not read again; a partial one is read again whole, with a warning, "
+    "and the earlier lines are not doubled (they were read again whole before)",
+)
+def test_a_last_line_without_newline_is_read_again_only_if_it_was_partial(
+    tmp_path: Path, fmt: str
+) -> None:
+    folder = _project(tmp_path, fmt=fmt)
+    path = folder / "in" / f"log.{fmt}"
+
+    def line(i: int) -> str:
+        return f"{i},n{i}" if fmt == "csv" else json.dumps({"id": i, "name": f"n{i}"})
+
+    head = "id,name\n" if fmt == "csv" else ""
+    path.write_text(head + "\n".join(line(i) for i in range(3)))  # no newline at the end
+    assert _run(folder)["rows_written"] == 3
+    with path.open("a") as f:  # the last line was whole: the producer goes on with a newline
+        f.write("\n" + line(3) + "\n")
+    whole = _run(folder)
+    assert (whole["rows_read"], whole["rows_written"], whole["warnings"]) == (1, 1, [])
+    # A line still being written when the run reads it, then finished.
+    text = line(5)
+    with path.open("a") as f:
+        f.write(line(4) + "\n" + text[: len(text) // 2])
+    partial = _run(folder)
+    assert (partial["rows_read"], partial["rows_written"]) == (2, 2 if fmt == "csv" else 1)
+    with path.open("a") as f:
+        f.write(text[len(text) // 2 :] + "\n" + line(6) + "\n")
+    finished = _run(folder)
+    assert (finished["rows_read"], finished["rows_written"]) == (2, 2)
+    (warning,) = finished["warnings"]
+    assert "its last line had no newline when a run read it" in warning
+    # ndjson: the partial line went to rejected; csv: its first half parsed (`5,n`) and landed.
+    assert _ids(folder) == sorted([*range(7), *([5] if fmt == "csv" else [])])

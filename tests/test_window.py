@@ -159,3 +159,59 @@ def test_http_source_reloads_a_record_changed_at_the_mark(project: Path) -> None
         "SELECT order_id, amount FROM read_parquet('out/orders/data/**/*.parquet') ORDER BY ALL"
     ).fetchall()
     assert rows == [(1, 1.0), (2, 1.0), (3, 1.0), (3, 5.0), (4, 1.0)]
+
+
+def test_lookback_needs_a_date_or_timestamp_cursor(project: Path) -> None:
+    """Refused by validate when the schema types the cursor; else when the data does,
+    before anything loads, so a corrected spec runs at once (no open run is left)."""
+    from tests.conftest import run_cli
+
+    spec = project / "pumps" / "readings.yaml"
+    typed = _spec(SINKS["parquet"], lookback="2h").replace(
+        "value: {type: float64}", "seq: {type: int64}"
+    )
+    spec.write_text(typed.replace("cursor: at", "cursor: seq"))
+    checked = run_cli("validate", str(spec), cwd=project)
+    assert checked.returncode == 2
+    assert "transform.incremental.lookback: needs a date or timestamp cursor ('seq' is int64" in (
+        checked.stdout + checked.stderr
+    )
+    untyped = 'name: readings\nsource: {type: files, url: ./in/, glob: "*.ndjson"}\n'
+    untyped += "transform:\n  incremental: {cursor: seq, lookback: 2h}\n" + SINKS["parquet"]
+    spec.write_text(untyped)
+    (project / "in").mkdir()
+    (project / "in" / "a.ndjson").write_text('{"seq": 1}\n{"seq": 2}\n')
+    with pytest.raises(Exception, match="needs a date or timestamp cursor"):
+        _run(project)
+    assert not (project / ".pumphouse" / "readings" / "manifest.json").exists()
+    spec.write_text(untyped.replace("lookback: 2h", "lookback: 0s"))
+    assert _run(project)["rows_written"] == 2
+
+
+@pytest.mark.reliability(
+    "across runs",
+    "transform.incremental.lookback widened between runs (0s to 2h), copies of rows loaded "
+    "before re-sent within the new lookback",
+    "no row loaded before is loaded again: the window starts where earlier runs remember "
+    "from (a warning says so) and reaches the whole lookback as the mark moves on",
+)
+def test_a_wider_lookback_never_reloads_rows_loaded_before(project: Path) -> None:
+    spec = project / "pumps" / "readings.yaml"
+    spec.write_text(_spec(SINKS["parquet"]))
+    _write(project, "a.ndjson", ("s1", "08:00", 1.0), ("s1", "09:00", 2.0), ("s1", "10:00", 3.0))
+    _run(project)
+    spec.write_text(_spec(SINKS["parquet"], lookback="2h"))
+    _write(project, "b.ndjson", ("s1", "08:00", 1.0), ("s1", "09:00", 2.0), ("s1", "10:00", 3.0))
+    wider = _run(project)
+    assert (wider["rows_written"], wider["rows_old"]) == (0, 3)
+    (warning,) = wider["warnings"]
+    assert "reaches further back than earlier runs remember" in warning
+    # the mark moves on by more than the lookback: late rows within it are taken, once
+    _write(project, "c.ndjson", ("s2", "13:00", 4.0))
+    _run(project)
+    _write(project, "d.ndjson", ("s3", "11:30", 5.0), ("s2", "13:00", 4.0))
+    late = _run(project)
+    assert (late["rows_written"], late["warnings"]) == (1, [])
+    want = {("s1", "08:00", 1.0), ("s1", "09:00", 2.0), ("s1", "10:00", 3.0)}
+    want |= {("s2", "13:00", 4.0), ("s3", "11:30", 5.0)}
+    assert _landed("parquet", project, None) == Counter(want)
