@@ -45,8 +45,7 @@ def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(tmp_p
         assert "starting a local Prefect server at http://127.0.0.1:" in first.stderr
         record = json.loads((home / "pumphouse-server.json").read_text())
         assert (home / "server.pid").read_text().strip() == str(record["pid"])
-        (project / "in" / "orders-00-000.ndjson").touch()  # read again: a second full run
-        os.utime(project / "in" / "orders-00-000.ndjson", (1, 1))
+        write_orders(project / "in", files=1, rows=50, seed=2, day=1)  # a new file to read
         second = _run(project, home)
         assert second.returncode == 0, second.stderr
         assert "starting a local Prefect server" not in second.stderr
