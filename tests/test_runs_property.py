@@ -126,28 +126,32 @@ def _landed(kind: str, hook: Receiver) -> Counter[Row]:
     return Counter((str(s), int(h), int(v)) for s, h, v in got)
 
 
-def _apply(steps: list[tuple[str, list[Row]]], files: list[list[Row]]) -> list[Row]:
-    """Change the source folder as `steps` say; return the rows the next run must read."""
-    read: list[Row] = []
+def _apply(steps: list[tuple[str, list[Row]]], files: list[list[Row]]) -> None:
+    """Change the source folder as `steps` say (`files`: each file's rows, in order)."""
     for what, new in steps:
         if what == "append" and files:
             with open(f"in/f{len(files) - 1:03d}.ndjson", "a") as out:
                 out.write("".join(_line(r) for r in new))
-            files[-1] += new
-            read += new
+            files[-1] = files[-1] + new
             continue
-        if what == "replace" and files:
+        if what == "replace" and files:  # every earlier line changes
             replaced = [(s, h, (v + 1) % 4) for s, h, v in files[0]] + new
             Path("in/f000.ndjson").write_text("".join(_line(r) for r in replaced))
             files[0] = replaced
-            read += replaced
             continue
         content = list(files[0]) if what == "resend" and files else new
-        if not content:
-            continue
-        Path(f"in/f{len(files):03d}.ndjson").write_text("".join(_line(r) for r in content))
-        files.append(content)
-        read += content
+        if content:
+            Path(f"in/f{len(files):03d}.ndjson").write_text("".join(_line(r) for r in content))
+            files.append(content)
+
+
+def _to_read(files: list[list[Row]], before: list[list[Row]]) -> list[Row]:
+    """The rows the next run reads: a new file whole, a grown one's new lines, a changed
+    one whole (`before`: the files as the last run saw them)."""
+    read: list[Row] = []
+    for i, rows in enumerate(files):
+        seen = before[i] if i < len(before) else []
+        read += rows[len(seen) :] if rows[: len(seen)] == seen else rows
     return read
 
 
@@ -178,7 +182,9 @@ def test_runs_deliver_exactly_the_contracts_rows(
         Path("pumps/r.yaml").write_text(_spec(SINKS[kind].replace("HOOK", hook.base), lookback))
         oracle, files = Oracle(lookback), []
         for n, (steps, kill) in enumerate(plan):
-            read = _apply(steps, files)
+            before = [list(f) for f in files]
+            _apply(steps, files)
+            read = _to_read(files, before)
             if kill:
                 run_cli("run", "pumps/r.yaml", cwd=Path(tmp), env={"PUMPHOUSE_FAULT": kill})
             summary: dict[str, Any] = pump(spec_path="pumps/r.yaml")
