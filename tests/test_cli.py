@@ -302,20 +302,7 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
     with serve(app) as base:
         text = api_spec(base, 10).replace("name: orders", "name: stopped")  # see above
         (project / "pumps" / "orders.yaml").write_text(text)
-        proc = subprocess.Popen(
-            [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
-            cwd=project,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while len(app.seen) < 2 and time.monotonic() < deadline:  # waiting on the slow page
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, errors = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGTERM, errors  # a shell shows 143
+        out, errors = _terminated_on_its_second_page(project, app)
         assert "Traceback" not in out + errors
         stopped = one_json_object(out)  # --json: one object, whatever went wrong
         assert (stopped["status"], stopped["error"]) == ("failed", plain_lines(errors)[-1])
@@ -334,6 +321,26 @@ def test_sigterm_says_so_and_the_next_run_finishes_the_work(project: Path) -> No
     assert landed(str(project / "out" / "orders")) == expected(records)
 
 
+def _terminated_on_its_second_page(project: Path, app: Any) -> tuple[str, str]:
+    """`pumphouse run --json` sent SIGTERM while it waits on `app`'s second page; its output
+    and errors, once it has ended as a process killed by SIGTERM (143 in a shell)."""
+    proc = subprocess.Popen(
+        [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(app.seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, errors = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, errors
+    return out, errors
+
+
 @pytest.mark.usefixtures("prefect_server")
 @pytest.mark.reliability(
     "crash",
@@ -350,20 +357,7 @@ def test_sigterm_ends_a_run_blocked_on_a_trickling_server(project: Path) -> None
     with serve(app) as base:
         text = api_spec(base, 10, "  timeout: 1h\n").replace("name: orders", "name: trickled")
         (project / "pumps" / "orders.yaml").write_text(text)
-        proc = subprocess.Popen(
-            [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
-            cwd=project,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while len(app.seen) < 2 and time.monotonic() < deadline:  # on the trickling page
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, errors = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGTERM, errors  # a shell shows 143
+        out, _ = _terminated_on_its_second_page(project, app)
         assert one_json_object(out)["status"] == "failed"
         again = cli("run", "pumps/orders.yaml", "--json", cwd=project)
     summary = one_json_object(again.stdout)
