@@ -108,14 +108,16 @@ def _fresh(
     leaves_rest: bool,
     out: Loaded,
 ) -> str:
-    """The staged rows the window has not seen (a view); sets the mark after the run, the rows
+    """The staged rows the window has not seen (a table); sets the mark after the run, the rows
     seen and the window the next run knows."""
     assert spec.transform.incremental
     cursor = spec.transform.incremental.cursor
     kind = types[cursor]
     floor = quote(hwm_floor) if hwm_floor is not None else "NULL"
     # The text literal takes the cursor's type; greatest() passes over NULLs.
-    top = scalar(con, f"SELECT greatest(max({ident(cursor)}), {floor})::VARCHAR FROM {staged}")
+    top, total = con.sql(
+        f"SELECT greatest(max({ident(cursor)}), {floor})::VARCHAR, count(*) FROM {staged}"
+    ).fetchall()[0]
     out.hwm_after = top if top is not None else hwm_floor
     low = since(out.hwm_after, window.lookback)
     seen = pa.table(
@@ -129,8 +131,7 @@ def _fresh(
     con.execute(
         f"CREATE TEMP TABLE fresh AS {fresh_sql(window, staged, cursor, kind, columns, low)}"
     )
-    total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
-    out.rows_seen = total - int(scalar(con, "SELECT count(*) FROM fresh"))
+    out.rows_seen = int(total) - int(scalar(con, "SELECT count(*) FROM fresh"))
     if window.strict and out.hwm_after == window.mark:
         return f"(SELECT * EXCLUDE ({HASH}) FROM fresh)"  # still the old `>` at the same mark
     low_before = since(window.mark, window.lookback) if leaves_rest else low
