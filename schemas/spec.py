@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ByteSize,
@@ -19,6 +20,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +32,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 SCALAR_TYPES = ("int32", "int64", "float64", "bool", "string", "date", "timestamp")
 DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 FORMATS = ("ndjson", "json", "csv", "parquet")
+EPOCH_FORMATS = ("epoch_s", "epoch_ms")  # a column's format: seconds or milliseconds since 1970
 EXTENSION_FORMATS = {
     ".ndjson": "ndjson",
     ".jsonl": "ndjson",
@@ -111,6 +114,26 @@ Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 # ---------------------------------------------------------------- sources
 
 
+def _zone(v: str) -> str:
+    """An IANA time zone name, or ValueError with the nearest known name."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        import difflib
+
+        close = difflib.get_close_matches(v, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown time zone {v!r}{hint}; use an IANA name such as UTC or Europe/Berlin"
+        ) from None
+    return v
+
+
+Zone = Annotated[str, AfterValidator(_zone)]
+
+
 class CsvOptions(Model):
     delimiter: str = Field(",", min_length=1, max_length=1)
     header: bool = True
@@ -127,6 +150,7 @@ class FilesSource(Model):
     csv: CsvOptions = CsvOptions()
     storage_options: dict[str, Any] = Field(default_factory=dict)
     new_files_only: bool = True
+    timezone: Zone = "UTC"  # of timestamps that carry no offset
 
 
 class Paginate(Model):
@@ -156,6 +180,7 @@ class HttpSource(Model):
     retries: Count = Field(5, ge=0, le=20)  # more tries after a 429, 5xx or dropped connection
     retry_max_wait: Seconds = 60.0  # cap on one wait between tries, Retry-After included
     max_response_bytes: ByteSize = Field(ByteSize(64 * 2**20), ge=1024)  # per page, decoded
+    timezone: Zone = "UTC"  # of timestamps that carry no offset
 
 
 Source = Annotated[FilesSource | HttpSource, Field(discriminator="type")]
@@ -222,6 +247,23 @@ class Column(Model):
     nullable: bool = True
     unique: bool = False
     checks: Checks = Checks()
+    format: str | None = None  # strftime codes, or epoch_s / epoch_ms: dates and times as text
+
+    @field_validator("format")
+    @classmethod
+    def _format_fits(cls, v: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("type")
+        if v is not None and kind not in ("date", "timestamp", None):
+            raise ValueError(
+                f"format {v!r} is for date and timestamp columns, not {kind}; "
+                "drop it or declare the column as date or timestamp"
+            )
+        if v is not None and v not in EPOCH_FORMATS and "%" not in v:
+            raise ValueError(
+                f"format {v!r} has no strftime code; write it with codes such as "
+                "'%d/%m/%Y' or '%b %d %Y %H:%M', or use epoch_s or epoch_ms"
+            )
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -429,7 +471,7 @@ def _never_fires(cron: str) -> bool:
 
 class Schedule(Model):
     cron: str
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
 
     @field_validator("cron")
     @classmethod
@@ -460,19 +502,6 @@ class Schedule(Model):
             raise ValueError(
                 f"{v!r} never fires (no month has that day); fix the day-of-month or month"
             )
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, v: str) -> str:
-        import zoneinfo
-
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {v!r}; use an IANA name such as UTC or Europe/Berlin"
-            ) from None
         return v
 
 

@@ -23,6 +23,8 @@ class Column:
     coerce: bool
     nullable: bool
     unique: str | None  # pandera's report_duplicates, when the column is unique
+    format: str | None = None  # how its text is read (tasks._formats); None: DuckDB's casts
+    zone: str = "UTC"  # where a timestamp that carries no offset is local time
 
 
 def columns_of(schema: pa.DataFrameSchema) -> list[Column]:
@@ -36,7 +38,11 @@ def columns_of(schema: pa.DataFrameSchema) -> list[Column]:
         dtype = c.dtype.type if c.dtype is not None else dt.string
         coerce = bool(schema.coerce or c.coerce or c.dtype is None)
         unique = c.report_duplicates if c.unique else None
-        out.append(Column(name, dtype, sql_type(dtype), coerce, bool(c.nullable), unique))
+        meta = c.metadata or {}
+        fmt, zone = meta.get("format"), meta.get("timezone", "UTC")
+        out.append(
+            Column(name, dtype, sql_type(dtype), coerce, bool(c.nullable), unique, fmt, zone)
+        )
     return out
 
 

@@ -25,7 +25,10 @@ def schema_key(spec: Spec) -> str | None:
     s = spec.schema_
     if s is None or isinstance(s, str):
         return None
-    return s.model_dump_json(by_alias=True)
+    key = s.model_dump_json(by_alias=True)
+    # source.timezone changes the queries too; the default leaves the key as it was.
+    zone = spec.source.timezone
+    return key if zone == "UTC" else f"{key}\0timezone={zone}"
 
 
 def get(key: str, what: Any) -> Any:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import ibis.expr.datatypes as dt
@@ -42,11 +43,24 @@ def load_schema(spec: Spec) -> pa.DataFrameSchema | None:
     if s is None:
         return None
     if isinstance(s, str):
-        return load_ref(s)
+        return in_zone(load_ref(s), spec.source.timezone)
     try:
-        return inline_schema(s, spec.name)
+        return in_zone(inline_schema(s, spec.name), spec.source.timezone)
     except ValueError as e:
         raise SpecError(f"schema: {e}") from None
+
+
+def in_zone(schema: pa.DataFrameSchema, zone: str) -> pa.DataFrameSchema:
+    """The schema with its timestamp (and date) columns read in `zone` (source.timezone) when
+    it is not UTC, the default: kept in each column's metadata, where tasks._columns finds it.
+    A date is in a zone only when it is read from an epoch (the day of that instant there)."""
+    if zone == "UTC":
+        return schema
+    schema = copy.deepcopy(schema)  # pandera's update_columns is not there for ibis
+    for c in schema.columns.values():
+        if c.dtype is not None and (c.dtype.type.is_timestamp() or c.dtype.type.is_date()):
+            c.metadata = {**(c.metadata or {}), "timezone": zone}
+    return schema
 
 
 def inline_schema(s: SchemaSpec, name: str | None = None) -> pa.DataFrameSchema:
@@ -59,6 +73,7 @@ def inline_schema(s: SchemaSpec, name: str | None = None) -> pa.DataFrameSchema:
             unique=c.unique,
             coerce=s.coerce,
             name=col,
+            metadata={"format": c.format} if c.format is not None else None,
         )
         for col, c in s.columns.items()
     }

@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandera.ibis as pa
 
-from tasks import _checks
+from tasks import _checks, _formats
 from tasks._casts import as_text, cast, same_type
 from tasks._columns import Column, type_label
 from tasks._duckdb import ident, quote
@@ -40,6 +40,7 @@ class QueryPlan:
     # `_raw` and `_original` only on rejected rows (NULL on valid ones): staging needs them
     # nowhere else, and they are most of the bytes.
     lean: bool = False
+    said: dict[int, str] = field(default_factory=dict)  # flag index -> its message as SQL
 
     def _path(self, key: str) -> int:
         self.paths.append(key)
@@ -63,6 +64,8 @@ class QueryPlan:
             value = cast(ident(c.name), source_type, c)
             if not c.coerce and not same_type(source_type, c.sql):
                 value = f"CAST(NULL AS {c.sql})"  # pandera's coerce=False: the type must match
+        if _formats.applies(c) and (self.kind == "json" or source_type):
+            value = _formats.value(text, c)  # the spec says how its text reads
         self.typed += [(text, o), (value, c.name)]
         self.outputs.append(c.name)
         self.original.append((c.name, o))
@@ -70,7 +73,11 @@ class QueryPlan:
         if not c.nullable:
             nan = f" OR COALESCE(isnan({v}), FALSE)" if c.dtype.is_floating() else ""
             self.flags.append((f"{c.name}: not_nullable", f"{o} IS NULL{nan}"))
-        if value != text:  # else the value is the text itself and cannot fail its type
+        if _formats.applies(c):
+            for label, cond, message in _formats.flags(c, o, v):
+                self.said[len(self.flags)] = message
+                self.flags.append((label, cond))
+        elif value != text:  # else the value is the text itself and cannot fail its type
             label = f"{c.name}: dtype('{type_label(c.dtype)}')"
             self.flags.append((label, f"{o} IS NOT NULL AND {v} IS NULL"))
         self._add_checks(c.name)
@@ -153,7 +160,7 @@ class QueryPlan:
             # Most rows are valid: one OR over the flags spares them building a list.
             failed = " OR ".join(f"__ph_f{i}" for i in range(len(self.flags)))
             items = ", ".join(
-                f"CASE WHEN __ph_f{i} THEN {quote(label)} END"
+                f"CASE WHEN __ph_f{i} THEN {self.said.get(i, quote(label))} END"
                 for i, (label, _) in enumerate(self.flags)
             )
             errors += f" WHEN NOT ({failed}) THEN CAST([] AS VARCHAR[])"

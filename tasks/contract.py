@@ -102,6 +102,7 @@ def _schema_problems(spec: Spec) -> list[Problem]:
         return []
     import pandera.ibis as pa
 
+    from tasks._formats import format_problem
     from tasks._pandera_schema import column_dtype, inline_check, load_schema
 
     con = connect(memory_bytes=256 * 2**20)
@@ -127,6 +128,8 @@ def _schema_problems(spec: Spec) -> list[Problem]:
                     where = ("schema", "columns", name, "checks", check_name)
                     message = f"{value!r} does not apply to a {column.type} column: {problem}"
                     problems.append((where, message))
+            if column.format is not None and (said := format_problem(con, column.format)):
+                problems.append((("schema", "columns", name, "format"), said))
         return problems
     finally:
         con.close()

@@ -140,7 +140,8 @@ BAD_SPECS: list[Bad] = [
         '  glob: "*.ndjson"',
         '  globb: "*.ndjson"',
         "pumps/orders.yaml:5 source.globb: unknown key 'globb' (did you mean 'glob'?); "
-        "valid keys here: type, url, glob, format, compression, csv, storage_options, new_files_only",
+        "valid keys here: type, url, glob, format, compression, csv, storage_options, new_files_only, "
+        "timezone",
     ),
     bad(
         "unknown check",
@@ -428,7 +429,7 @@ BAD_SPECS: list[Bad] = [
         "pumps/orders.yaml:17 schema.columns.amount.type: 'decimal(12' is a decimal type cut at "
         'its comma; inside {...} quote it: type: "decimal(P,S)"',
         "pumps/orders.yaml:17 schema.columns.amount.2): unknown key '2)'; "
-        "valid keys here: type, nullable, unique, checks",
+        "valid keys here: type, nullable, unique, checks, format",
     ),
     bad(
         "bad regex in str_matches",
@@ -538,6 +539,28 @@ BAD_SPECS: list[Bad] = [
         "  timezone: Mars/Olympus",
         "pumps/orders.yaml:40 schedule.timezone: unknown time zone 'Mars/Olympus'; "
         "use an IANA name such as UTC or Europe/Berlin",
+    ),
+    bad(
+        "source time zone misspelt",
+        "  new_files_only: true\n",
+        "  new_files_only: true\n  timezone: America/Los_Angles\n",
+        "pumps/orders.yaml:11 source.timezone: unknown time zone 'America/Los_Angles' "
+        "(did you mean 'America/Los_Angeles'?); use an IANA name such as UTC or Europe/Berlin",
+    ),
+    bad(
+        "format on a number column",
+        "    order_id: {type: int64, nullable: false, checks: {ge: 0}}",
+        '    order_id: {type: int64, nullable: false, checks: {ge: 0}, format: "%Y"}',
+        "pumps/orders.yaml:15 schema.columns.order_id.format: format '%Y' is for date and "
+        "timestamp columns, not int64; drop it or declare the column as date or timestamp",
+    ),
+    bad(
+        "format without a strftime code",
+        "    updated_at: {type: timestamp}",
+        "    updated_at: {type: timestamp, format: dd/mm/yyyy}",
+        "pumps/orders.yaml:19 schema.columns.updated_at.format: format 'dd/mm/yyyy' has no "
+        "strftime code; write it with codes such as '%d/%m/%Y' or '%b %d %Y %H:%M', "
+        "or use epoch_s or epoch_ms",
     ),
     bad(
         "bad duration",
