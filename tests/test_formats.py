@@ -6,6 +6,7 @@ rejected."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -282,10 +283,15 @@ def test_local_times_in_berlin_with_a_format_across_both_changes_of_2024(project
 
 
 def test_without_a_timezone_local_times_are_utc_as_before(project: Path) -> None:
-    # The same schema as the Los Angeles test, with the default zone: nothing is local, and a
-    # query built for the other zone is not reused.
+    # The same pump and schema, first in Los Angeles, then with the default zone: the query
+    # built for the zone is not reused, and without one nothing is local.
+    columns = "    id: {type: int64}\n    taken_at: {type: timestamp}\n"
     source = _files(project, "readings.csv", LA_CSV, "csv")
-    summary = _pump(project, source, "    id: {type: int64}\n    taken_at: {type: timestamp}\n")
+    zoned = _pump(project, source + "  timezone: America/Los_Angeles\n", columns)
+    assert zoned["rows_written"] == 8
+    shutil.rmtree(project / "out")
+    shutil.rmtree(project / ".pumphouse")
+    summary = _pump(project, source, columns)
     assert (summary["rows_written"], summary["rows_rejected"]) == (9, 1)
     landed = dict(_landed("id, CAST(taken_at AS VARCHAR)"))
     assert (landed[2], landed[5], landed[7]) == (
