@@ -45,8 +45,8 @@ def flags(c: Column, text: str, typed: str) -> list[tuple[str, str, str]]:
     """The column's failures as (label, condition, message SQL), given its text and typed
     value as SQL: a value that does not read, and a local time the zone skips."""
     label = f"{c.name}: dtype('{'date' if c.dtype.is_date() else 'timestamp'}')"
-    read = f"({_instant(text, c)})" if c.format in EPOCH else f"({_parsed(text, c)})"
-    unread = f"{text} IS NOT NULL AND {read} IS NULL"
+    read = _read(text, c)
+    unread = f"{text} IS NOT NULL AND NOT {read}"
     if c.format is None:  # ISO text: refused as DuckDB's cast refuses it
         out = [(label, unread, quote(label))]
     else:
@@ -60,7 +60,7 @@ def flags(c: Column, text: str, typed: str) -> list[tuple[str, str, str]]:
         out.append(
             (
                 label,
-                f"{text} IS NOT NULL AND {read} IS NOT NULL AND {typed} IS NULL",
+                f"{text} IS NOT NULL AND {read} AND {typed} IS NULL",
                 _message(said, text),
             )
         )
@@ -72,6 +72,21 @@ def _local(c: Column) -> bool:
     if not c.dtype.is_timestamp() or c.zone == "UTC" or c.format in EPOCH:
         return False
     return c.format is None or not _ZONE_CODE.search(c.format)
+
+
+def _read(text: str, c: Column) -> str:
+    """SQL: TRUE where the text reads as the format says (a local time the zone skips does)."""
+    if not _local(c):
+        return f"({_instant(text, c)} IS NOT NULL)"
+    parsed = f"{_parsed(text, c)} IS NOT NULL"
+    if c.format is not None:
+        return f"({parsed})"
+    zoned = f"TRY_CAST({text} AS TIMESTAMPTZ) IS NOT NULL"  # an offset it carries must read too
+    return f"(CASE WHEN {_has_offset(text)} THEN {zoned} ELSE {parsed} END)"
+
+
+def _has_offset(text: str) -> str:
+    return f"regexp_matches({text}, {quote(_OFFSET)})"
 
 
 def _parsed(text: str, c: Column) -> str:
@@ -94,8 +109,7 @@ def _instant(text: str, c: Column) -> str:
     local = _utc_of(_parsed(text, c), c.zone)
     if c.format is not None:
         return local
-    has_offset = f"regexp_matches({text}, {quote(_OFFSET)})"
-    return f"CASE WHEN {has_offset} THEN TRY_CAST({text} AS TIMESTAMPTZ) ELSE {local} END"
+    return f"CASE WHEN {_has_offset(text)} THEN TRY_CAST({text} AS TIMESTAMPTZ) ELSE {local} END"
 
 
 def _utc_of(local: str, zone: str) -> str:
