@@ -266,6 +266,13 @@ BERLIN_REJECTED = [
 ]
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "source.timezone America/Los_Angeles, a CSV of ISO local times across both DST changes of "
+    "2024 (a time the clocks skip, one that occurs twice, explicit offsets, an unreadable zone)",
+    "a repeated local time lands as the earlier instant, an explicit offset is kept, a skipped "
+    "one is rejected naming the value and the zone; every other row lands as its UTC instant",
+)
 def test_local_times_in_los_angeles_across_both_changes_of_2024(project: Path) -> None:
     source = _files(project, "readings.csv", LA_CSV, "csv") + "  timezone: America/Los_Angeles\n"
     summary = _pump(project, source, "    id: {type: int64}\n    taken_at: {type: timestamp}\n")
@@ -274,6 +281,13 @@ def test_local_times_in_los_angeles_across_both_changes_of_2024(project: Path) -
     assert _rejected() == LA_REJECTED
 
 
+@pytest.mark.reliability(
+    "bad data",
+    "source.timezone Europe/Berlin, NDJSON local times with a strftime format across both DST "
+    "changes of 2024, and a value in another format",
+    "the earlier instant for a repeated time; a skipped time and a value that does not match "
+    "are rejected, `_errors` naming the value and the zone or format",
+)
 def test_local_times_in_berlin_with_a_format_across_both_changes_of_2024(project: Path) -> None:
     text = "".join(json.dumps(r) + "\n" for r in BERLIN)
     source = _files(project, "readings.ndjson", text, "ndjson") + "  timezone: Europe/Berlin\n"
