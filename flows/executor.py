@@ -10,6 +10,7 @@ while it is still staging: nothing has reached the sink, the run is dropped and 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -57,7 +58,20 @@ def choose(executor: str | None, cluster: str | None, config: Settings = setting
             "executor dask needs the Dask scheduler's address: pass --cluster tcp://HOST:8786 "
             "or set PUMPHOUSE_DASK_CLUSTER"
         )
+    _needs_dask()
     return Executor("dask", address)
+
+
+def _needs_dask() -> None:
+    """Dask comes with the `dask` extra; a base install says how to add it, before any run."""
+    try:
+        import prefect_dask  # noqa: F401  (and distributed, which it imports)
+    except ImportError as e:
+        raise UsageError(
+            f"executor dask needs Dask, and {e.name or 'prefect_dask'} is not installed in "
+            f"{sys.prefix}: install the dask extra (pip install 'pumphouse[dask]', or "
+            "uv sync --extra dask), or run with --executor local"
+        ) from None
 
 
 class Stager:

@@ -143,8 +143,16 @@ def _width(spec: Spec, run_on: Executor) -> int:
     source = spec.source
     local = isinstance(source, FilesSource) and not staging.is_remote(source.url)
     if run_on.kind == "local" and local:
-        width = min(width, len(os.sched_getaffinity(0)) or 1)
+        width = min(width, cores())
     return width
+
+
+def cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS keeps one (Linux),
+    else the machine's (macOS has no os.sched_getaffinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Counts:

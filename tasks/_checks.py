@@ -9,9 +9,8 @@ from typing import Any
 import ibis
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
-import pandera.backends.ibis.builtin_checks  # noqa: F401  (registers Check.ge & co. for ibis)
 import pandera.ibis as pa
-from pandera.api.ibis.types import IbisData
+from pandera.backends.ibis.checks import IbisCheckBackend
 
 from schemas.errors import SpecError
 
@@ -72,7 +71,7 @@ def _row_check(check: pa.Check, data: ibis.Table, key: str | None, label: str) -
     if check.groupby is not None:
         raise SpecError(f"{what} uses groupby, which pandera's ibis backend does not support")
     try:
-        result = check._check_fn(IbisData(data, key), **check._check_kwargs)
+        result = _check_fn(check, data)(pa.IbisData(data, key))
         passed = _boolean(result, data)
         if key is not None and check.ignore_na:
             passed = passed | _missing(data[key])
@@ -82,6 +81,19 @@ def _row_check(check: pa.Check, data: ibis.Table, key: str | None, label: str) -
         detail = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         raise SpecError(f"{what} cannot run in SQL: {detail}") from None
     return [RowCheck(key, label, failed)]
+
+
+def _check_fn(check: pa.Check, data: ibis.Table) -> Any:
+    """The check's function bound to its arguments, as pandera's own ibis check backend holds
+    it (the backend registers the built-in checks for ibis). Its output is read unvalidated:
+    pandera's `Check.__call__` would join a table output back onto an unbound table."""
+    backend = pa.Check.get_backend(data)(check)
+    if not isinstance(backend, IbisCheckBackend):
+        raise ValueError(
+            f"pandera checks ibis tables with {type(backend).__name__}, not its ibis backend; "
+            "unset PANDERA_USE_NARWHALS_BACKEND"
+        )
+    return backend.check_fn
 
 
 def _missing(column: ir.Column) -> ir.BooleanValue:

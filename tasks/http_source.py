@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -276,7 +275,8 @@ _HEARD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def warnings_heard() -> Iterator[list[str]]:
-    """The warnings of the reads done inside the block, in order (for the run's summary)."""
+    """The warnings of the reads done inside the block, in order, not logged (for the run's
+    summary and log)."""
     heard: list[str] = []
     token = _HEARD.set(heard)
     try:
@@ -286,17 +286,11 @@ def warnings_heard() -> Iterator[list[str]]:
 
 
 def _warn(message: str) -> None:
-    """A warning for the run's summary (see warnings_heard), and in the Prefect run's log
-    when there is a run, else in Python's. (There is no run unless prefect is loaded: it is
-    not imported here, as it costs a second.)"""
+    """A warning for the run's summary and its Prefect log when a stage hears it (see
+    warnings_heard; the stage task logs what it heard), else in Python's log."""
     heard = _HEARD.get()
     if heard is not None:
         heard.append(message)
-    context = sys.modules.get("prefect.context")
-    if context and (context.TaskRunContext.get() or context.FlowRunContext.get()):
-        from prefect import get_run_logger
-
-        get_run_logger().warning(message)
     else:
         log.warning(message)
 

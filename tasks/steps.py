@@ -10,7 +10,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import PumpError, RetriesSpent, SpecError, TransientError
@@ -92,7 +92,10 @@ def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
 def stage_task(
     spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
 ) -> Counts:
-    return stage_input(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+    counts = stage_input(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+    for warning in counts.warnings:
+        get_run_logger().warning(warning)
+    return counts
 
 
 @task(

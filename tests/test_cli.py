@@ -289,6 +289,25 @@ def test_a_run_s_warnings_are_in_its_summary_and_on_the_terminal(project: Path) 
     assert as_table.returncode == 0, as_table.stderr
     assert plain_lines(as_table.stderr) == [f"warning: {warning}"]
     assert "rows read      │ 14 " in as_table.stdout
+    assert _run_log("warned", summary["run_id"]).count(warning) == 1  # and in Prefect's log
+
+
+def _run_log(pump: str, run_id: str) -> list[str]:
+    """The messages of the Prefect flow run that published `pump`'s run `run_id`'s summary."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        key = ArtifactFilterKey(any_=[f"pump-{pump}"])
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+        (flow_run_id,) = {a.flow_run_id for a in artifacts if run_id in str(a.data)}
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -45,7 +46,7 @@ from tests._moto import (
     upload,
 )
 from tests.conftest import run_cli
-from tests.data import expected, is_valid, write_orders
+from tests.data import expected, is_valid, spec_text, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -454,6 +455,34 @@ def test_the_executor_is_chosen_from_the_run_then_the_platform() -> None:
     for executor, cluster, text in cases:
         with pytest.raises(UsageError, match=re.escape(text)):
             choose(executor, cluster, Settings())
+
+
+def test_dask_without_the_dask_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base install has no Dask: a run that asks for it (command line or platform) says
+    which extra to install, before it starts."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # Python's "not installed"
+    fix = "install the dask extra (pip install 'pumphouse[dask]', or uv sync --extra dask)"
+    platform = Settings(executor="dask", dask_cluster="tcp://sched:8786")
+    for executor, cluster, config in [("dask", "tcp://a:8786", Settings()), (None, None, platform)]:
+        with pytest.raises(
+            UsageError,
+            match=r"executor dask needs Dask, and prefect_dask is not installed in .*: "
+            + re.escape(fix),
+        ):
+            choose(executor, cluster, config)
+    assert choose("local", None, platform) == Executor("local", None)
+    (tmp_path / "pumps").mkdir()
+    (tmp_path / "pumps" / "orders.yaml").write_text(spec_text())
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "pumps/orders.yaml", "--executor", "dask", "--cluster", "tcp://a:8786"]
+    result = CliRunner().invoke(app, argv)
+    assert isinstance(result.exception, UsageError) and fix in str(result.exception)
 
 
 def test_batches_the_flow_cannot_see_fail_the_run(tmp_path: Path) -> None:

@@ -193,16 +193,27 @@ def test_csv_gzip_and_parquet_sources(project: Path) -> None:
 def test_local_files_are_staged_no_more_at_once_than_there_are_cores(
     src: str, executor: str, cores_bound: bool
 ) -> None:
-    import os
-
     from flows.executor import Executor
-    from flows.pump import _width
+    from flows.pump import _width, cores
     from schemas.loader import parse_spec
 
     spec = parse_spec(spec_text(src=src) + "  max_concurrency: 4\n")
-    cores = len(os.sched_getaffinity(0))
     run_on = Executor(executor, "tcp://127.0.0.1:8786" if executor == "dask" else None)
-    assert _width(spec, run_on) == (min(4, cores) if cores_bound else 4)
+    assert _width(spec, run_on) == (min(4, cores()) if cores_bound else 4)
+
+
+def test_the_cores_are_the_affinity_s_where_there_is_one_else_the_machine_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """macOS has no os.sched_getaffinity: a run there counts the machine's cores."""
+    import os
+
+    from flows.pump import cores
+
+    if hasattr(os, "sched_getaffinity"):
+        assert cores() == len(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")
+    assert cores() == os.cpu_count()
 
 
 def test_a_runs_files_are_staged_in_one_duckdb_that_closes_with_the_stage_step(
