@@ -297,7 +297,8 @@ def test_kill_9_soak_stores_each_body_once(project: Path, prefect_server: str) -
         process.kill()
         process.wait()
     assert answered == set(range(BODIES))
-    assert set(accepted.values()) == {1}  # a number answered 202 was never stored again
+    # No number was answered 202 twice; one stored just before a kill is answered 200 on retry.
+    assert max(accepted.values()) == 1
     numbers = Counter(int(str(rec["n"])) for rec in buffered(project))
     assert sorted(numbers) == list(range(BODIES))
     assert set(numbers.values()) == {1}
