@@ -182,6 +182,8 @@ def serve(
     try:
         for p in pumps:
             say(f"pump {p.name}: POST {p.path} -> {redact(p.inbox.url)}")
+            if p.warning:
+                say(f"warning: {p.warning}")
         uvicorn.run(build_app(pumps), host=host, port=port, log_level="info")
     finally:
         for p in pumps:

@@ -107,15 +107,24 @@ class Inbox:
             self._root = str(Path(self.url.removeprefix("file://")).absolute())
             self.receiver_dir = Path(self._root) / "_receiver"
 
-    def prepare(self) -> None:
+    def prepare(self) -> str | None:
         """Make the buffer, and remove the temp files a killed receiver left (only one
-        receiver writes a buffer: the caller holds its lock)."""
+        receiver writes a buffer: the caller holds its lock). A bucket that cannot be
+        reached yet is not fatal: bodies are answered 503 until it can; the warning is
+        returned."""
         self.receiver_dir.mkdir(parents=True, exist_ok=True)
         if self.remote:  # a prefix with an object, so that a run finds the buffer
-            self._fs.pipe_file(f"{self._root}/_receiver", b"")
-            return
+            try:
+                self._fs.pipe_file(f"{self._root}/_receiver", b"")
+            except Exception as e:
+                return (
+                    f"pump {self.name}: cannot write to its buffer {self.url} yet "
+                    f"({type(e).__name__}: {e}); bodies are answered 503 until it can"
+                )
+            return None
         for tmp in Path(self._root).glob("*/*/*/.*.tmp"):
             tmp.unlink(missing_ok=True)
+        return None
 
     def put(self, rel: str, data: bytes) -> None:
         """Store `data` as the file `rel`, whole or not at all, durable on return; a failure

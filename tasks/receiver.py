@@ -67,6 +67,7 @@ class Receiver:
     keys: KeyStore
     bucket: TokenBucket
     counts: Counts = field(default_factory=Counts)
+    warning: str | None = None  # what `serve` should say as it starts
     _lock_file: IO[bytes] | None = field(default=None, repr=False)
 
     @classmethod
@@ -86,7 +87,7 @@ class Receiver:
                 f"pump {spec.name}: another `pumphouse serve` receives into {inbox.url} "
                 f"(lock {inbox.receiver_dir / 'lock'}); stop it, or serve this spec there"
             ) from None
-        inbox.prepare()
+        warning = inbox.prepare()
         rate = spec.limits.requests_per_second
         return cls(
             name=spec.name,
@@ -96,6 +97,7 @@ class Receiver:
             inbox=inbox,
             keys=KeyStore(inbox.receiver_dir / "keys.sqlite"),
             bucket=TokenBucket(rate, burst=max(1.0, rate)),
+            warning=warning,
             _lock_file=lock,
         )
 

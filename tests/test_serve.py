@@ -367,3 +367,47 @@ def test_serve_refuses_a_spec_it_cannot_serve(project: Path) -> None:
     )  # fmt: skip
     assert no_token.returncode == 2
     assert "environment variable PARTNER_TOKEN is not set" in no_token.stderr
+
+
+def test_a_bucket_buffer_takes_bodies_and_a_run_reads_them(
+    project: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffer in S3 (moto): each body one PUT; a key seen is 200; a bucket that is not
+    there is 503 with nothing kept; the run reads the bucket's files."""
+    from tests._moto import ADMIN, make_bucket, moto_s3, s3, storage_options
+
+    monkeypatch.setenv("PUMP_S3_KEY", ADMIN["key"])
+    monkeypatch.setenv("PUMP_S3_SECRET", ADMIN["secret"])
+    with moto_s3() as endpoint:
+        make_bucket(endpoint, "drop")
+        opts = storage_options(endpoint)
+        for name, bucket in (("partner", "drop"), ("gone", "no-such-bucket")):
+            (project / "pumps" / f"{name}.yaml").write_text(
+                f"name: {name}\n"
+                f'source: {{type: webhook, token: "${{env:PARTNER_TOKEN}}", '
+                f"buffer: s3://{bucket}/partner/, storage_options: {opts}}}\n"
+                "schema: {columns: {n: {type: int64}}}\n"
+                f"sink: {{type: parquet, url: ./warehouse/{name}}}\n"
+            )
+        with receiving(project, "pumps/partner.yaml", "pumps/gone.yaml") as r:
+            keyed = {**JSON, "Idempotency-Key": "k"}
+            post = f"{r.url}/ingest/partner"
+            assert (
+                httpx.post(post, headers=keyed, content=b'[{"n": 1}, {"n": 2}]').status_code == 202
+            )
+            assert (
+                httpx.post(post, headers=keyed, content=b'[{"n": 1}, {"n": 2}]').status_code == 200
+            )
+            assert (
+                httpx.post(f"{r.url}/ingest/gone", headers=JSON, content=b'{"n": 3}').status_code
+                == 503
+            )
+        log = (project / "serve.log").read_text()
+        assert "warning: pump gone: cannot write to its buffer s3://no-such-bucket/partner" in log
+        fs = s3(endpoint)
+        bodies = [p for p in fs.find("drop/partner") if p.endswith(".ndjson")]
+        assert len(bodies) == 1 and fs.cat_file(bodies[0]) == b'{"n":1}\n{"n":2}\n'
+        assert TOKEN.encode() not in b"".join(fs.cat_file(p) for p in fs.find("drop"))
+        done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert landed(project) == [1, 2]
