@@ -2,9 +2,9 @@
 
 A Starlette app on uvicorn: `POST <path>` per pump (default /ingest/NAME), `GET /healthz`.
 A POST is checked in the order that costs least to refuse: token (401), rate (429),
-Content-Type (415), size (413, never read past the limit), JSON (400); then stored in a
-worker thread (fsync blocks) and answered 202 only once durable, 200 for a key seen
-before, 503 when the buffer cannot take it. The token is never logged or stored.
+Content-Type (415), size (413, never read past the limit), JSON (400); then stored by the
+pump's writer thread (tasks/receiver.Grouper) and answered 202 only once durable, 200 for
+a key seen before, 503 when the buffer cannot take it. The token is never logged or stored.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +25,7 @@ from schemas.loader import resolve
 from schemas.secrets import redact
 from schemas.spec import Spec, WebhookSource
 from tasks.bodies import BodyError, as_ndjson, media_kind, records_of
-from tasks.receiver import Receiver, authorized
+from tasks.receiver import Grouper, Receiver, authorized
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures it: stderr
 MAX_KEY_CHARS = 255
@@ -53,6 +52,7 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
 
 def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
     locks = [asyncio.Lock() for _ in range(KEY_LOCKS)]
+    writer = Grouper(pump)
 
     async def receive(request: Request) -> Response:
         refused = await _refusal(request, pump)
@@ -63,13 +63,12 @@ def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
         if not data:
             pump.counts.accepted += 1
             return JSONResponse({"status": "accepted", "records": 0}, status_code=202)
-        lock = locks[hash(key) % KEY_LOCKS] if key is not None else None
         try:
-            if lock is not None:
-                async with lock:
-                    outcome, _ = await anyio.to_thread.run_sync(pump.store, data, key)
+            if key is not None:  # two requests with one key: the second sees the first's file
+                async with locks[hash(key) % KEY_LOCKS]:
+                    outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
             else:
-                outcome, _ = await anyio.to_thread.run_sync(pump.store, data, key)
+                outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
         except Exception as e:
             pump.counts.refused += 1
             log.error(redact(f"pump {pump.name}: 503, body not stored: {e}"))

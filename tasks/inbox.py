@@ -3,8 +3,9 @@ file, and what a run of the pump reads as a files source of ndjson.
 
 Layout under the buffer (default `PUMPHOUSE_STATE_DIR/_inbox/NAME/`; a folder or a bucket URL):
 
-    YYYY/MM/DD/HHMMSS-<id>.ndjson   one accepted body, its records one per line; names sort
-                                    by arrival (UTC), `<id>` a sortable id (sortable_id)
+    YYYY/MM/DD/HHMMSS-<id>.ndjson   accepted bodies (one, or those that arrived together),
+                                    a record a line; names sort by arrival (UTC), `<id>` a
+                                    sortable id (sortable_id)
     YYYY/MM/DD/.NAME.tmp            a local file being written: hidden from runs, removed
                                     by the receiver's next start if a kill left it
     _receiver/                      the receiver's lock and idempotency keys (local buffer;

@@ -62,17 +62,24 @@ class KeyStore:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def claim(self, key: str, file: str, now: float | None = None) -> None:
-        """Record, durably, that the body with `key` goes into `file` (before writing it)."""
+    def claim(self, keys: list[str], file: str, now: float | None = None) -> None:
+        """Record, durably and in one commit, that the bodies with `keys` go into `file`
+        (before writing it)."""
         now = time.time() if now is None else now
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO keys (key, file, at) VALUES (?, ?, ?)",
-                (digest(key), file, now),
-            )
-            if now - self._expired_at > EXPIRE_EVERY:
-                self._db.execute("DELETE FROM keys WHERE at <= ?", (now - self.ttl,))
-                self._expired_at = now
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO keys (key, file, at) VALUES (?, ?, ?)",
+                    [(digest(key), file, now) for key in keys],
+                )
+                if now - self._expired_at > EXPIRE_EVERY:
+                    self._db.execute("DELETE FROM keys WHERE at <= ?", (now - self.ttl,))
+                    self._expired_at = now
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def count(self) -> int:
         with self._lock:
