@@ -29,7 +29,6 @@ from tasks.receiver import Grouper, Receiver, authorized
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures it: stderr
 MAX_KEY_CHARS = 255
-KEY_LOCKS = 64  # requests with one key wait for each other; striped, so memory stays flat
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -51,7 +50,6 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
 
 
 def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
-    locks = [asyncio.Lock() for _ in range(KEY_LOCKS)]
     writer = Grouper(pump)
 
     async def receive(request: Request) -> Response:
@@ -64,11 +62,7 @@ def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
             pump.counts.accepted += 1
             return JSONResponse({"status": "accepted", "records": 0}, status_code=202)
         try:
-            if key is not None:  # two requests with one key: the second sees the first's file
-                async with locks[hash(key) % KEY_LOCKS]:
-                    outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
-            else:
-                outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
+            outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
         except Exception as e:
             pump.counts.refused += 1
             log.error(redact(f"pump {pump.name}: 503, body not stored: {e}"))

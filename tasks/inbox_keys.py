@@ -16,8 +16,9 @@ The rule that makes a kill -9 safe at any point:
   so the key is not seen; the retry stores the body (a new file, the row updated).
 - killed after the file, before the answer: row and file are there; the retry gets 200 and
   the body stays stored once.
-One receiver per buffer (its lock) and one request per key at a time (the caller's lock)
-keep two writers of one key apart.
+One receiver per buffer (its lock) and one writer thread per pump (tasks/receiver.Grouper:
+groups are stored one after another, and a key twice in one group is stored once) keep
+two writers of one key apart.
 """
 
 from __future__ import annotations

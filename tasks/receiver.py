@@ -111,19 +111,22 @@ class Receiver:
         now = time.time()
         name = file_name(now)
         answers: list[tuple[str, str]] = []
-        claimed: list[str] = []
+        claimed: dict[str, None] = {}  # the new keys, in order
         parts: list[bytes] = []
         for data, key in bodies:
+            if key is not None and key in claimed:  # sent twice at once: stored once
+                answers.append(("duplicate", name))
+                continue
             if key is not None:
                 earlier = self.keys.file_of(key, now)
                 if earlier is not None and self.inbox.exists(earlier):
                     answers.append(("duplicate", earlier))
                     continue
-                claimed.append(key)
+                claimed[key] = None
             parts.append(data)
             answers.append(("accepted", name))
         if parts:
-            self.keys.claim(claimed, name, now)  # before the file: see tasks/inbox_keys.py
+            self.keys.claim(list(claimed), name, now)  # before the file: see tasks/inbox_keys.py
             self.inbox.put(name, b"".join(parts))
         return answers
 
@@ -165,6 +168,10 @@ class Grouper:
                 except queue.Empty:
                     break
                 size += len(group[-1][0])
+            # A body whose request is gone (its sender hung up) is not written: nobody is told.
+            group = [g for g in group if g[2].set_running_or_notify_cancel()]
+            if not group:
+                continue
             try:
                 answers = self.receiver.store([(data, key) for data, key, _ in group])
             except Exception as e:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,3 +412,23 @@ def test_a_bucket_buffer_takes_bodies_and_a_run_reads_them(
         done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     assert landed(project) == [1, 2]
+
+
+def test_one_key_sent_many_times_at_once_is_stored_once(project: Path) -> None:
+    """Sixteen senders post one body with one key together: bodies that arrive together
+    are written as one group, and a key twice in a group is stored once."""
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml") as r:
+        headers = {**JSON, "Idempotency-Key": "same"}
+        go = threading.Barrier(16)
+
+        def send() -> int:
+            go.wait()
+            return httpx.post(
+                f"{r.url}/ingest/partner", headers=headers, content=b'{"n": 1}', timeout=60
+            ).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = Counter(pool.map(lambda _: send(), range(16)))
+    assert statuses == Counter({202: 1, 200: 15})
+    assert buffered(project) == [{"n": 1}]
