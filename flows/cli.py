@@ -647,6 +647,27 @@ def _abandon_run(loaded: Any, store: Any, yes: bool) -> None:
 
 
 @app.command()
+def serve(
+    specs: Annotated[list[Path], typer.Argument(help="Webhook-source spec files")],
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port.")] = 8080,
+) -> None:
+    """Receive partners' webhooks for webhook-source pumps: POST SOURCE.PATH (default
+    /ingest/NAME) answers 202 once the body is in the pump's buffer; GET /healthz."""
+    from flows.serve import serve as serve_specs
+
+    loaded: list[tuple[str, Any]] = []
+    for path in specs:
+        _server_for_secrets(path)
+        spec = _load_or_say(path)
+        if spec is not None:
+            loaded.append((str(path), spec))
+    if len(loaded) < len(specs):
+        raise typer.Exit(2)
+    serve_specs(loaded, host, port, _say)
+
+
+@app.command()
 def deploy(
     specs: Annotated[
         list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")

@@ -24,6 +24,7 @@ from tasks import deadline, faults, progress, sinks, staging
 from tasks.as_started import as_started
 from tasks.deadline import Deadline
 from tasks.failures import resource_error
+from tasks.inbox import as_files
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -43,7 +44,7 @@ def pump(
     started = time.perf_counter()
     run_on = choose(executor, cluster)
     logger = get_run_logger()
-    spec = load(spec_path)
+    spec = as_files(load(spec_path))  # a webhook source is read as the files in its buffer
     tag_run(spec.name)
     store = StateStore(spec.name)
     summary = Summary(pump=spec.name, run_id="-", output=spec.sink.url)

@@ -32,10 +32,12 @@ NAMES = {
 
 # Values under these keys of `source` and `sink` are resolved only when used, so that
 # a spec model (which Prefect may record as a parameter) never holds a secret.
-LAZY_KEYS = frozenset({"headers", "storage_options", "params"})
+LAZY_KEYS = frozenset({"headers", "storage_options", "params", "token"})
 # Where a ${...} is resolved at use (section, key): a command that never uses one of these
 # (status, query, reset) may load the spec with its env variables unset.
 RESOLVED_AT_USE = frozenset((section, key) for section in ("source", "sink") for key in LAZY_KEYS)
+# Used by `pumphouse serve` only, which resolves it as it starts: a run need not have it set.
+SERVE_ONLY = frozenset({("source", "token")})
 
 
 def load_spec(
@@ -164,7 +166,9 @@ def _interpolate(
                 f"${{{kind}:{name}}} is not a valid reference; "
                 f"write ${{{kind}:NAME}} with a NAME {said}"
             )
-        elif kind == "env" and name not in os.environ and tuple(loc[:2]) not in unset_ok:
+        elif (
+            kind == "env" and name not in os.environ and tuple(loc[:2]) not in unset_ok | SERVE_ONLY
+        ):
             found.append(
                 f"environment variable {name} is not set; export it, or remove ${{env:{name}}}"
             )
@@ -172,7 +176,8 @@ def _interpolate(
             secrets.remember(os.environ[name])
         elif kind == "secret" and not lazy:
             found.append(
-                f"${{secret:{name}}} may only stand in headers, params or storage_options; "
+                f"${{secret:{name}}} may only stand in headers, params, storage_options or "
+                f"a webhook's token; "
                 f"elsewhere use ${{env:NAME}}"
             )
     if re.search(r"\$\{(?!(env|secret):)", value):

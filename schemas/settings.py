@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_max_record_bytes: int = 256 * 2**20
     max_memory: int = 256 * 2**30
     max_max_run_seconds: int = 7 * 24 * 3600
+    max_max_body_bytes: int = 64 * 2**20  # a webhook source's max_body_bytes
     # The run lock: how long a second run waits for the first before giving up.
     lock_wait_seconds: float = 0.0
 

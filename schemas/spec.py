@@ -183,7 +183,43 @@ class HttpSource(Model):
     timezone: Zone = "UTC"  # of timestamps that carry no offset
 
 
-Source = Annotated[FilesSource | HttpSource, Field(discriminator="type")]
+WEBHOOK_REF = re.compile(r"^\$\{(env|secret):[^}]+\}$")
+
+
+class WebhookSource(Model):
+    """Partners POST records; `pumphouse serve` makes each body a file in `buffer`, and a run
+    reads the buffer as a files source of ndjson (tasks/inbox.py)."""
+
+    type: Literal["webhook"]
+    path: str | None = Field(None, pattern=r"^/[A-Za-z0-9/_.~-]*$")  # None: /ingest/NAME
+    token: str = Field(min_length=1)  # a reference, resolved by `serve` only
+    buffer: str | None = Field(None, min_length=1)  # None: the pump's inbox (tasks/inbox.py)
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    max_body_bytes: ByteSize = Field(ByteSize(2**20), ge=1024)
+
+    @field_validator("token")
+    @classmethod
+    def _a_reference(cls, v: str) -> str:
+        if not WEBHOOK_REF.match(v):  # a token written in the spec would live in git
+            raise ValueError(
+                "write the token as a reference, ${secret:NAME} (a Prefect Secret block) or "
+                "${env:NAME}, not as text in the spec"
+            )
+        return v
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _under_ceiling(cls, v: ByteSize) -> ByteSize:
+        ceiling = ByteSize(settings.max_max_body_bytes)
+        if v > ceiling:
+            raise ValueError(
+                f"{v.human_readable()} is over the ceiling of {ceiling.human_readable()} "
+                "(raise it with PUMPHOUSE_MAX_MAX_BODY_BYTES if you must)"
+            )
+        return v
+
+
+Source = Annotated[FilesSource | HttpSource | WebhookSource, Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------- contract

@@ -7,7 +7,7 @@ import shutil
 import time
 from typing import Any
 
-from schemas.spec import HttpSource, Spec
+from schemas.spec import FilesSource, HttpSource, Spec
 from tasks import sinks
 from tasks.as_started import frozen_of
 from tasks.http_source import page_input
@@ -86,6 +86,7 @@ def _inputs(
     source = spec.source
     if isinstance(source, HttpSource):
         return [page_input(source)], {}
+    assert isinstance(source, FilesSource)  # a webhook source runs as files (tasks/inbox.py)
     files, known = list_files(source), dict[str, dict[str, Any]]()
     if source.new_files_only:
         files, known = unread(source, files, committed.files)
@@ -99,6 +100,7 @@ def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
     stays as the run froze it: it orders the run's rows. True if any changed."""
     if isinstance(spec.source, HttpSource) or not manifest.inputs:
         return False
+    assert isinstance(spec.source, FilesSource)  # a webhook source runs as files
     frozen = {f["url"]: f["mtime"] for f in manifest.inputs if "mtime" in f}
     listed = [f.to_dict() for f in list_files(spec.source)]
     listed = [{**f, "mtime": frozen.get(f["url"], f["mtime"])} for f in listed]

@@ -99,9 +99,9 @@ def _stage_file(
     # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
     with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
         blocks = (
-            None
-            if isinstance(spec.source, HttpSource)
-            else ndjson_blocks(spec.source, file, spec.limits)
+            ndjson_blocks(spec.source, file, spec.limits)
+            if isinstance(spec.source, FilesSource)
+            else None
         )
         checked = functools.partial(_stage_checked, compression=compression)
         try:
@@ -157,6 +157,7 @@ def _batches(spec: Spec, file: SourceFile, hwm: str | None, left: list[Resume]) 
     if isinstance(source, HttpSource):
         resume = resume_of(source, file.url, file.fingerprint)
         return read_pages(source, hwm, spec.limits, resume, left)
+    assert isinstance(source, FilesSource)  # a webhook source runs as files (tasks/inbox.py)
     return read_batches(source, file, spec.limits, _positional(spec))
 
 

@@ -53,7 +53,7 @@ def _blocks(coming: bool) -> list[Any]:
         for m in BLOCK.finditer(TEXT)
         if bool(m.group(1)) == coming
     ]
-    assert found, f"no ```yaml{' (coming)' if coming else ''} blocks in {DOC}"
+    assert found or coming, f"no ```yaml blocks in {DOC}"  # none may be coming
     return found
 
 
@@ -140,7 +140,7 @@ def test_every_command_is_in_the_command_table() -> None:
 
 def test_the_commands_marked_coming_are_not_built_yet() -> None:
     coming = re.findall(r"^\| `pumphouse (\w+)[^|]*` \| \*coming\*", TEXT, re.M)
-    assert {"init", "serve"} <= set(coming)
+    assert {"init"} <= set(coming)
     assert not set(coming) & _commands(), "a command marked coming is built: describe it"
 
 

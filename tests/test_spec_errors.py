@@ -256,7 +256,7 @@ BAD_SPECS: list[Bad] = [
         "missing source.type",
         "  type: files\n",
         "",
-        "pumps/orders.yaml:2 source.type: missing required key 'type'; valid: files, http",
+        "pumps/orders.yaml:2 source.type: missing required key 'type'; valid: files, http, webhook",
     ),
     bad(
         "missing schedule.cron",
@@ -276,7 +276,7 @@ BAD_SPECS: list[Bad] = [
         "unknown source type",
         "  type: files",
         "  type: ftp",
-        "pumps/orders.yaml:3 source.type: unknown type 'ftp'; valid: files, http",
+        "pumps/orders.yaml:3 source.type: unknown type 'ftp'; valid: files, http, webhook",
     ),
     bad(
         "unknown sink type",
@@ -603,8 +603,8 @@ BAD_SPECS: list[Bad] = [
         "secret outside headers, params and storage_options",
         "url: s3://exports/orders/",
         "url: s3://${secret:bucket}/orders/",
-        "pumps/orders.yaml:4 source.url: ${secret:bucket} may only stand in headers, params "
-        "or storage_options; elsewhere use ${env:NAME}",
+        "pumps/orders.yaml:4 source.url: ${secret:bucket} may only stand in headers, params, "
+        "storage_options or a webhook's token; elsewhere use ${env:NAME}",
     ),
     bad(
         "unknown kind of reference",

@@ -1,0 +1,434 @@
+"""`pumphouse serve` (CONTRACT §1 webhook source, §4): the real receiver process on a free
+port, real files in its buffer, then the real `pumphouse run` landing them in parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from bench.server import free_port
+from schemas.errors import SpecError
+from schemas.loader import parse_spec
+from tasks.inbox import file_name
+from tests.conftest import PUMPHOUSE, run_cli
+
+TOKEN = "tok-9f3a1c77e2b54d08-partner"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON = {**AUTH, "Content-Type": "application/json"}
+BUFFER = Path(".pumphouse/_inbox/partner")
+
+SPEC = """
+name: partner
+source: {{type: webhook, token: "${{env:PARTNER_TOKEN}}", max_body_bytes: 1KiB}}
+schema:
+  columns:
+    n: {{type: int64, nullable: false}}
+sink: {{type: parquet, url: ./warehouse/partner}}
+limits: {{requests_per_second: {rate}}}
+"""
+SLOW = """
+name: slow
+source: {type: webhook, path: /hooks/slow, token: "${env:PARTNER_TOKEN}"}
+sink: {type: parquet, url: ./warehouse/slow}
+limits: {requests_per_second: 0.01}
+"""
+
+
+@dataclass
+class Receiver:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start(project: Path, specs: tuple[str, ...], port: int) -> subprocess.Popen[bytes]:
+    """`pumphouse serve SPECS` in `project`, its output appended to serve.log, once /healthz
+    answers."""
+    with open(project / "serve.log", "ab") as log:
+        process = subprocess.Popen(
+            [PUMPHOUSE, "serve", *specs, "--port", str(port)],
+            cwd=project,
+            env={**os.environ, "PARTNER_TOKEN": TOKEN},
+            stdout=log,
+            stderr=log,
+        )
+    while True:  # no deadline: the test's timeout stops a receiver that never starts
+        if process.poll() is not None:
+            raise AssertionError((project / "serve.log").read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
+@contextmanager
+def receiving(project: Path, *specs: str) -> Iterator[Receiver]:
+    """The receiver of `specs` on a free port; killed (SIGKILL) on the way out if running."""
+    port = free_port()
+    process = start(project, specs, port)
+    try:
+        yield Receiver(f"http://127.0.0.1:{port}", process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def write_specs(project: Path, rate: float = 1000) -> None:
+    (project / "pumps" / "partner.yaml").write_text(SPEC.format(rate=rate))
+    (project / "pumps" / "slow.yaml").write_text(SLOW)
+
+
+def buffered(project: Path) -> list[dict[str, object]]:
+    """Every record in the buffer's files, in file-name order."""
+    files = sorted((project / BUFFER).glob("**/*.ndjson"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def landed(project: Path) -> list[int]:
+    rows = duckdb.sql(
+        f"SELECT n FROM read_parquet('{project}/warehouse/partner/**/*.parquet') ORDER BY n"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_every_answer_of_the_receiver_then_a_run_lands_the_bodies_once(
+    project: Path, prefect_server: str
+) -> None:
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml", "pumps/slow.yaml") as r:
+        post = f"{r.url}/ingest/partner"
+        health = httpx.get(f"{r.url}/healthz")
+        assert health.status_code == 200
+        assert [(p["name"], p["path"]) for p in health.json()["pumps"]] == [
+            ("partner", "/ingest/partner"),
+            ("slow", "/hooks/slow"),
+        ]
+
+        one = httpx.post(post, headers=JSON, content=b'{"n": 1}')
+        assert (one.status_code, one.json()) == (202, {"status": "accepted", "records": 1})
+        assert buffered(project) == [{"n": 1}]  # durable before the answer
+
+        keyed = {**JSON, "Idempotency-Key": "order-2"}
+        array = b'[{"n": 2},\n {"n": 3}]'
+        assert httpx.post(post, headers=keyed, content=array).status_code == 202
+        again = httpx.post(post, headers=keyed, content=array)
+        assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+        ndjson = {**AUTH, "Content-Type": "application/x-ndjson; charset=utf-8"}
+        assert (
+            httpx.post(post, headers=ndjson, content=b'{"n": 4}\n\n{"n": 5}\n').status_code == 202
+        )
+        assert buffered(project) == [{"n": n} for n in range(1, 6)]
+
+        refused = [
+            (httpx.post(post, headers=ndjson, content=b'{"n": 6}\n{"n": 7\n'), 400, "line 2"),
+            (httpx.post(post, headers=JSON, content=b'{"n": 6}\n[1]'), 400, "line 2"),
+            (httpx.post(post, headers=JSON, content=b"[1]"), 400, "item 1"),
+            (httpx.post(post, headers={"Content-Type": "application/json"}, content=b"{}"), 401, "token"),
+            (httpx.post(post, headers={**JSON, "Authorization": "Bearer nope"}, content=b"{}"), 401, "token"),
+            (httpx.post(post, headers={**AUTH, "Content-Type": "text/csv"}, content=b"n\n6"), 415, "Content-Type"),
+            (httpx.post(post, headers=JSON, content=b'{"n": 6, "pad": "' + b"x" * 2000 + b'"}'), 413, "max_body_bytes"),
+            # no Content-Length: the body is streamed and cut at the limit
+            (httpx.post(post, headers=JSON, content=iter([b'{"n": 6, "pad": "', b"x" * 2000, b'"}'])), 413, "max_body_bytes"),
+        ]  # fmt: skip
+        for response, status, says in refused:
+            assert (response.status_code, says in response.json()["error"]) == (status, True)
+        assert len(buffered(project)) == 5  # nothing refused was kept
+
+        slow = f"{r.url}/hooks/slow"
+        assert httpx.post(slow, headers=JSON, content=b'{"a": 1}').status_code == 202
+        over = httpx.post(slow, headers=JSON, content=b'{"a": 2}')
+        assert over.status_code == 429
+        assert int(over.headers["Retry-After"]) >= 1
+
+        counts = httpx.get(f"{r.url}/healthz").json()["pumps"][0]
+        assert (counts["accepted"], counts["duplicate"], counts["refused"]) == (3, 1, 8)
+
+    done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows_written"] == 5
+    assert landed(project) == [1, 2, 3, 4, 5]
+    again = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    assert json.loads(again.stdout)["rows_written"] == 0
+    assert landed(project) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.reliability(
+    "secrets",
+    "the receiver's token (${env:}) sent right and wrong, bodies stored, duplicates, refusals",
+    "zero hits of the token in every file the receiver leaves: buffer, keys, lock, its log",
+)
+def test_the_token_is_in_no_file_the_receiver_leaves(project: Path) -> None:
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml") as r:
+        post = f"{r.url}/ingest/partner"
+        keyed = {**JSON, "Idempotency-Key": "k1"}
+        assert httpx.post(post, headers=keyed, content=b'{"n": 1}').status_code == 202
+        assert httpx.post(post, headers=keyed, content=b'{"n": 1}').status_code == 200
+        wrong = {**JSON, "Authorization": f"Bearer {TOKEN}x"}
+        assert httpx.post(post, headers=wrong, content=b'{"n": 2}').status_code == 401
+        assert httpx.post(post, headers=JSON, content=b"{").status_code == 400
+        r.process.send_signal(signal.SIGTERM)
+        r.process.wait()
+    left = [p for p in project.rglob("*") if p.is_file()]
+    assert project / "serve.log" in left
+    assert any(p.suffix == ".ndjson" for p in left)
+    assert [p for p in left if TOKEN.encode() in p.read_bytes()] == []
+
+
+def test_a_body_the_buffer_cannot_take_is_answered_503_and_its_retry_is_stored(
+    project: Path,
+) -> None:
+    """A file where the year's folder should be: the write fails as on a full disk. The
+    key was claimed before the write, but names no file, so the retry stores the body."""
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml") as r:
+        post = f"{r.url}/ingest/partner"
+        years = {time.gmtime().tm_year, time.gmtime(time.time() + 60).tm_year}
+        for year in years:
+            (project / BUFFER / str(year)).write_text("in the way")
+        keyed = {**JSON, "Idempotency-Key": "k-503"}
+        failed = httpx.post(post, headers=keyed, content=b'{"n": 1}')
+        assert failed.status_code == 503
+        assert buffered(project) == []
+        for year in years:
+            (project / BUFFER / str(year)).unlink()
+        assert httpx.post(post, headers=keyed, content=b'{"n": 1}').status_code == 202
+        assert httpx.post(post, headers=keyed, content=b'{"n": 1}').status_code == 200
+    assert buffered(project) == [{"n": 1}]
+
+
+def test_a_second_receiver_for_the_same_buffer_is_refused(project: Path) -> None:
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml"):
+        second = run_cli(
+            "serve", "pumps/partner.yaml", "--port", str(free_port()), cwd=project,
+            env={"PARTNER_TOKEN": TOKEN},
+        )  # fmt: skip
+    assert second.returncode == 1
+    assert "another `pumphouse serve` receives into" in second.stderr
+
+
+BODIES = 500
+KILLS = 4
+CLIENTS = 8
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "crash",
+    "500 numbered bodies posted by 8 clients with Idempotency-Keys and retries (every 5th sent again after its answer); the receiver (pumphouse serve) killed with kill -9 and restarted 4 times while they post",
+    "every body is answered (202, or 200 when a kill came between its file and the answer), none 202 twice; the buffer holds each number exactly once, and after `pumphouse run` the sink does too",
+)
+def test_kill_9_soak_stores_each_body_once(project: Path, prefect_server: str) -> None:
+    write_specs(project)
+    port = free_port()
+    accepted: Counter[int] = Counter()  # 202s per number (a kill may turn one into a 200)
+    answered: set[int] = set()
+    todo = list(range(BODIES))
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def post_until_answered(client: httpx.Client, n: int) -> int:
+        headers = {**JSON, "Idempotency-Key": f"body-{n}"}
+        while True:
+            try:
+                got = client.post(
+                    f"http://127.0.0.1:{port}/ingest/partner",
+                    headers=headers,
+                    content=json.dumps({"n": n}).encode(),
+                )
+            except httpx.TransportError:  # the receiver is down: retry, as a sender does
+                time.sleep(0.05)
+                continue
+            if got.status_code in (200, 202):
+                return got.status_code
+            assert got.status_code in (429, 503), got.text
+            time.sleep(0.05)
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as c:
+            while not stop.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    n = todo.pop(0)  # counted as done from here: a kill lands mid-flight
+                status = post_until_answered(c, n)
+                with lock:
+                    answered.add(n)
+                    accepted[n] += status == 202
+                if n % 5 == 0:
+                    assert post_until_answered(c, n) == 200
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    process = start(project, ("pumps/partner.yaml",), port)
+    try:
+        for t in threads:
+            t.start()
+        for kill in range(1, KILLS + 1):
+            while True:  # kill when the clients are a kill's share further, mid-flight
+                with lock:
+                    if BODIES - len(todo) >= kill * BODIES // (KILLS + 1):
+                        break
+                time.sleep(0.01)
+            process.kill()
+            process.wait()
+            process = start(project, ("pumps/partner.yaml",), port)
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        process.kill()
+        process.wait()
+    assert answered == set(range(BODIES))
+    # No number was answered 202 twice; one stored just before a kill is answered 200 on retry.
+    assert max(accepted.values()) == 1
+    numbers = Counter(int(str(rec["n"])) for rec in buffered(project))
+    assert sorted(numbers) == list(range(BODIES))
+    assert set(numbers.values()) == {1}
+
+    done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert landed(project) == list(range(BODIES))
+
+
+def test_file_names_sort_by_arrival() -> None:
+    now = time.time()
+    names = [file_name(now) for _ in range(1000)] + [file_name(now + 1)]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert names[0].startswith(time.strftime("%Y/%m/%d/%H%M%S-", time.gmtime(now)))
+
+
+WEBHOOK = """
+name: partner
+source: {source}
+sink: {{type: parquet, url: ./warehouse/partner}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{type: webhook}", "source.token: missing required key 'token'"),
+        ("{type: webhook, token: hunter2}", "source.token: write the token as a reference"),
+        ('{type: webhook, token: "${env:PARTNER_TOKEN}", url: x}', "source.url: unknown key 'url'"),
+        ('{type: webhook, token: "${env:PARTNER_TOKEN}", path: ingest}', "source.path"),
+        (
+            '{type: webhook, token: "${env:PARTNER_TOKEN}", max_body_bytes: 1GiB}',
+            "over the ceiling of 64.0MiB",
+        ),
+    ],
+)
+def test_bad_webhook_sources_are_refused(
+    source: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARTNER_TOKEN", TOKEN)
+    with pytest.raises(SpecError) as e:
+        parse_spec(WEBHOOK.format(source=source), "pumps/partner.yaml")
+    assert message in "\n".join(e.value.problems)
+
+
+def test_a_webhook_source_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARTNER_TOKEN", TOKEN)
+    spec = parse_spec(
+        WEBHOOK.format(source='{type: webhook, token: "${env:PARTNER_TOKEN}"}'), "p.yaml"
+    )
+    assert spec.source.type == "webhook"
+    assert TOKEN not in spec.model_dump_json()  # resolved by serve only
+
+
+def test_serve_refuses_a_spec_it_cannot_serve(project: Path) -> None:
+    write_specs(project)
+    files = project / "pumps" / "files.yaml"
+    files.write_text(
+        "name: files\nsource: {type: files, url: ./in/, format: ndjson}\n"
+        "sink: {type: parquet, url: ./warehouse/files}\n"
+    )
+    not_webhook = run_cli("serve", "pumps/files.yaml", cwd=project)
+    assert not_webhook.returncode == 2
+    assert "serve receives for source.type webhook only" in not_webhook.stderr
+    env = {k: v for k, v in os.environ.items() if k != "PARTNER_TOKEN"}
+    no_token = subprocess.run(
+        [PUMPHOUSE, "serve", "pumps/partner.yaml", "--port", str(free_port())],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert no_token.returncode == 2
+    assert "environment variable PARTNER_TOKEN is not set" in no_token.stderr
+
+
+def test_a_bucket_buffer_takes_bodies_and_a_run_reads_them(
+    project: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffer in S3 (moto): each body one PUT; a key seen is 200; a bucket that is not
+    there is 503 with nothing kept; the run reads the bucket's files."""
+    from tests._moto import ADMIN, make_bucket, moto_s3, s3, storage_options
+
+    monkeypatch.setenv("PUMP_S3_KEY", ADMIN["key"])
+    monkeypatch.setenv("PUMP_S3_SECRET", ADMIN["secret"])
+    with moto_s3() as endpoint:
+        make_bucket(endpoint, "drop")
+        opts = storage_options(endpoint)
+        for name, bucket in (("partner", "drop"), ("gone", "no-such-bucket")):
+            (project / "pumps" / f"{name}.yaml").write_text(
+                f"name: {name}\n"
+                f'source: {{type: webhook, token: "${{env:PARTNER_TOKEN}}", '
+                f"buffer: s3://{bucket}/partner/, storage_options: {opts}}}\n"
+                "schema: {columns: {n: {type: int64}}}\n"
+                f"sink: {{type: parquet, url: ./warehouse/{name}}}\n"
+            )
+        with receiving(project, "pumps/partner.yaml", "pumps/gone.yaml") as r:
+            keyed = {**JSON, "Idempotency-Key": "k"}
+            post = f"{r.url}/ingest/partner"
+            assert (
+                httpx.post(post, headers=keyed, content=b'[{"n": 1}, {"n": 2}]').status_code == 202
+            )
+            assert (
+                httpx.post(post, headers=keyed, content=b'[{"n": 1}, {"n": 2}]').status_code == 200
+            )
+            assert (
+                httpx.post(f"{r.url}/ingest/gone", headers=JSON, content=b'{"n": 3}').status_code
+                == 503
+            )
+        log = (project / "serve.log").read_text()
+        assert "warning: pump gone: cannot write to its buffer s3://no-such-bucket/partner" in log
+        fs = s3(endpoint)
+        bodies = [p for p in fs.find("drop/partner") if p.endswith(".ndjson")]
+        assert len(bodies) == 1 and fs.cat_file(bodies[0]) == b'{"n":1}\n{"n":2}\n'
+        assert TOKEN.encode() not in b"".join(fs.cat_file(p) for p in fs.find("drop"))
+        done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert landed(project) == [1, 2]
+
+
+def test_one_key_sent_many_times_at_once_is_stored_once(project: Path) -> None:
+    """Sixteen senders post one body with one key together: bodies that arrive together
+    are written as one group, and a key twice in a group is stored once."""
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml") as r:
+        headers = {**JSON, "Idempotency-Key": "same"}
+        go = threading.Barrier(16)
+
+        def send() -> int:
+            go.wait()
+            return httpx.post(
+                f"{r.url}/ingest/partner", headers=headers, content=b'{"n": 1}', timeout=60
+            ).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = Counter(pool.map(lambda _: send(), range(16)))
+    assert statuses == Counter({202: 1, 200: 15})
+    assert buffered(project) == [{"n": 1}]
