@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import free_port
-from bench.server import prefect_server as server_of
+from tests._prefect_server import free_port
+from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
 PUMPHOUSE = str(Path(sys.executable).with_name("pumphouse"))
