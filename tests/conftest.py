@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -67,4 +69,47 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def run_in_process(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`pumphouse ARGS` through the command's own main() in this process, in `cwd`, with `env`
+    as the whole environment when given: its exit code and what it printed, as run_cli gives
+    them. For commands that start no flow (validate, status, query, reset), where a subprocess
+    would prove nothing more and only add seconds of imports; `run` and signals stay real.
+    Settings (PUMPHOUSE_*, PREFECT_*) are read once a process: a call that changes them needs
+    run_cli."""
+    from flows.cli import main
+
+    if env is not None:
+        changed = sorted(
+            k
+            for k in {*os.environ, *env}
+            if k.startswith(("PUMPHOUSE_", "PREFECT_")) and env.get(k) != os.environ.get(k)
+        )
+        assert not changed, f"{changed} need a process of their own: use run_cli"
+
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        sys.argv = ["pumphouse", *args]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    assert isinstance(code, int | None), code
+    return subprocess.CompletedProcess(
+        [PUMPHOUSE, *args], code or 0, out.getvalue(), err.getvalue()
     )
