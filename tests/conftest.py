@@ -37,6 +37,37 @@ os.environ.update(
 )
 
 
+# How hard the property tests search, by HYPOTHESIS_PROFILE: `ci` (the default, `make test`)
+# runs each property's own max_examples, `dev` (`make check`) a quarter of them, `deep` ten
+# times as many (a longer search, e.g. before a release).
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+SCALE = {"dev": 0.25, "ci": 1, "deep": 10}
+assert HYPOTHESIS_PROFILE in SCALE, f"HYPOTHESIS_PROFILE is one of {', '.join(SCALE)}"
+
+
+def examples(n: int) -> int:
+    """A property's max_examples under the profile: `n` as written for `ci`."""
+    return max(3, round(n * SCALE[HYPOTHESIS_PROFILE]))
+
+
+# Module fixtures whose tests run on one xdist worker, in file order (`--dist loadgroup`):
+# test_cli's `pumped` (its last test changes the project), test_deploy's `site` (a deployed
+# project and a Prefect worker: costly to build twice).
+ONE_WORKER = ("pumped", "site")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the Prefect server is marked `server` (`make check` leaves it out);
+    the tests of a ONE_WORKER fixture are one xdist group."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "prefect_server" in names:
+            item.add_marker(pytest.mark.server)
+        for name in ONE_WORKER:
+            if name in names:
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real Prefect server, started once for the session by the first test that asks for it.

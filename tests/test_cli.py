@@ -97,6 +97,7 @@ def flat(help_text: str) -> str:
 # ---------------------------------------------------------------- help and usage
 
 
+@pytest.mark.subprocess
 def test_help_explains_every_command(tmp_path: Path) -> None:
     top = cli("--help", cwd=tmp_path)
     assert top.returncode == 0
@@ -858,6 +859,7 @@ OVERLAPS = [  # (name, source.url, source.glob, sink.url, the start of the probl
 ]
 
 
+@pytest.mark.subprocess  # PUMPHOUSE_STATE_DIR is read once a process
 @pytest.mark.reliability(
     "hostile spec",
     "a sink inside the source folder (source lake/, glob **/*.parquet, sink lake/out), spelt with ./, .., a glob in the URL or through a symlink; a source inside the sink; the state folder inside the source",
