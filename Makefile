@@ -1,4 +1,4 @@
-# Two commands matter: `make demo` and `make test` (see README.md).
+# Two commands matter: `make demo` and `make test` (see README.md); `make check` while you work.
 SHELL := /bin/bash
 PY ?= python3
 # Use uv from PATH when there is one; otherwise bootstrap it into .tools/ from PyPI.
@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 # where PYTHONDONTWRITEBYTECODE is set.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: demo test lint typecheck unit clean bench reliability bytecode
+.PHONY: demo test check lint typecheck unit clean bench reliability bytecode
 
 .tools/bin/uv:
 	$(PY) -m venv .tools
@@ -35,10 +35,23 @@ lint: .venv/.synced
 typecheck: .venv/.synced
 	.venv/bin/mypy
 
-unit: .venv/.synced bytecode
-	.venv/bin/pytest
+# Tests run on every core (pytest-xdist; WORKERS=0: all in this one process). Each worker
+# has its own Prefect server and temporary folders; the tests of a module fixture that must
+# not be split stay on one worker (tests/conftest.py ONE_WORKER).
+WORKERS ?= logical
+XDIST = -n $(WORKERS) --dist loadgroup
 
+unit: .venv/.synced bytecode
+	.venv/bin/pytest $(XDIST)
+
+# The whole suite: what CI runs.
 test: lint typecheck unit
+
+# The fast lane for everyday work: lint and the in-process tests, without those that use
+# the Prefect server, start a process or soak (markers server, subprocess, slow), with
+# Hypothesis at a quarter of its examples (HYPOTHESIS_PROFILE=dev). `make test` before a push.
+check: lint bytecode
+	HYPOTHESIS_PROFILE=dev .venv/bin/pytest $(XDIST) -m "not server and not subprocess and not slow"
 
 reliability: .venv/.synced
 	.venv/bin/python -m tests.reliability

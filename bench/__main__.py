@@ -19,7 +19,7 @@ from collections.abc import Callable
 from bench import jobs, report
 from bench.gen import generate
 from bench.measure import Run
-from bench.server import prefect_server
+from tests._prefect_server import prefect_server
 
 ROWS = 1_050_000
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.gen import generate
 from bench.jobs import PROJECT, WORK, pump_project, pumphouse
 from bench.measure import Run
-from bench.server import free_port, prefect_server
+from tests._prefect_server import free_port, prefect_server
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results-scale.md"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.server import stop
+from tests._prefect_server import stop
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 

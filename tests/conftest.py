@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -11,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import free_port
-from bench.server import prefect_server as server_of
+from tests._prefect_server import free_port
+from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
 PUMPHOUSE = str(Path(sys.executable).with_name("pumphouse"))
@@ -33,6 +35,37 @@ os.environ.update(
         "DO_NOT_TRACK": "1",
     }
 )
+
+
+# How hard the property tests search, by HYPOTHESIS_PROFILE: `ci` (the default, `make test`)
+# runs each property's own max_examples, `dev` (`make check`) a quarter of them, `deep` ten
+# times as many (a longer search, e.g. before a release).
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+SCALE = {"dev": 0.25, "ci": 1, "deep": 10}
+assert HYPOTHESIS_PROFILE in SCALE, f"HYPOTHESIS_PROFILE is one of {', '.join(SCALE)}"
+
+
+def examples(n: int) -> int:
+    """A property's max_examples under the profile: `n` as written for `ci`."""
+    return max(3, round(n * SCALE[HYPOTHESIS_PROFILE]))
+
+
+# Module fixtures whose tests run on one xdist worker, in file order (`--dist loadgroup`):
+# test_cli's `pumped` (its last test changes the project), test_deploy's `site` (a deployed
+# project and a Prefect worker: costly to build twice).
+ONE_WORKER = ("pumped", "site")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the Prefect server is marked `server` (`make check` leaves it out);
+    the tests of a ONE_WORKER fixture are one xdist group."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "prefect_server" in names:
+            item.add_marker(pytest.mark.server)
+        for name in ONE_WORKER:
+            if name in names:
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -67,4 +100,47 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def run_in_process(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`pumphouse ARGS` through the command's own main() in this process, in `cwd`, with `env`
+    as the whole environment when given: its exit code and what it printed, as run_cli gives
+    them. For commands that start no flow (validate, status, query, reset), where a subprocess
+    would prove nothing more and only add seconds of imports; `run` and signals stay real.
+    Settings (PUMPHOUSE_*, PREFECT_*) are read once a process: a call that changes them needs
+    run_cli."""
+    from flows.cli import main
+
+    if env is not None:
+        changed = sorted(
+            k
+            for k in {*os.environ, *env}
+            if k.startswith(("PUMPHOUSE_", "PREFECT_")) and env.get(k) != os.environ.get(k)
+        )
+        assert not changed, f"{changed} need a process of their own: use run_cli"
+
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        sys.argv = ["pumphouse", *args]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    assert isinstance(code, int | None), code
+    return subprocess.CompletedProcess(
+        [PUMPHOUSE, *args], code or 0, out.getvalue(), err.getvalue()
     )

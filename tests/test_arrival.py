@@ -20,6 +20,7 @@ from schemas.loader import parse_spec
 from tasks.listing import SourceFile
 from tasks.load import load_run
 from tests._http_servers import PagedAPI, api_spec, serve
+from tests.conftest import examples
 from tests.data import landed
 
 SPEC = """\
@@ -209,7 +210,7 @@ def _neg(s: str) -> str:
     return "".join(chr(0x10FFFF - ord(c)) for c in s)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(files, st.sampled_from(["latest", "first"]))
 def test_the_load_keeps_the_row_the_contracts_arrival_rule_keeps(
     data: dict[str, tuple[float, list[tuple[int, int | None]]]], keep: str

@@ -1,8 +1,10 @@
-"""The `pumphouse` command as users type it (CONTRACT §3, §4): the real command in a subprocess.
+"""The `pumphouse` command as users type it (CONTRACT §3, §4).
 
-Exit codes, stdout and stderr are checked through a subprocess; a few exit-0 checks of
-output content run in-process (typer's CliRunner) where a subprocess would only add
-seconds of imports. No call may ever print a traceback.
+`run` (and help, usage errors, signals) is the real command in a subprocess. The commands
+that start no flow (validate, status, query, reset) run through the command's own main() in
+this process (`command`): the same exit codes, stdout and stderr, without a subprocess's
+seconds of imports; a few exit-0 checks of output content use typer's CliRunner. No call may
+ever print a traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests._moto import free_port
-from tests.conftest import PUMPHOUSE, REPO
+from tests.conftest import PUMPHOUSE, REPO, run_in_process
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
 COMMANDS = ("validate", "run", "status", "query", "deploy", "reset")
@@ -52,6 +54,15 @@ def cli(
         text=True,
         timeout=timeout,
     )
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    return done
+
+
+def command(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`pumphouse ARGS` (not `run`) through main() in this process, as `cli` gives it."""
+    done = run_in_process(*args, cwd=cwd, env=env)
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     return done
 
@@ -86,6 +97,7 @@ def flat(help_text: str) -> str:
 # ---------------------------------------------------------------- help and usage
 
 
+@pytest.mark.subprocess
 def test_help_explains_every_command(tmp_path: Path) -> None:
     top = cli("--help", cwd=tmp_path)
     assert top.returncode == 0
@@ -144,7 +156,7 @@ def test_validate_refuses_two_pumps_of_one_name(project: Path) -> None:
     pumps = project / "pumps"
     (pumps / "orders.yaml").write_text(spec_text())
     (pumps / "orders2.yaml").write_text("# the same pump again\n" + spec_text())
-    done = cli("validate", "pumps/orders.yaml", "pumps/orders2.yaml", cwd=project)
+    done = command("validate", "pumps/orders.yaml", "pumps/orders2.yaml", cwd=project)
     assert done.returncode == 2
     assert done.stdout.strip() == "ok: pumps/orders.yaml (pump orders)"
     assert [line for line in plain_lines(done.stderr) if not line.startswith("note: ")] == [
@@ -152,7 +164,7 @@ def test_validate_refuses_two_pumps_of_one_name(project: Path) -> None:
         "each pump its own name (it names the pump's state, output view and deployment)"
     ]
     # the same file twice is one pump
-    again = cli("validate", "pumps/orders.yaml", "pumps/orders.yaml", cwd=project)
+    again = command("validate", "pumps/orders.yaml", "pumps/orders.yaml", cwd=project)
     assert again.returncode == 0, again.stderr
 
 
@@ -173,7 +185,7 @@ def test_validate_reports_every_problem_with_file_line_and_key(
         "ok: pumps/orders.yaml (pump orders)"
     )
 
-    done = cli(
+    done = command(
         "validate",
         "pumps/orders.yaml",
         "pumps/bad.yaml",
@@ -411,7 +423,7 @@ def test_the_command_exits_after_prefect_has_its_last_log_line_and_state(
 
 def test_status_reads_the_pumps_folder(pumped: dict[str, Any], tmp_path: Path) -> None:
     summary = one_json_object(pumped["run"].stdout)
-    done = cli("status", cwd=pumped["project"])
+    done = command("status", cwd=pumped["project"])
     assert done.returncode == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if " orders " in line]
     cells = [c.strip() for c in re.split(r"[│|┃]", row) if c.strip()]
@@ -427,7 +439,7 @@ def test_status_reads_the_pumps_folder(pumped: dict[str, Any], tmp_path: Path) -
     assert cells[7] == "-"  # no open run
 
     (tmp_path / "pumps").mkdir()
-    nothing = cli("status", cwd=tmp_path)
+    nothing = command("status", cwd=tmp_path)
     assert nothing.returncode == 2
     (line,) = plain_lines(nothing.stderr)
     assert "no specs" in line and "pumphouse status pumps/NAME.yaml" in line
@@ -454,14 +466,14 @@ def test_status_and_query_need_no_variable_only_a_source_or_sink_would_use(
     both = {**env, "PUMP_SECRET": SECRET, "SINK_SECRET": SECRET}
     ran = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=both)
     assert ran.returncode == 0, ran.stderr
-    status = cli("status", cwd=project, env=env)
+    status = command("status", cwd=project, env=env)
     assert status.returncode == 0, status.stderr
     assert "invalid spec" not in status.stdout and " ok " in status.stdout
     count = ("query", "pumps/orders.yaml", "SELECT count(*) FROM lazy", "--format", "csv")
-    query = cli(*count, cwd=project, env={**env, "SINK_SECRET": SECRET})
+    query = command(*count, cwd=project, env={**env, "SINK_SECRET": SECRET})
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines()[1:] == [str(len(expected(records)))]
-    no_sink = cli(*count, cwd=project, env=env)
+    no_sink = command(*count, cwd=project, env=env)
     assert no_sink.returncode == 2
     assert plain_lines(no_sink.stderr) == [
         f"pumps/orders.yaml:{line} sink.storage_options.password: environment variable "
@@ -503,14 +515,14 @@ def test_query_formats_views_and_errors(
     )
     assert rejected == [{"n": invalid, "e": invalid}]
 
-    # the real command: a failing query is a usage error, said in one line naming the views
-    bad_sql = cli("query", "pumps/orders.yaml", "SELECT nope FROM orderz", cwd=project)
+    # a failing query is a usage error, said in one line naming the views
+    bad_sql = command("query", "pumps/orders.yaml", "SELECT nope FROM orderz", cwd=project)
     assert bad_sql.returncode == 2 and bad_sql.stdout == ""
     (line,) = plain_lines(bad_sql.stderr)
     assert line.startswith("error: query failed: ") and "orderz" in line
     assert "orders, orders_rejected" in line
 
-    bad_format = cli("query", "pumps/orders.yaml", "SELECT 1", "--format", "xml", cwd=project)
+    bad_format = command("query", "pumps/orders.yaml", "SELECT 1", "--format", "xml", cwd=project)
     assert bad_format.returncode == 2 and bad_format.stdout == ""
     (line,) = plain_lines(bad_format.stderr)
     assert "'xml'" in line and "table, csv, json" in line
@@ -585,7 +597,7 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
     state = project / ".pumphouse" / "orders" / "state.json"
     assert state.exists()
 
-    refused = cli("reset", "pumps/orders.yaml", cwd=project)
+    refused = command("reset", "pumps/orders.yaml", cwd=project)
     assert refused.returncode == 2
     (line,) = plain_lines(refused.stderr)
     assert "--yes" in line
@@ -657,24 +669,22 @@ def test_a_run_sends_flow_run_heartbeats_only_when_configured(
     assert _heartbeats(prefect_server, "pumps/quiet.yaml") == []
 
 
-def test_prefect_records_a_runs_parameters_as_given(project: Path, prefect_server: str) -> None:
+def test_prefect_records_a_runs_parameters_as_given(pumped: dict[str, Any]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
-    write_orders(project / "in", files=1, rows=40, seed=24)
-    # a name of its own: the pump's one artifact on the shared server is this run's
-    (project / "pumps" / "params.yaml").write_text(spec_text(name="params", out="./out/params"))
-    done = cli("run", "pumps/params.yaml", "--json", cwd=project)
-    assert done.returncode == 0, done.stderr[-2000:]
-    run_id = one_json_object(done.stdout)["run_id"]
+    assert pumped["run"].returncode == 0, pumped["run"].stderr[-2000:]
+    run_id = one_json_object(pumped["run"].stdout)["run_id"]
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-params"]))
+        artifacts = client.read_artifacts(  # the newest first: other pumps are named orders too
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pump-orders"])),
+            sort=ArtifactSort.CREATED_DESC,
         )
         (artifact,) = [a for a in artifacts if run_id in str(a.data)]
         run = client.read_flow_run(artifact.flow_run_id)
     assert run.parameters == {
-        "spec_path": "pumps/params.yaml",
+        "spec_path": "pumps/orders.yaml",
         "full_refresh": False,
         "executor": None,
         "cluster": None,
@@ -775,14 +785,15 @@ def test_a_failed_run_shows_what_it_did_and_json_is_one_object_even_for_a_spec_e
     assert "pumps/bad.yaml:1 name:" in summary["error"]
 
     down = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    outputs = []
     for args in (("--json",), ()):
         done = cli("run", "pumps/failing.yaml", *args, cwd=project, env=down)
         assert done.returncode == 1
         (line,) = plain_lines(done.stderr)
         assert line.startswith("error: cannot reach the Prefect server at http://127.0.0.1:")
         assert "start it (`prefect server start`) or fix PREFECT_API_URL" in line
-    assert one_json_object(cli("run", "pumps/failing.yaml", "--json", cwd=project, env=down)
-                           .stdout)["error"] == line.removeprefix("error: ")  # fmt: skip
+        outputs.append(done.stdout)
+    assert one_json_object(outputs[0])["error"] == line.removeprefix("error: ")
 
 
 @pytest.mark.reliability(
@@ -818,7 +829,7 @@ def test_secrets_never_reach_the_output(project: Path, prefect_server: str) -> N
     assert failed.returncode == 1
     assert one_json_object(failed.stdout)["status"] == "failed"
     assert 1 <= len(plain_lines(failed.stderr)) <= 2, failed.stderr
-    status = cli("status", "pumps/s3.yaml", cwd=project, env=env)
+    status = command("status", "pumps/s3.yaml", cwd=project, env=env)
     assert status.returncode == 0 and "failed" in status.stdout
     for done in (refused, failed, status):
         assert SECRET not in done.stdout + done.stderr
@@ -866,6 +877,7 @@ OVERLAPS = [  # (name, source.url, source.glob, sink.url, the start of the probl
 ]
 
 
+@pytest.mark.subprocess  # PUMPHOUSE_STATE_DIR is read once a process
 @pytest.mark.reliability(
     "hostile spec",
     "a sink inside the source folder (source lake/, glob **/*.parquet, sink lake/out), spelt with ./, .., a glob in the URL or through a symlink; a source inside the sink; the state folder inside the source",
@@ -878,7 +890,7 @@ def test_validate_refuses_a_sink_or_state_inside_the_source(project: Path) -> No
     for name, src, glob, out, _ in OVERLAPS:
         text = spec_text(name=name, src=src, glob=glob, out=out)
         (project / "pumps" / f"{name}.yaml").write_text(text.replace('  glob: ""\n', ""))
-    done = cli("validate", *(f"pumps/{name}.yaml" for name, *_ in OVERLAPS), cwd=project)
+    done = command("validate", *(f"pumps/{name}.yaml" for name, *_ in OVERLAPS), cwd=project)
     assert done.returncode == 2
     problems = plain_lines(done.stderr)
     for name, *_, want in OVERLAPS:
@@ -923,7 +935,7 @@ def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_se
         '  glob: "*.ndjson"\n  storage_options: {token: "${secret:pump-cli-tokn}"}\n',
     )
     (project / "pumps" / "orders.yaml").write_text(spec)
-    done = cli("validate", "pumps/orders.yaml", cwd=project)
+    done = command("validate", "pumps/orders.yaml", cwd=project)
     assert done.returncode == 2 and done.stdout == ""
     assert plain_lines(done.stderr) == [
         f"pumps/orders.yaml:{_line_of(spec, 'storage_options')} source.storage_options.token: "
@@ -931,7 +943,7 @@ def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_se
         "block create secret` or in the UI, then run again"
     ]
     (project / "pumps" / "orders.yaml").write_text(spec.replace("-tokn}", "-token}"))
-    done = cli("validate", "pumps/orders.yaml", cwd=project)
+    done = command("validate", "pumps/orders.yaml", cwd=project)
     assert done.returncode == 0, done.stderr
     assert "block-s3cr3t-271828" not in done.stdout + done.stderr
 

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.subprocess  # a fresh process: what it imports is the point
 
 SPEC = """\
 name: cached

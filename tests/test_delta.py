@@ -35,7 +35,7 @@ from tests._delta import (  # noqa: F401 (s3_endpoint is a fixture)
     txn_version,
 )
 from tests._moto import free_port, make_bucket, storage_options
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 from tests.data import expected, is_valid, spec_text, write_orders
 
 T1, T2 = "2026-03-08 10:00:00+00", "2026-03-08 11:00:00+00"
@@ -616,15 +616,15 @@ def test_query_compact_and_full_refresh(project: Path) -> None:
 
 
 def test_compact_says_what_it_needs(project: Path) -> None:
-    helped = run_cli("compact", "--help", cwd=project)
+    helped = run_in_process("compact", "--help", cwd=project)
     assert helped.returncode == 0 and "--retention-hours" in helped.stdout
     assert "vacuum" in helped.stdout and "rejected" in helped.stdout
     (project / SPEC).write_text(spec_text())
-    c = run_cli("compact", SPEC, cwd=project)
+    c = run_in_process("compact", SPEC, cwd=project)
     assert c.returncode == 2
     assert c.stderr.strip() == f"error: compact works on delta sinks; {SPEC} has sink.type parquet"
     (project / SPEC).write_text(delta_spec("append"))
-    c = run_cli("compact", SPEC, cwd=project)
+    c = run_in_process("compact", SPEC, cwd=project)
     assert c.returncode == 2
     assert c.stderr.strip() == "error: no Delta table at ./out/orders yet; run the pump first"
 

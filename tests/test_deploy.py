@@ -213,6 +213,7 @@ def test_the_artifact_tells_counts_bytes_durations_marks_output_and_the_error() 
 # ---------------------------------------------------------------- deploy refuses
 
 
+@pytest.mark.subprocess
 def test_deploy_needs_a_server(tmp_path: Path) -> None:
     (tmp_path / "pumps").mkdir()
     (tmp_path / "pumps" / "a.yaml").write_text(pump_spec("a"))

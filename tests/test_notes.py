@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 from tests.data import spec_text
 
 PARQUET = "sink:\n  type: parquet\n  url: ./out/{name}\n  partition_by: [status]\n"
@@ -34,7 +34,7 @@ def write(project: Path, name: str, sink: str = PARQUET, dedup: bool = True) -> 
 def test_validate_notes_dedup_on_an_append_sink_and_exits_0(project: Path) -> None:
     specs = [write(project, name, sink) for name, sink in SINKS.items()]
     specs.append(write(project, "plain", dedup=False))
-    done = run_cli("validate", *specs, cwd=project)
+    done = run_in_process("validate", *specs, cwd=project)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"ok: {s} (pump {Path(s).stem})" for s in specs]
     line = spec_text().splitlines().index(DEDUP) + 1

@@ -22,6 +22,7 @@ from schemas.errors import DataError, SpecError
 from schemas.spec import FilesSource, Limits
 from tasks.listing import SourceFile, list_files
 from tasks.read import Batch, _JsonSplitter, read_batches
+from tests.conftest import examples
 
 # ---------------------------------------------------------------- helpers
 
@@ -266,7 +267,9 @@ def test_empty_file_yields_no_batches(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     lines=st.lists(
@@ -404,7 +407,7 @@ def split(data: bytes, chunk: int) -> list[tuple[str, str | None]]:
     return [(d.decode(), e) for d, _, e in out]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     values=st.lists(json_values, max_size=8),
     chunk=st.integers(1, 17),
@@ -418,7 +421,7 @@ def test_json_splitter_gives_each_element_whatever_the_chunking(
     assert split(data, chunk) == [(t, None) for t in texts]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     values=st.lists(st.dictionaries(st.text(), json_values, max_size=4), max_size=6),
     chunk=st.integers(1, 17),

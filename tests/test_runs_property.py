@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests._http_servers import Receiver, serve
-from tests.conftest import run_cli
+from tests.conftest import examples, run_cli
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -165,7 +165,7 @@ def _to_read(files: list[list[Row]], before: list[list[Row]]) -> list[Row]:
     "the sink holds exactly what the contract's rule gives: nothing lost, nothing doubled",
 )
 @settings(
-    max_examples=5,
+    max_examples=examples(5),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -23,6 +23,7 @@ from tasks._duckdb import connect
 from tasks._json_stage import stage_blocks
 from tasks.listing import list_files
 from tasks.read import ndjson_blocks
+from tests.conftest import examples
 
 SPEC = """\
 name: fast
@@ -201,7 +202,9 @@ lines = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     lines=lines, crlf=st.booleans(), final=st.booleans(), rows=st.integers(1, 7), bom=st.booleans()

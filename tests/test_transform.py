@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from schemas.spec import Dedup, Incremental, Transform
 from tasks._duckdb import connect
 from tasks.transform import batch_sql, dedup_sql, numbered_sql, projection
+from tests.conftest import examples
 
 row = st.tuples(
     st.integers(0, 5),  # key
@@ -64,7 +65,7 @@ def _dedup(
     return {(k, v, s, r) for k, v, s, r in result}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(row, max_size=60), st.sampled_from(["latest", "first"]))
 def test_dedup_keeps_one_row_per_key_the_oracles_choice(
     rows: list[tuple[int, int | None, str]], keep: str
@@ -74,7 +75,7 @@ def test_dedup_keeps_one_row_per_key_the_oracles_choice(
     assert len({r[0] for r in got}) == len(got) == len({r[0] for r in rows})
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.lists(row, max_size=60))
 @pytest.mark.reliability(
     "concurrency",
@@ -117,7 +118,7 @@ def test_dedup_on_a_composite_key() -> None:
     assert got == [(1, "x", 2, "f", 2), (1, "y", 1, "f", 3)]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(st.one_of(st.none(), st.integers(0, 20)), max_size=50),
     st.one_of(st.none(), st.integers(0, 20)),

@@ -11,6 +11,9 @@ import pytest
 from tests.conftest import run_cli
 from tests.data import spec_text
 
+# The real command: a bomb that went off would take a process down, not the test run.
+pytestmark = pytest.mark.subprocess
+
 
 def _bomb(levels: int) -> str:
     """A "billion laughs": each level a list of nine aliases of the level before."""

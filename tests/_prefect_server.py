@@ -1,6 +1,7 @@
 """A Prefect server of its own, on a loopback port, stopped (and its PREFECT_HOME removed) at
-the end: the bench measures pumphouse's flow time with it already up, and the tests' session
-runs its flows against one (tests/conftest.py)."""
+the end: the tests' session (each xdist worker) runs its flows against one (tests/conftest.py),
+and the bench measures pumphouse's flow time with one already up (bench imports it from here;
+the tests never import bench/)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.local_server import healthy
+from flows.local_server import serves
 
 
 def free_port() -> int:
@@ -51,7 +52,8 @@ def prefect_server(venv: Path, home: str | None = None, port: int | None = None)
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 120
-        while not healthy(url):
+        # Our own server (its settings name `home`), not a neighbour's that took the port.
+        while not serves(url, Path(home)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"prefect server did not start; see {home}/server.log")
             time.sleep(0.3)
