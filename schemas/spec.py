@@ -116,10 +116,20 @@ Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
 class CsvOptions(Model):
-    delimiter: str = Field(",", min_length=1, max_length=1)
+    delimiter: str = ","  # one character, or auto: DuckDB's sniffer finds it in each file
     header: bool = True
     null_values: tuple[str, ...] = ("", "NA")
     quote: str = Field('"', min_length=1, max_length=1)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character_or_auto(cls, v: str) -> str:
+        if v != "auto" and len(v) != 1:
+            raise ValueError(
+                f"expected one character such as ',', ';', '|' or \"\\t\", or auto to find it "
+                f"in each file (got {v!r})"
+            )
+        return v
 
 
 class FilesSource(Model):

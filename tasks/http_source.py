@@ -285,6 +285,11 @@ def warnings_heard() -> Iterator[list[str]]:
         _HEARD.reset(token)
 
 
+def warn(message: str) -> None:
+    """A warning for the run's summary from any reader (see _warn)."""
+    _warn(message)
+
+
 def _warn(message: str) -> None:
     """A warning for the run's summary (see warnings_heard), and in the Prefect run's log
     when there is a run, else in Python's. (There is no run unless prefect is loaded: it is

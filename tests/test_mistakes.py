@@ -4,12 +4,16 @@ it rejected where `query` shows them, and says when the spec, not the data, is a
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
 
+from schemas.errors import DataError
+from tasks.http_source import warnings_heard
 from tests.conftest import run_cli
+from tests.test_read import read, records
 
 CARRIERS = ("UA", "DL", "AA", "WN")
 FLIGHTS_SPEC = """\
@@ -134,3 +138,106 @@ def _query(project: Path, sql: str) -> list[dict[str, object]]:
     assert done.returncode == 0, done.stderr
     rows: list[dict[str, object]] = json.loads(done.stdout)
     return rows
+
+
+# ---------------------------------------------------------------- CSV delimiter
+
+EUROPEAN = "station;day;temp_c\nBerlin;2024-01-01;-1,5\nParis;2024-01-01;4,25\nRoma;2024-01-02;9\n"
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "shown"),
+    [(";", "';'"), ("\t", "'\\t'"), ("|", "'|'")],
+    ids=["semi", "tab", "pipe"],
+)
+def test_a_header_that_is_one_column_holding_another_delimiter_asks_for_it(
+    tmp_path: Path, delimiter: str, shown: str
+) -> None:
+    path = tmp_path / "weather.csv"
+    path.write_text(EUROPEAN.replace(";", delimiter))
+    header = "station;day;temp_c".replace(";", delimiter)
+
+    with pytest.raises(DataError) as caught:
+        read(path)
+
+    assert str(caught.value) == (
+        f"{path}: line 1: the CSV header is one column, {header!r}, that holds {shown}: is "
+        f"csv.delimiter {shown}? Set source.csv.delimiter to it, or to auto to find it in each file"
+    )
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_delimiter_auto_finds_each_files_delimiter(tmp_path: Path, compressed: bool) -> None:
+    found = {}
+    for name, text in (("semi.csv", EUROPEAN), ("pipe.csv", EUROPEAN.replace(";", "|"))):
+        path = tmp_path / (name + (".gz" if compressed else ""))
+        data = text.encode()
+        path.write_bytes(gzip.compress(data) if compressed else data)
+        with warnings_heard() as heard:
+            batches = read(path, csv={"delimiter": "auto"})
+        found[name] = heard
+        assert records(batches, "station", "temp_c") == [
+            (2, "Berlin;2024-01-01;-1,5".replace(";", text[7]), None, "Berlin", "-1,5"),
+            (3, "Paris;2024-01-01;4,25".replace(";", text[7]), None, "Paris", "4,25"),
+            (4, "Roma;2024-01-02;9".replace(";", text[7]), None, "Roma", "9"),
+        ]
+    assert found == {
+        "semi.csv": [
+            f"{tmp_path}/semi.csv{'.gz' if compressed else ''}: csv.delimiter auto found ';'"
+        ],
+        "pipe.csv": [
+            f"{tmp_path}/pipe.csv{'.gz' if compressed else ''}: csv.delimiter auto found '|'"
+        ],
+    }
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.reliability(
+    "bad data",
+    "a semicolon CSV read with the default delimiter, then with `csv: {delimiter: auto}`",
+    "exit 1 asking `is csv.delimiter ';'?` (no row rejected as not_nullable); with auto every "
+    "row lands and the summary says what was found",
+)
+def test_a_semicolon_csv_asks_for_its_delimiter_and_auto_reads_it(project: Path) -> None:
+    (project / "in").mkdir()
+    (project / "in" / "weather.csv").write_text(EUROPEAN)
+    spec = WEATHER_SPEC
+    (project / "pumps" / "weather.yaml").write_text(spec)
+
+    done = run_cli("run", "pumps/weather.yaml", "--json", cwd=project)
+
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["error"] == (
+        f"{project}/in/weather.csv: line 1: the CSV header is one column, "
+        "'station;day;temp_c', that holds ';': is csv.delimiter ';'? Set "
+        "source.csv.delimiter to it, or to auto to find it in each file"
+    )
+
+    (project / "pumps" / "weather.yaml").write_text(
+        spec.replace('  glob: "*.csv"\n', '  glob: "*.csv"\n  csv: {delimiter: auto}\n')
+    )
+    auto = run_cli("run", "pumps/weather.yaml", "--json", cwd=project)
+    assert auto.returncode == 0, auto.stderr
+    summary = json.loads(auto.stdout)
+    assert (summary["rows_written"], summary["rows_rejected"]) == (3, 0)
+    assert summary["warnings"] == [f"{project}/in/weather.csv: csv.delimiter auto found ';'"]
+    done = run_cli("query", "pumps/weather.yaml", "SELECT station FROM weather ORDER BY 1",
+                   "--format", "csv", cwd=project)  # fmt: skip
+    assert done.stdout.split() == ["station", "Berlin", "Paris", "Roma"]
+
+
+WEATHER_SPEC = """\
+name: weather
+source:
+  type: files
+  url: ./in/
+  glob: "*.csv"
+schema:
+  columns:
+    station: {type: string, nullable: false}
+    day: {type: date, nullable: false}
+    temp_c: {type: string}
+sink:
+  type: parquet
+  url: ./out/weather
+"""

@@ -15,7 +15,7 @@ import pytest
 
 from schemas.errors import SpecError
 from schemas.loader import load_spec, parse_spec
-from schemas.spec import DURATION
+from schemas.spec import DURATION, FilesSource
 from tasks.preflight import CHECKS, secret_problems
 
 FILE = "pumps/orders.yaml"
@@ -212,6 +212,13 @@ BAD_SPECS: list[Bad] = [
         '  csv: {delimiter: ",", header: true}',
         '  csv: [",", true]',
         "pumps/orders.yaml:8 source.csv: expected a mapping of keys (got [',', True])",
+    ),
+    bad(
+        "csv delimiter of two characters",
+        '  csv: {delimiter: ",", header: true}',
+        '  csv: {delimiter: ";;", header: true}',
+        "pumps/orders.yaml:8 source.csv.delimiter: expected one character such as ',', ';', "
+        "'|' or \"\\t\", or auto to find it in each file (got ';;')",
     ),
     bad(
         "string for a section",
@@ -780,6 +787,13 @@ def test_the_table_is_broad_and_its_ids_unique() -> None:
 def test_the_base_specs_are_valid(text: str) -> None:
     # Each bad spec differs from a valid one only by its change.
     assert parse_spec(text, FILE).name == "orders"
+    assert parse_spec(text, FILE, OFFLINE_CHECKS).name == "orders"  # as validate checks it
+
+
+def test_csv_delimiter_auto_is_valid() -> None:
+    auto = BASE.replace('delimiter: ","', "delimiter: auto")
+    spec = parse_spec(auto, FILE)
+    assert isinstance(spec.source, FilesSource) and spec.source.csv.delimiter == "auto"
 
 
 @pytest.mark.parametrize("case", BAD_SPECS, ids=[case.id for case in BAD_SPECS])
