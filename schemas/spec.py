@@ -663,20 +663,24 @@ def _paginate_problems(p: Paginate) -> list[tuple[tuple[str | int, ...], str]]:
                 + ("links.next" if needs == "next_url" else "meta.next_cursor"),
             )
         )
-    for key in sorted(p.model_fields_set - {"style"}, key=list(Paginate.model_fields).index):
-        styles = [style for style, keys in PAGINATE_KEYS.items() if key in keys]
-        if p.style not in styles:
-            problems.append(
-                (
-                    ("source", "paginate", key),
-                    f"{key} does nothing for style {p.style}; it is for style "
-                    f"{' or '.join(styles)}: remove {key}, or set style: {styles[0]}",
-                )
-            )
+    for key in ("total_path", "has_more_path"):
+        if getattr(p, key) is not None and p.style not in ("offset", "page"):
+            problems.append((("source", "paginate", key), paginate_key_unread(p, key)))
     return problems
 
 
-# The keys each pagination style reads; any other is a mistake (a key of another style).
+def paginate_key_unread(p: Paginate, key: str) -> str:
+    """What to say of a paginate key that style `p.style` does not read."""
+    styles = [style for style, keys in PAGINATE_KEYS.items() if key in keys]
+    return (
+        f"{key} does nothing for style {p.style}; it is for style {' or '.join(styles)}: "
+        f"remove {key}, or set style: {styles[0]}"
+    )
+
+
+# The keys each pagination style reads. The others are refused where reading them would
+# change when reading stops (total_path, has_more_path), else noted: CONTRACT §1 lists
+# every key under one style as a reference.
 PAGINATE_KEYS = {
     "link_header": (),
     "next_url": ("next_url",),

@@ -629,18 +629,11 @@ BAD_SPECS: list[Bad] = [
         f"pumps/orders.yaml:38 limits.max_run_seconds: {DURATION} (got '1h30m')",
     ),
     bad(
-        "a key of another pagination style",
+        "has_more_path under style cursor",
         FILES_SOURCE,
-        HTTP_SOURCE.replace("meta.next_cursor}", "meta.next_cursor, limit_param: n}"),
-        "pumps/orders.yaml:9 source.paginate.limit_param: limit_param does nothing for style "
-        "cursor; it is for style offset or page: remove limit_param, or set style: offset",
-    ),
-    bad(
-        "paginate next_url under style cursor",
-        FILES_SOURCE,
-        HTTP_SOURCE.replace("meta.next_cursor}", "meta.next_cursor, next_url: links.next}"),
-        "pumps/orders.yaml:9 source.paginate.next_url: next_url does nothing for style "
-        "cursor; it is for style next_url: remove next_url, or set style: next_url",
+        HTTP_SOURCE.replace("meta.next_cursor}", "meta.next_cursor, has_more_path: more}"),
+        "pumps/orders.yaml:9 source.paginate.has_more_path: has_more_path does nothing for "
+        "style cursor; it is for style offset or page: remove has_more_path, or set style: offset",
     ),
     # ---------------------------------------------------------------- ${env:...} and ${secret:...}
     bad(
