@@ -60,24 +60,42 @@ def csv_records(
         )
     if opts.header:
         names = _header_names(first[4], url, first[0])
-        if len(names) == 1 and (other := _other_delimiter(names[0], opts.delimiter)):
-            raise DataError(
-                f"{safe_url(url)}: line {first[0]}: the CSV header is one column, "
-                f"{show(names[0])}, that holds {other!r}: is csv.delimiter {other!r}? Set "
-                f"source.csv.delimiter to it, or to auto to find it in each file"
-            )
+        if (said := one_column_header(names, opts.delimiter)) is not None:
+            raise DataError(f"{safe_url(url)}: line {first[0]}: {said}")
         return names, rows
     width = len(first[4])
     names = [positional[i] if i < len(positional) else f"column{i}" for i in range(width)]
     return names, itertools.chain([first], rows)
 
 
-def _other_delimiter(header: str, delimiter: str) -> str | None:
-    """The common delimiter that splits a one-column header into names, when there is one."""
+def one_column_header(names: Sequence[str], delimiter: str) -> str | None:
+    """What to say of a header read as one column that another common delimiter splits into
+    names (every row would then fail the schema); None for any other header."""
+    if len(names) != 1:
+        return None
     for other in OTHER_DELIMITERS:
-        if other != delimiter and len([n for n in header.split(other) if n.strip()]) >= 2:
-            return other
+        if other != delimiter and len([n for n in names[0].split(other) if n.strip()]) >= 2:
+            return (
+                f"the CSV header is one column, {show(names[0])}, that holds {other!r}: is "
+                f"csv.delimiter {other!r}? Set source.csv.delimiter to it, or to auto to find "
+                "it in each file"
+            )
     return None
+
+
+def first_line_problem(source: FilesSource, file: SourceFile, path: str) -> str | None:
+    """For validate: the header problem of a local, uncompressed CSV file at `path`, read
+    from its first line alone (cheap); None when there is none or it cannot tell."""
+    opts = csv_options(source, file)
+    if opts.delimiter == "auto" or not opts.header:
+        return None
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(SNIFFED).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None  # the run says what is wrong with the file
+    fields = next(csv.reader([line], delimiter=opts.delimiter, quotechar=opts.quote), [])
+    return one_column_header(fields, opts.delimiter)
 
 
 def sniffed_delimiter(

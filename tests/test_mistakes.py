@@ -226,6 +226,28 @@ def test_a_semicolon_csv_asks_for_its_delimiter_and_auto_reads_it(project: Path)
     assert done.stdout.split() == ["station", "Berlin", "Paris", "Roma"]
 
 
+@pytest.mark.parametrize("csv", ["", '  csv: {delimiter: ","}\n'], ids=["default", "given"])
+def test_validate_reads_a_local_csvs_first_line_for_its_delimiter(project: Path, csv: str) -> None:
+    (project / "in").mkdir()
+    (project / "in" / "weather.csv").write_text(EUROPEAN)
+    text = WEATHER_SPEC.replace('  glob: "*.csv"\n', '  glob: "*.csv"\n' + csv)
+    (project / "pumps" / "weather.yaml").write_text(text)
+
+    done = run_cli("validate", "pumps/weather.yaml", cwd=project)
+
+    assert done.returncode == 2, done.stderr
+    where = "6 source.csv.delimiter" if csv else "2 source"
+    assert done.stderr.splitlines() == [
+        f"pumps/weather.yaml:{where}: {project}/in/weather.csv: line 1: the CSV header is one column, "
+        "'station;day;temp_c', that holds ';': is csv.delimiter ';'? Set "
+        "source.csv.delimiter to it, or to auto to find it in each file"
+    ]
+    auto = text.replace('  glob: "*.csv"\n', '  glob: "*.csv"\n  csv: {delimiter: auto}\n')
+    (project / "pumps" / "weather.yaml").write_text(auto.replace(csv, ""))
+    ok = run_cli("validate", "pumps/weather.yaml", cwd=project)
+    assert ok.returncode == 0, ok.stderr
+
+
 WEATHER_SPEC = """\
 name: weather
 source:
