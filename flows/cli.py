@@ -153,17 +153,18 @@ def _say(text: str) -> None:
     err.print(redact(text), markup=False, highlight=False)
 
 
-def _load(spec: str) -> Any:
-    """The spec with every preflight check a run makes (imports Prefect and pandera: seconds)."""
-    from tasks.preflight import load
+def _load(spec: str, files: bool = False) -> Any:
+    """The spec with every preflight check a run makes (imports Prefect and pandera: seconds);
+    `files`: and validate's look at local CSV files."""
+    from tasks.preflight import load, validate
 
-    return load(spec)
+    return validate(spec) if files else load(spec)
 
 
-def _load_or_say(path: Path) -> Any | None:
+def _load_or_say(path: Path, files: bool = False) -> Any | None:
     """The spec with the run's preflight, or None once its problems are printed."""
     try:
-        return _load(str(path))
+        return _load(str(path), files)
     except SpecError as e:
         for p in e.problems:
             _say(p)
@@ -226,7 +227,7 @@ def validate(
     named: dict[str, Path] = {}
     for path in specs:
         _server_for_secrets(path)
-        spec = _load_or_say(path)
+        spec = _load_or_say(path, files=True)
         if spec is None:
             bad += 1
         elif spec.name in named and named[spec.name].resolve() != path.resolve():

@@ -25,6 +25,7 @@ from tasks.as_started import as_started
 from tasks.deadline import Deadline
 from tasks.failures import resource_error
 from tasks.inbox import as_files
+from tasks.load import keep_rejected, spec_culprit
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
 from tasks.steps import commit_task, load_task, masked, plan_task
@@ -92,7 +93,7 @@ def _locked_run(
         try:
             with summary.step("stage"):
                 summary.counts = _stage_all(spec, manifest, run_dir, run_on)
-            _gate(spec, summary.counts)
+            _gate(spec, summary.counts, run_dir, store.location)
         except Exception:
             if (
                 not deadline.passed()
@@ -207,8 +208,9 @@ def _freeze(store: StateStore, manifest: Manifest, counts: Counts) -> None:
     store.save_manifest(manifest)
 
 
-def _gate(spec: Spec, counts: Counts) -> None:
-    """Fail before loading when the data breaks the contract beyond what the spec allows."""
+def _gate(spec: Spec, counts: Counts, run_dir: str, state: str) -> None:
+    """Fail before loading when the data breaks the contract beyond what the spec allows;
+    the rejected rows are then still shown by `pumphouse query` (NAME_rejected)."""
     if not counts.rows_rejected:
         return
     sample = "; ".join(counts.errors_sample[:3])
@@ -219,10 +221,20 @@ def _gate(spec: Spec, counts: Counts) -> None:
         )
     ratio = counts.rows_rejected / max(counts.rows_read, 1)
     if ratio > spec.limits.max_invalid_ratio:
+        keep_rejected(spec, run_dir, state)
+        shown = f" (see them with pumphouse query: {spec.name}_rejected)" * (
+            spec.on_invalid == "quarantine"
+        )
+        culprit = spec_culprit(run_dir, counts.rows_read)
+        fix = (
+            f"{culprit[0].upper()}{culprit[1:]}"
+            if culprit
+            else "Fix the data, or raise limits.max_invalid_ratio"
+        )
         raise DataError(
             f"{counts.rows_rejected} of {counts.rows_read} rows ({ratio:.1%}) are invalid, over "
-            f"limits.max_invalid_ratio {spec.limits.max_invalid_ratio:.1%}; nothing was loaded. "
-            f"First problems: {sample}. Fix the data, or raise limits.max_invalid_ratio"
+            f"limits.max_invalid_ratio {spec.limits.max_invalid_ratio:.1%}; nothing was "
+            f"loaded{shown}. First problems: {sample}. {fix}"
         )
 
 

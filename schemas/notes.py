@@ -7,7 +7,7 @@ from pathlib import Path
 
 from schemas._problems import Problem, located
 from schemas._yaml import read_yaml
-from schemas.spec import Spec
+from schemas.spec import PAGINATE_KEYS, HttpSource, Paginate, Spec, paginate_key_unread
 
 
 def spec_notes(spec: Spec) -> list[Problem]:
@@ -28,6 +28,11 @@ def spec_notes(spec: Spec) -> list[Problem]:
                 "sink.type: delta with sink.mode: merge",
             )
         )
+    if isinstance(spec.source, HttpSource):
+        p = spec.source.paginate
+        for key in sorted(p.model_fields_set - {"style"}, key=list(Paginate.model_fields).index):
+            if key not in PAGINATE_KEYS[p.style] and key not in ("total_path", "has_more_path"):
+                found.append((("source", "paginate", key), paginate_key_unread(p, key)))
     return found
 
 

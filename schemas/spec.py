@@ -7,6 +7,7 @@ returns problems with the key path they belong to, so the loader can name the li
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -95,7 +96,7 @@ class Model(BaseModel):
 def _seconds(value: Any) -> Any:
     """Accept 30, 30s, 500ms, 2m, 1h; return seconds as a float."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 500ms or 2m")
+        raise ValueError(f"{DURATION} (got {value!r})")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
@@ -105,7 +106,10 @@ def _seconds(value: Any) -> Any:
                 m.group(2) or "s"
             ]
             return float(m.group(1)) * factor
-    raise ValueError(f"expected a duration such as 30s, 500ms or 2m (got {value!r})")
+    raise ValueError(f"{DURATION} (got {value!r})")
+
+
+DURATION = "expected a duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 500ms or 2d"
 
 
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
@@ -135,10 +139,20 @@ Zone = Annotated[str, AfterValidator(_zone)]
 
 
 class CsvOptions(Model):
-    delimiter: str = Field(",", min_length=1, max_length=1)
+    delimiter: str = ","  # one character, or auto: DuckDB's sniffer finds it in each file
     header: bool = True
     null_values: tuple[str, ...] = ("", "NA")
     quote: str = Field('"', min_length=1, max_length=1)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character_or_auto(cls, v: str) -> str:
+        if v != "auto" and len(v) != 1:
+            raise ValueError(
+                f"expected one character such as ',', ';', '|' or \"\\t\", or auto to find it "
+                f"in each file (got {v!r})"
+            )
+        return v
 
 
 class FilesSource(Model):
@@ -660,6 +674,44 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                 )
         problems += _names_exist(out, sink.partition_by, ("sink", "partition_by"))
         problems += _names_exist(out, sink.key or (), ("sink", "key"))
+    if isinstance(schema, SchemaSpec) and schema.strict is False:
+        problems += _undeclared(spec, schema, out is None)
+    return problems
+
+
+def _undeclared(
+    spec: Spec, schema: SchemaSpec, later_steps: bool
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Under strict: false a column the schema does not declare may still come from the
+    files, so only a name that is nearly a declared one is refused (`carier`), as a typo."""
+    t, sink = spec.transform, spec.sink
+    declared = list(schema.columns)
+    named: list[tuple[tuple[str | int, ...], list[str], tuple[str, ...]]] = [
+        (("transform", "select"), declared, t.select or ()),
+        (("transform", "rename"), declared, tuple(t.rename)),
+    ]
+    if later_steps:
+        out = [t.rename.get(c, c) for c in declared]
+        if t.incremental:
+            named.append((("transform", "incremental", "cursor"), out, (t.incremental.cursor,)))
+        if t.dedup:
+            named.append((("transform", "dedup", "key"), out, t.dedup.key))
+            if t.dedup.order_by:
+                named.append((("transform", "dedup", "order_by"), out, (t.dedup.order_by,)))
+        named.append((("sink", "partition_by"), out, sink.partition_by))
+        named.append((("sink", "key"), out, sink.key or ()))
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for path, known, names in named:
+        for name in names:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            if name not in known and close:
+                problems.append(
+                    (
+                        path,
+                        f"column {name!r} is not declared (did you mean {close[0]!r}?); fix "
+                        f"the name, or declare {name!r} under schema.columns if the files have it",
+                    )
+                )
     return problems
 
 
@@ -678,14 +730,30 @@ def _paginate_problems(p: Paginate) -> list[tuple[tuple[str | int, ...], str]]:
         )
     for key in ("total_path", "has_more_path"):
         if getattr(p, key) is not None and p.style not in ("offset", "page"):
-            problems.append(
-                (
-                    ("source", "paginate", key),
-                    f"{key} is for style offset or page (got {p.style}); remove {key}, or "
-                    "set style: offset or page",
-                )
-            )
+            problems.append((("source", "paginate", key), paginate_key_unread(p, key)))
     return problems
+
+
+def paginate_key_unread(p: Paginate, key: str) -> str:
+    """What to say of a paginate key that style `p.style` does not read."""
+    styles = [style for style, keys in PAGINATE_KEYS.items() if key in keys]
+    return (
+        f"{key} does nothing for style {p.style}; it is for style {' or '.join(styles)}: "
+        f"remove {key}, or set style: {styles[0]}"
+    )
+
+
+# The keys each pagination style reads. The others are refused where reading them would
+# change when reading stops (total_path, has_more_path), else noted: CONTRACT §1 lists
+# every key under one style as a reference.
+PAGINATE_KEYS = {
+    "link_header": (),
+    "next_url": ("next_url",),
+    "cursor": ("cursor_path", "cursor_param"),
+    "offset": ("limit_param", "offset_param", "page_size", "total_path", "has_more_path"),
+    "page": ("limit_param", "page_param", "page_size", "total_path", "has_more_path"),
+    "none": (),
+}
 
 
 def _names_exist(
@@ -694,9 +762,16 @@ def _names_exist(
     missing = [n for n in names or () if n not in known]
     if not missing:
         return []
-    return [
-        (path, f"unknown column {', '.join(map(repr, missing))}; columns here: {', '.join(known)}")
-    ]
+    return [(path, f"unknown column {_nearest(missing, known)}; columns here: {', '.join(known)}")]
+
+
+def _nearest(missing: list[str], known: list[str]) -> str:
+    """The missing names, each with the nearest known name when one is close (`carier`)."""
+    said = []
+    for name in missing:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        said.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    return ", ".join(said)
 
 
 def renamed_twice(rename: dict[str, str], columns: list[str]) -> str | None:

@@ -6,17 +6,25 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
+import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from schemas._hints import show
 from schemas.errors import DataError
 from schemas.spec import CsvOptions, FilesSource
+from tasks import _duckdb
 from tasks._csvblocks import CsvBlocks, Oversize
 from tasks._records import Group, Record
-from tasks._stream import SUFFIX_CODECS
+from tasks._stream import SUFFIX_CODECS, replayed
 from tasks.internal import is_internal, problem
 from tasks.listing import SourceFile, safe_url
+
+# Delimiters a one-column header is checked for: the common ones besides the comma.
+OTHER_DELIMITERS = (";", "\t", "|", ",")
+SNIFFED = 64 * 1024  # bytes of a file DuckDB's sniffer reads for delimiter: auto
 
 
 def csv_options(source: FilesSource, file: SourceFile) -> CsvOptions:
@@ -51,10 +59,78 @@ def csv_records(
             f"{safe_url(url)}: line {first[0]}: cannot read the CSV {what} ({first[2]}); fix the file"
         )
     if opts.header:
-        return _header_names(first[4], url, first[0]), rows
+        names = _header_names(first[4], url, first[0])
+        if (said := one_column_header(names, opts.delimiter)) is not None:
+            raise DataError(f"{safe_url(url)}: line {first[0]}: {said}")
+        return names, rows
     width = len(first[4])
     names = [positional[i] if i < len(positional) else f"column{i}" for i in range(width)]
     return names, itertools.chain([first], rows)
+
+
+def one_column_header(names: Sequence[str], delimiter: str) -> str | None:
+    """What to say of a header read as one column that another common delimiter splits into
+    names (every row would then fail the schema); None for any other header."""
+    if len(names) != 1:
+        return None
+    for other in OTHER_DELIMITERS:
+        if other != delimiter and len([n for n in names[0].split(other) if n.strip()]) >= 2:
+            return (
+                f"the CSV header is one column, {show(names[0])}, that holds {other!r}: is "
+                f"csv.delimiter {other!r}? Set source.csv.delimiter to it, or to auto to find "
+                "it in each file"
+            )
+    return None
+
+
+def first_line_problem(source: FilesSource, file: SourceFile, path: str) -> str | None:
+    """For validate: the header problem of a local, uncompressed CSV file at `path`, read
+    from its first line alone (cheap); None when there is none or it cannot tell."""
+    opts = csv_options(source, file)
+    if opts.delimiter == "auto" or not opts.header:
+        return None
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(SNIFFED).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None  # the run says what is wrong with the file
+    fields = next(csv.reader([line], delimiter=opts.delimiter, quotechar=opts.quote), [])
+    return one_column_header(fields, opts.delimiter)
+
+
+def sniffed_delimiter(
+    stream: io.BufferedReader[Any], opts: CsvOptions, url: str
+) -> tuple[io.BufferedReader[Any], CsvOptions]:
+    """For `delimiter: auto`: the delimiter DuckDB's sniffer finds in the file's first bytes
+    (told as a warning in the run's summary), and the stream to read from its start."""
+    head = stream.read(SNIFFED)
+    sample = head[: head.rfind(b"\n") + 1] or head  # whole lines, or a file of one line
+    found = ","
+    if sample.strip():
+        with tempfile.TemporaryDirectory(prefix="pumphouse-sniff-") as tmp:
+            path = os.path.join(tmp, "sample.csv")
+            with open(path, "wb") as f:
+                f.write(sample)
+            con = _duckdb.connect(memory_bytes=64 * 2**20, threads=1)
+            try:
+                found = str(
+                    _duckdb.scalar(
+                        con,
+                        "SELECT Delimiter FROM sniff_csv(?, quote = ?, header = ?)",
+                        [path, opts.quote, opts.header],
+                    )
+                )
+            except _duckdb.Error as e:
+                raise DataError(
+                    f"{safe_url(url)}: csv.delimiter auto: DuckDB's sniffer could not read the "
+                    f"file ({str(e).strip().splitlines()[0]}); set source.csv.delimiter"
+                ) from None
+            finally:
+                con.close()
+        from tasks.http_source import warn  # it reads through tasks.read: not at import
+
+        warn(f"{safe_url(url)}: csv.delimiter auto found {found!r}")
+    return replayed(head, stream), opts.model_copy(update={"delimiter": found})
 
 
 def csv_groups(

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 Connection = duckdb.DuckDBPyConnection
 Error = duckdb.Error  # what a query that DuckDB refuses raises
+ConversionError = duckdb.ConversionException  # a value that does not convert to a type
 
 
 def connect(

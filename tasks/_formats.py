@@ -48,7 +48,8 @@ def flags(c: Column, text: str, typed: str) -> list[tuple[str, str, str]]:
     read = _read(text, c)
     unread = f"{text} IS NOT NULL AND NOT {read}"
     if c.format is None:  # ISO text: refused as DuckDB's cast refuses it
-        out = [(label, unread, quote(label))]
+        kind = "date" if c.dtype.is_date() else "timestamp"
+        out = [(label, unread, _message(f"{c.name}: \x00 is not {kind}", text))]
     else:
         said = f"{c.name}: \x00 does not match format {c.format!r}"
         out = [(label, unread, _message(said, text))]

@@ -74,6 +74,11 @@ def reads_session(name: str) -> bool:
     return cache[key]
 
 
+def connection() -> _duckdb.Connection:
+    """The shared connection, to bind a filter on a typed row (under LOCK)."""
+    return _con()
+
+
 def _con() -> _duckdb.Connection:
     if "con" not in _state:
         _state["con"] = _duckdb.connect(memory_bytes=64 * 2**20, threads=1)

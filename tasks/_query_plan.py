@@ -18,6 +18,7 @@ from tasks._json_fields import extract, json_kind_matches
 from tasks._records import META
 
 _BOOKKEEPING = (*META, "__ph_ok")
+SHOWN = 60  # characters of a value shown in an error
 
 
 @dataclass
@@ -41,6 +42,8 @@ class QueryPlan:
     # nowhere else, and they are most of the bytes.
     lean: bool = False
     said: dict[int, str] = field(default_factory=dict)  # flag index -> its message as SQL
+    # Labels that name the row's value ({value}), by the alias of the value's text.
+    shown: dict[str, str] = field(default_factory=dict)
 
     def _path(self, key: str) -> int:
         self.paths.append(key)
@@ -78,8 +81,9 @@ class QueryPlan:
                 self.said[len(self.flags)] = message
                 self.flags.append((label, cond))
         elif value != text:  # else the value is the text itself and cannot fail its type
-            label = f"{c.name}: dtype('{type_label(c.dtype)}')"
+            label = f"{c.name}: {{value}} is not {type_label(c.dtype)}"
             self.flags.append((label, f"{o} IS NOT NULL AND {v} IS NULL"))
+            self.shown[label] = o
         self._add_checks(c.name)
         if c.unique:
             self.flags.append((f"{c.name}: unique", _duplicate([c.name], c.unique, self.carry)))
@@ -150,6 +154,17 @@ class QueryPlan:
         ctes.append(f"__ph_flags AS (\n  SELECT *{flags} FROM {checked}\n)")
         return "WITH " + ",\n".join(ctes) + "\n" + self._final()
 
+    def _label(self, label: str) -> str:
+        """SQL for an error's text: the label, with the row's value (cut short) where it says
+        {value}, so that `carrier: 'UA' is not int64` shows what was wrong."""
+        if label not in self.shown:
+            return quote(label)
+        o = self.shown[label]
+        value = f"CASE WHEN length({o}) > {SHOWN} THEN left({o}, {SHOWN - 3}) || '...' ELSE {o} END"
+        before, after = label.split("{value}", 1)
+        head, tail = quote(before + "'"), quote("'" + after)
+        return f"{head} || {value} || {tail}"
+
     def _final(self) -> str:
         errors = "CASE WHEN _parse_error IS NOT NULL THEN ['_record: ' || _parse_error]"
         bad = ["_parse_error IS NOT NULL"]
@@ -160,7 +175,7 @@ class QueryPlan:
             # Most rows are valid: one OR over the flags spares them building a list.
             failed = " OR ".join(f"__ph_f{i}" for i in range(len(self.flags)))
             items = ", ".join(
-                f"CASE WHEN __ph_f{i} THEN {self.said.get(i, quote(label))} END"
+                f"CASE WHEN __ph_f{i} THEN {self.said.get(i) or self._label(label)} END"
                 for i, (label, _) in enumerate(self.flags)
             )
             errors += f" WHEN NOT ({failed}) THEN CAST([] AS VARCHAR[])"

@@ -44,6 +44,11 @@ def sniffed(raw: Any) -> tuple[str, Any]:
     return codec, raw
 
 
+def replayed(head: bytes, src: Any) -> io.BufferedReader[Any]:
+    """A stream of `head` (bytes already read from `src`), then the rest of `src`."""
+    return io.BufferedReader(_Replayed(head, src))
+
+
 class _Replayed(io.RawIOBase):
     """`head` (bytes already read from `src`), then the rest of `src`."""
 

@@ -3,12 +3,14 @@ and scalar, deterministic functions, judged on DuckDB's own parse of it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from schemas.loader import Problem
-from schemas.spec import Spec, output_columns
+from schemas.spec import SchemaSpec, Spec, output_columns
 from tasks import _duckdb
 from tasks._guard_catalog import LOCK as _lock
+from tasks._guard_catalog import connection as _connection
 from tasks._guard_catalog import parse as _parse
 from tasks._guard_rules import not_sql
 from tasks._guard_tree import walk
@@ -32,8 +34,81 @@ def filter_problems(spec: Spec) -> list[Problem]:
     expr = spec.transform.filter
     if expr is None:
         return []
-    problem = _problem(expr, output_columns(spec))
+    problem = _problem(expr, output_columns(spec)) or _type_problem(expr, spec)
     return [] if problem is None else [(("transform", "filter"), problem)]
+
+
+# The DuckDB type each spec type is checked and filtered as; a value of it for the probe.
+_TYPED = {
+    "int32": ("INTEGER", "1"),
+    "int64": ("BIGINT", "1"),
+    "float64": ("DOUBLE", "1.5"),
+    "bool": ("BOOLEAN", "TRUE"),
+    "string": ("VARCHAR", "'x'"),
+    "date": ("DATE", "DATE '2000-01-01'"),
+    "timestamp": ("TIMESTAMP", "TIMESTAMP '2000-01-01 00:00:00'"),
+}
+TYPES_FIX = (
+    "write each value as its column's declared type (a number for a number column, quoted "
+    "text for a string), or CAST the column"
+)
+
+
+def _type_problem(expr: str, spec: Spec) -> str | None:
+    """Why the filter cannot be evaluated on the declared column types (after select and
+    rename), or None; unknown without an inline schema. Bound on an empty row, then run on
+    one row of typical values, for a literal that does not convert to its column's type
+    (`dep_delay > '15 minutes'` binds, and fails on the first row)."""
+    schema, t = spec.schema_, spec.transform
+    if not isinstance(schema, SchemaSpec):
+        return None
+    names = [n for n in (t.select or schema.columns) if n in schema.columns]
+    typed = [(t.rename.get(n, n), *_typed(schema.columns[n].type)) for n in names]
+    if not typed:
+        return None
+    nulls = ", ".join(f"NULL::{sql} AS {_duckdb.ident(n)}" for n, sql, _ in typed)
+    values = ", ".join(f"{v}::{sql} AS {_duckdb.ident(n)}" for n, sql, v in typed)
+    with _lock:
+        try:
+            _duckdb.rows(_connection(), f"SELECT ({expr}) FROM (SELECT {nulls}) LIMIT 0")
+        except _duckdb.Error as e:
+            first = _first_line(e)
+            if "Referenced column" in first and output_columns(spec) is None:
+                return None  # an undeclared column that strict: false lets through
+            return f"cannot be evaluated on the declared column types: {first}; {TYPES_FIX}"
+        try:
+            _duckdb.rows(_connection(), f"SELECT ({expr}) FROM (SELECT {values})")
+        except _duckdb.ConversionError as e:
+            first = _first_line(e)
+            if "source column" not in first and any(
+                f"{q}{text}{q}" in first for text in _texts(expr) for q in "'\""
+            ):
+                return f"cannot be evaluated on the declared column types: {first}; {TYPES_FIX}"
+        except _duckdb.Error:
+            pass  # fails on the probe's values only: the run tells it with the row
+    return None
+
+
+def _typed(kind: str) -> tuple[str, str]:
+    if kind.startswith("decimal"):
+        return kind.upper(), "1"
+    return _TYPED[kind]
+
+
+def _texts(expr: str) -> list[str]:
+    """The filter's text literals, as DuckDB quotes them in an error."""
+    found = _duckdb.tokens(expr)
+    ends = [start for start, _ in found[1:]] + [len(expr)]
+    return [
+        expr[start:end].strip()[1:-1].replace("''", "'")
+        for (start, kind), end in zip(found, ends, strict=True)
+        if kind == "string_const" and expr[start:end].strip().endswith("'")
+    ]
+
+
+def _first_line(e: BaseException) -> str:
+    """DuckDB's first line, without its "Binder Error: " kind."""
+    return re.sub(r"^\w+ Error: ", "", str(e).strip().splitlines()[0])
 
 
 def _problem(expr: str, columns: Sequence[str] | None) -> str | None:

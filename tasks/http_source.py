@@ -285,6 +285,11 @@ def warnings_heard() -> Iterator[list[str]]:
         _HEARD.reset(token)
 
 
+def warn(message: str) -> None:
+    """A warning for the run's summary from any reader (see _warn)."""
+    _warn(message)
+
+
 def _warn(message: str) -> None:
     """A warning for the run's summary and its Prefect log when a stage hears it (see
     warnings_heard; the stage task logs what it heard), else in Python's log."""

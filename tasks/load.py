@@ -63,6 +63,7 @@ def load_run(
     """
     run = Path(run_dir)
     sinks.remove_run(spec, run_id, state)  # a replay starts from nothing of its own
+    sinks.remove_run(spec, GATED, state)  # this run reads those rows again: its own say
     out = Loaded(hwm_after=hwm_floor)
     memory, spill = spec.limits.memory, str(run / "tmp")
     with closing(connect(memory_bytes=memory, temp_dir=spill)) as con, deadline.watch(con):
@@ -193,6 +194,60 @@ def _number(
 
 
 MAX_CASE = 4096  # batches beyond which the window numbers rows instead (the CASE tree grows)
+
+
+# The name a stopped run's rejected rows are kept under (part-gated-*): one stopped run's at a
+# time, so the same files stopped again are not shown twice.
+GATED = "gated"
+# A check failing in this share of the rows read or more is the spec's mistake, likely.
+NEARLY_ALL = 0.95
+
+
+def keep_rejected(spec: Spec, run_dir: str, state: str = ".") -> None:
+    """The rejected rows of a run the invalid-row gate stopped, where `pumphouse query` shows
+    them (NAME_rejected), though nothing reaches the sink: they replace an earlier stopped
+    run's, and the next load removes them (it reads the same inputs again)."""
+    run = Path(run_dir)
+    rejected = sorted(str(p) for p in (run / "rejected").glob("*.parquet"))
+    if not rejected or spec.on_invalid != "quarantine":
+        return
+    sinks.remove_run(spec, GATED, state)
+    src = f"read_parquet({_list(rejected)}, union_by_name = true)"
+    with closing(connect(memory_bytes=spec.limits.memory, temp_dir=str(run / "tmp"))) as con:
+        con.execute(
+            f"CREATE TEMP TABLE rej AS {numbered_sql(f'SELECT * FROM {src}', spec.limits.batch_rows, ())}"
+        )
+        sinks.write_rejected(con, "rej", _batches(con, "rej"), spec, run, GATED, state)
+
+
+def spec_culprit(run_dir: str, rows_read: int) -> str | None:
+    """When one check of one column fails in (nearly) every row read, the spec is the likely
+    culprit (a wrong type, format, name or delimiter), not the data: what to say; else None."""
+    rejected = sorted(str(p) for p in (Path(run_dir) / "rejected").glob("*.parquet"))
+    if not rejected or rows_read <= 0:
+        return None
+    # A type error names its row's value; the check is the same for every value.
+    check = r"regexp_replace(e, '^(.*?): ''.*'' is not ([^ ]+)$', '\1: type \2', 's')"
+    with closing(connect(memory_bytes=256 * 2**20)) as con:
+        top = con.sql(
+            f"SELECT c, count(DISTINCT (_source, _row)) AS n FROM (SELECT {check} AS c, _source, "
+            f"_row FROM (SELECT unnest(_errors) AS e, _source, _row FROM read_parquet("
+            f"{_list(rejected)}, union_by_name = true))) GROUP BY c ORDER BY n DESC, c LIMIT 1"
+        ).fetchall()
+    if not top or top[0][1] < NEARLY_ALL * rows_read:
+        return None
+    label, n = str(top[0][0]), int(top[0][1])
+    column, _, failed = label.partition(": ")
+    if failed.startswith("type "):
+        ask = "is its type or format in the spec right?"
+    elif failed == "not_nullable":
+        ask = "is its name in the spec right, and for CSV the delimiter?"
+    else:
+        ask = "is that check in the spec right?"
+    return (
+        f"column {column} failed `{failed}` in {n} of {rows_read} rows: the spec, not the "
+        f"data, is the likely culprit; {ask}"
+    )
 
 
 def _batches(con: Connection, table: str) -> int:

@@ -19,7 +19,7 @@ from fsspec.core import url_to_fs
 from schemas.errors import DataError, SpecError
 from schemas.loader import resolve, resolve_mapping
 from schemas.spec import FORMATS, FilesSource, Limits, source_format
-from tasks._csv import csv_groups, csv_options, csv_records
+from tasks._csv import csv_groups, csv_options, csv_records, sniffed_delimiter
 from tasks._json import json_records, ndjson_groups
 from tasks._json_lines import blocks
 from tasks._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
@@ -157,6 +157,8 @@ def _text_batches(
     names: list[str] = []
     groups: Iterator[Group]
     if fmt == "csv":
+        if opts.delimiter == "auto":
+            stream, opts = sniffed_delimiter(stream, opts, file.url)
         names, records = csv_records(stream, opts, limit, file.url, positional)
         groups = csv_groups(records, len(names), rows, size)
     elif fmt == "json":

@@ -757,7 +757,8 @@ def test_a_failed_run_exits_1_with_one_json_object_and_a_short_error(project: Pa
     assert 1 <= len(lines) <= 2 and lines[0].startswith("error: "), done.stderr
     assert "max_invalid_ratio" in lines[0]
     assert SECRET not in done.stdout + done.stderr
-    assert not (project / "out").exists()
+    assert not (project / "out" / "orders" / "data").exists()  # nothing loaded
+    assert (project / "out" / "orders" / "rejected").exists()  # shown by query: orders_rejected
 
 
 def test_a_failed_run_shows_what_it_did_and_json_is_one_object_even_for_a_spec_error(

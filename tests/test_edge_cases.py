@@ -99,8 +99,8 @@ def test_edge_cases_land_exactly(project: Path) -> None:
         ),
         (
             "key: [order_id]",
-            "key: [orderid]",
-            "transform.dedup.key: no column 'orderid' in the data; columns here: order_id, "
+            "key: [ref]",  # not nearly a declared name (validate refuses `orderid`)
+            "transform.dedup.key: no column 'ref' in the data; columns here: order_id, "
             "customer, amount, status, updated_at. Fix the name, or declare the column in "
             "schema.columns",
         ),

@@ -430,19 +430,22 @@ def test_a_body_without_the_end_where_paginate_says_is_a_data_error(
 @pytest.mark.parametrize("key", ["total_path", "has_more_path"])
 @pytest.mark.parametrize("style", ["cursor", "link_header", "next_url", "none"])
 def test_total_path_and_has_more_path_are_for_offset_and_page_only(key: str, style: str) -> None:
+    needed = {"cursor": "cursor_path: c, ", "next_url": "next_url: n, "}.get(style, "")
     text = (
         "name: t\nsource:\n  type: http\n  url: http://127.0.0.1:1/x\n"
-        f"  paginate: {{style: {style}, cursor_path: c, next_url: n, {key}: meta.x}}\n"
+        f"  paginate: {{style: {style}, {needed}{key}: meta.x}}\n"
         "sink: {type: parquet, url: ./out}\n"
     )
     with pytest.raises(SpecError) as caught:
         parse_spec(text, "pumps/t.yaml")
     assert caught.value.problems == (
-        f"pumps/t.yaml:5 source.paginate.{key}: {key} is for style offset or page (got "
-        f"{style}); remove {key}, or set style: offset or page",
+        f"pumps/t.yaml:5 source.paginate.{key}: {key} does nothing for style {style}; it is "
+        f"for style offset or page: remove {key}, or set style: offset",
     )
     for fine in ("offset", "page"):
-        parse_spec(text.replace(f"style: {style}", f"style: {fine}"), "pumps/t.yaml")
+        parse_spec(
+            text.replace(f"style: {style}", f"style: {fine}").replace(needed, ""), "pumps/t.yaml"
+        )
 
 
 def test_a_run_stopped_at_max_rows_per_run_goes_on_counting_toward_total_path() -> None:

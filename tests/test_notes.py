@@ -48,3 +48,27 @@ def test_validate_notes_dedup_on_an_append_sink_and_exits_0(project: Path) -> No
             ("to_hook", "an http sink"),
         ]
     ]
+
+
+def test_validate_notes_a_paginate_key_the_style_does_not_read(project: Path) -> None:
+    # A key of another style (limit_param under cursor) is a mistake that does nothing;
+    # CONTRACT §1 lists every key under one style, so it is noted, not refused.
+    (project / "pumps" / "api.yaml").write_text(
+        "name: api\n"
+        "source:\n"
+        "  type: http\n"
+        "  url: https://api.example.com/v1/orders\n"
+        "  paginate:\n"
+        "    style: cursor\n"
+        "    cursor_path: meta.next\n"
+        "    limit_param: per_page\n"
+        "    page_size: 50\n"
+        "sink: {type: parquet, url: ./out/api}\n"
+    )
+    done = run_cli("validate", "pumps/api.yaml", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"note: pumps/api.yaml:{line} source.paginate.{key}: {key} does nothing for style "
+        f"cursor; it is for style offset or page: remove {key}, or set style: offset"
+        for line, key in ((8, "limit_param"), (9, "page_size"))
+    ]

@@ -122,7 +122,8 @@ def test_full_refresh_rebuilds_from_scratch(project: Path) -> None:
 @pytest.mark.reliability(
     "limits",
     "more invalid rows than limits.max_invalid_ratio",
-    "the run fails before loading; nothing reaches the sink; state unchanged",
+    "the run fails before loading; no row reaches the sink's data; the rejected rows are "
+    "shown as NAME_rejected; state unchanged",
 )
 def test_too_many_invalid_rows_fail_before_anything_is_loaded(project: Path) -> None:
     write_orders(project / "in", files=1, rows=100, seed=6)
@@ -132,9 +133,15 @@ def test_too_many_invalid_rows_fail_before_anything_is_loaded(project: Path) -> 
     with pytest.raises(
         DataError,
         match=r"rows \(\d+\.\d%\) are invalid, over limits.max_invalid_ratio 5.0%; nothing was loaded",
-    ):
+    ) as caught:
         _run(spec)
-    assert not (project / "out").exists()
+    assert not (project / "out" / "orders" / "data").exists()
+    import duckdb
+
+    ((rejected,),) = duckdb.sql(
+        "SELECT count(*) FROM 'out/orders/rejected/**/*.parquet'"
+    ).fetchall()
+    assert str(caught.value).startswith(f"{rejected} of 150 rows") and rejected >= 50
     from tasks.state import StateStore
 
     store = StateStore("orders")

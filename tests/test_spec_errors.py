@@ -15,8 +15,11 @@ import pytest
 
 from schemas.errors import SpecError
 from schemas.loader import load_spec, parse_spec
+from schemas.spec import DURATION, FilesSource
+from tasks.preflight import CHECKS, secret_problems
 
 FILE = "pumps/orders.yaml"
+OFFLINE_CHECKS = tuple(c for c in CHECKS if c is not secret_problems)  # no Prefect server
 UNSET = "PUMPHOUSE_TEST_UNSET"  # an environment variable the tests make sure is not set
 
 FILES_SOURCE = """\
@@ -111,6 +114,10 @@ class Bad:
         tuple[str | None, str], ...
     ]  # (text of BASE, its replacement); None: the whole file
     problems: tuple[str, ...]
+    checks: bool = False  # also the preflight's checks that need DuckDB (the filter's types)
+
+    def also(self, old: str, new: str) -> Bad:
+        return Bad(self.id, (*self.edits, (old, new)), self.problems, self.checks)
 
     def text(self) -> str:
         text = BASE
@@ -125,6 +132,11 @@ class Bad:
 
 def bad(id: str, old: str | None, new: str, *problems: str) -> Bad:
     return Bad(id, ((old, new),), problems)
+
+
+def checked(id: str, old: str | None, new: str, *problems: str) -> Bad:
+    """A case that only the preflight's checks find, as `pumphouse validate` runs them."""
+    return Bad(id, ((old, new),), problems, checks=True)
 
 
 BAD_SPECS: list[Bad] = [
@@ -201,6 +213,13 @@ BAD_SPECS: list[Bad] = [
         '  csv: {delimiter: ",", header: true}',
         '  csv: [",", true]',
         "pumps/orders.yaml:8 source.csv: expected a mapping of keys (got [',', True])",
+    ),
+    bad(
+        "csv delimiter of two characters",
+        '  csv: {delimiter: ",", header: true}',
+        '  csv: {delimiter: ";;", header: true}',
+        "pumps/orders.yaml:8 source.csv.delimiter: expected one character such as ',', ';', "
+        "'|' or \"\\t\", or auto to find it in each file (got ';;')",
     ),
     bad(
         "string for a section",
@@ -371,7 +390,7 @@ BAD_SPECS: list[Bad] = [
         "unknown dedup key",
         "key: [order_id]",
         "key: [order_no]",
-        f"pumps/orders.yaml:27 transform.dedup.key: unknown column 'order_no'; columns here: {COLUMNS_OUT}",
+        f"pumps/orders.yaml:27 transform.dedup.key: unknown column 'order_no' (did you mean 'order_id'?); columns here: {COLUMNS_OUT}",
     ),
     bad(
         "unknown dedup order_by",
@@ -389,7 +408,7 @@ BAD_SPECS: list[Bad] = [
         "unknown partition column",
         "  partition_by: [status]",
         "  partition_by: [state]",
-        f"pumps/orders.yaml:32 sink.partition_by: unknown column 'state'; columns here: {COLUMNS_OUT}",
+        f"pumps/orders.yaml:32 sink.partition_by: unknown column 'state' (did you mean 'status'?); columns here: {COLUMNS_OUT}",
     ),
     bad(
         "unknown select column",
@@ -402,6 +421,58 @@ BAD_SPECS: list[Bad] = [
         "{customer: customer_id}",
         "{client: customer_id}",
         f"pumps/orders.yaml:24 transform.rename: unknown column 'client'; columns here: {COLUMNS_IN}",
+    ),
+    bad(
+        "misspelt select column, strict: false",
+        "  strict: true",
+        "  strict: false",
+        "pumps/orders.yaml:23 transform.select: column 'custmer' is not declared (did you mean "
+        "'customer'?); fix the name, or declare 'custmer' under schema.columns if the files have it",
+    ).also("order_id, customer, amount", "order_id, custmer, amount"),
+    bad(
+        "misspelt dedup key, strict: false and no select",
+        "  strict: true",
+        "  strict: false",
+        "pumps/orders.yaml:26 transform.dedup.key: column 'ordr_id' is not declared (did you "
+        "mean 'order_id'?); fix the name, or declare 'ordr_id' under schema.columns if the files "
+        "have it",
+    )
+    .also("  select: [order_id, customer, amount, status, updated_at]\n", "")
+    .also("key: [order_id]", "key: [ordr_id]"),
+    bad(
+        "misspelt sink key after rename",
+        "  partition_by: [status]",
+        "  partition_by: [status]\n  key: [customer]",
+        f"pumps/orders.yaml:33 sink.key: unknown column 'customer' (did you mean 'customer_id'?); "
+        f"columns here: {COLUMNS_OUT}",
+    ),
+    checked(
+        "filter with a literal that is not of its column's type",
+        "filter: \"status <> 'void'\"",
+        "filter: \"amount > '15 minutes'\"",
+        "pumps/orders.yaml:25 transform.filter: cannot be evaluated on the declared column "
+        'types: Could not convert string "15 minutes" to DECIMAL(12,2); write each value as its '
+        "column's declared type (a number for a number column, quoted text for a string), or "
+        "CAST the column",
+    ),
+    checked(
+        "filter comparing a text column with a number",
+        "filter: \"status <> 'void'\"",
+        'filter: "customer_id > 2"',
+        "pumps/orders.yaml:25 transform.filter: cannot be evaluated on the declared column "
+        "types: Cannot compare values of type VARCHAR and type INTEGER_LITERAL - an explicit "
+        "cast is required; write each value as its column's declared type (a number for a "
+        "number column, quoted text for a string), or CAST the column",
+    ),
+    checked(
+        "filter with a timestamp literal that is not one",
+        "filter: \"status <> 'void'\"",
+        "filter: \"updated_at > 'yesterday'\"",
+        "pumps/orders.yaml:25 transform.filter: cannot be evaluated on the declared column "
+        'types: invalid timestamp field format: "yesterday", expected format is '
+        "(YYYY-MM-DD HH:MM[:SS[.US]][±HH[:MM[:SS]]| ZONE]); write each value as its column's "
+        "declared type (a number for a number column, quoted text for a string), or CAST the "
+        "column",
     ),
     bad(
         "bad rename target",
@@ -566,8 +637,26 @@ BAD_SPECS: list[Bad] = [
         "bad duration",
         FILES_SOURCE,
         HTTP_SOURCE.replace("timeout: 30s", "timeout: 30 parsecs"),
-        "pumps/orders.yaml:10 source.timeout: expected a duration such as 30s, 500ms or 2m "
-        "(got '30 parsecs')",
+        f"pumps/orders.yaml:10 source.timeout: {DURATION} (got '30 parsecs')",
+    ),
+    bad(
+        "lookback that does not parse",
+        "{cursor: updated_at}",
+        "{cursor: updated_at, lookback: 2 days}",
+        f"pumps/orders.yaml:26 transform.incremental.lookback: {DURATION} (got '2 days')",
+    ),
+    bad(
+        "max_run_seconds that does not parse",
+        "  memory: 1GiB\n",
+        "  memory: 1GiB\n  max_run_seconds: 1h30m\n",
+        f"pumps/orders.yaml:38 limits.max_run_seconds: {DURATION} (got '1h30m')",
+    ),
+    bad(
+        "has_more_path under style cursor",
+        FILES_SOURCE,
+        HTTP_SOURCE.replace("meta.next_cursor}", "meta.next_cursor, has_more_path: more}"),
+        "pumps/orders.yaml:9 source.paginate.has_more_path: has_more_path does nothing for "
+        "style cursor; it is for style offset or page: remove has_more_path, or set style: offset",
     ),
     # ---------------------------------------------------------------- ${env:...} and ${secret:...}
     bad(
@@ -714,6 +803,13 @@ def test_the_table_is_broad_and_its_ids_unique() -> None:
 def test_the_base_specs_are_valid(text: str) -> None:
     # Each bad spec differs from a valid one only by its change.
     assert parse_spec(text, FILE).name == "orders"
+    assert parse_spec(text, FILE, OFFLINE_CHECKS).name == "orders"  # as validate checks it
+
+
+def test_csv_delimiter_auto_is_valid() -> None:
+    auto = BASE.replace('delimiter: ","', "delimiter: auto")
+    spec = parse_spec(auto, FILE)
+    assert isinstance(spec.source, FilesSource) and spec.source.csv.delimiter == "auto"
 
 
 @pytest.mark.parametrize("case", BAD_SPECS, ids=[case.id for case in BAD_SPECS])
@@ -724,7 +820,7 @@ def test_the_base_specs_are_valid(text: str) -> None:
 )
 def test_bad_spec_message(case: Bad) -> None:
     with pytest.raises(SpecError) as caught:
-        parse_spec(case.text(), FILE)
+        parse_spec(case.text(), FILE, OFFLINE_CHECKS if case.checks else ())
     assert caught.value.problems == case.problems
     expected = (
         case.problems[0] if len(case.problems) == 1 else f"{len(case.problems)} problems in {FILE}"
