@@ -35,9 +35,33 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(asked: bool) -> None:
+    """`--version`: the installed package's version, from its metadata."""
+    if asked:
+        from importlib.metadata import version
+
+        print(f"pumphouse {version('pumphouse')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A declarative data pump: a YAML spec in, validated and deduplicated rows out, run as a
+    Prefect flow."""
+
+
 def _quiet_prefect(argv: list[str]) -> None:
-    """Before Prefect is imported: its console stays silent (-v shows it), and the embedded
-    server sends no telemetry (the network is often closed; it would print a traceback).
+    """Before Prefect is imported: its console stays silent (-v shows it), the embedded
+    server sends no telemetry (the network is often closed; it would print a traceback), and
+    the client neither (DO_NOT_TRACK, as Prefect documents it), so a first use on a terminal
+    prints no telemetry notice. A value the user set is kept.
 
     The command reports a failed run itself in one or two lines; Prefect's console would add
     the run's ERROR lines and a traceback. Only the console handler is quieted: the loggers
@@ -46,6 +70,7 @@ def _quiet_prefect(argv: list[str]) -> None:
     if "-v" not in argv and "--verbose" not in argv:
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def entry() -> None:
@@ -168,6 +193,14 @@ def _load_or_say(path: Path) -> Any | None:
         for p in e.problems:
             _say(p)
         return None
+
+
+def _use_running_server() -> str | None:
+    """With no server configured, the local one `run` started, when it runs: `status` and
+    `deploy` see the runs and deployments there. Its URL, or None."""
+    from flows.local_server import use_running_server
+
+    return use_running_server()
 
 
 def _server_for_secrets(path: Path) -> None:
@@ -468,16 +501,21 @@ def status(
     specs: Annotated[
         list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list, one object per pump.")
+    ] = False,
 ) -> None:
     """Per pump: last run, its outcome, rows, high-water mark; the open run (or the inputs a
     run stopped at limits.max_rows_per_run left for the next); recent runs and the next one.
 
-    Runs come from Prefect when a server is configured (PREFECT_API_URL), else from local state.
+    Runs come from Prefect when a server is configured (PREFECT_API_URL) or the local one
+    `pumphouse run` started is up, else from local state.
     """
     from flows.history import read_histories
-    from tasks.state import StateStore
+    from flows.status import PumpStatus, pump_status
 
     paths = _spec_paths(specs, "status")
+    _use_running_server()
     read: list[tuple[Path, Any]] = []
     for path in paths:
         try:
@@ -488,39 +526,18 @@ def status(
     histories, source, warning = read_histories(names) if names else ({}, "", None)
     if warning:
         _say(f"warning: {warning}")
-    table = Table(
-        "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark",
-        "open run", "recent runs", "next run", caption=source or None, caption_justify="left",
-    )  # fmt: skip
-    for path, spec in read:
-        if isinstance(spec, SpecError):
-            table.add_row(str(path), "-", redact(f"invalid spec: {spec.problems[0]}"), *("-" * 7))
-            continue
-        store = StateStore(spec.name)
-        history = histories[spec.name]
-        last = history.runs[0] if history.runs else None
-        open_run, committed = store.manifest(), store.committed()
-        if open_run:
-            opened = f"{open_run.run_id} ({open_run.phase})"
-        elif committed.rest:  # see limits.max_rows_per_run
-            opened = f"{len(committed.rest)} input(s) left for the next run"
-        else:
-            opened = "-"
-        cells = (
-            spec.name,
-            last.started_at if last else "never",
-            last.outcome if last else "-",
-            last.rows_read if last else "-",
-            last.rows_written if last else "-",
-            last.rows_rejected if last else "-",
-            str(committed.hwm or "-"),
-            opened,
-            " ".join(r.word for r in history.runs) or "-",
-            history.next_run or "-",
-        )
-        table.add_row(*(redact(c) for c in cells))
-    _print_table(table)
-    if any(isinstance(s, SpecError) for _, s in read):
+    shown = [
+        PumpStatus(str(path), problem=redact(spec.problems[0]))
+        if isinstance(spec, SpecError)
+        else pump_status(str(path), spec, histories[spec.name])
+        for path, spec in read
+    ]
+    if as_json:
+        print(json.dumps([s.to_json() for s in shown]))
+    else:
+        lines = [line for s in shown for line in s.lines()]
+        out.print("\n".join([*lines, source] if source else lines), markup=False, highlight=False)
+    if any(s.problem is not None for s in shown):
         raise typer.Exit(2)  # the others are shown; `pumphouse validate` tells what is wrong
 
 
@@ -696,6 +713,13 @@ def deploy(
                 "a pump name is unique (it names the deployment, state and output)"
             )
         named[spec.name] = spec_path
+    local = _use_running_server()
+    if local:
+        _say(
+            f"note: deploying to the local Prefect server at {local} that `pumphouse run` "
+            "started; it stops after PUMPHOUSE_PREFECT_SERVER_IDLE seconds without a run, so "
+            "for schedules start a lasting one (`prefect server start`) and set PREFECT_API_URL"
+        )
     report = deploy_specs(loaded, pool, workdir, image)
     if report.pool_created:
         out.print(f"created work pool {report.pool} (type process)", markup=False)

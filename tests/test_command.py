@@ -5,13 +5,17 @@ behave on a terminal, in a pipe and in a folder that is not a project.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from tests._http_servers import App, api_spec, hook_spec, serve
 from tests.conftest import run_cli
-from tests.data import write_orders
+from tests.data import spec_text, write_orders
+from tests.test_cli import cli, in_process
 
 
 def closed_port_url() -> str:
@@ -68,3 +72,148 @@ def test_a_webhook_sink_host_that_refuses_is_named_at_once(
         f"POST {base}/hook: 127.0.0.1:{port} refused the connection (nothing listens "
         "there); is sink.url right, and is the server up?"
     )
+
+
+# ---------------------------------------------------------------- the command (item 7)
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    done = run_cli("--version", cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"pumphouse {version('pumphouse')}\n",
+        "",
+    )
+
+
+def on_a_terminal(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    """`pumphouse ARGS` with a terminal 80 columns wide as stdin, stdout and stderr; what it showed."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.conftest import PUMPHOUSE
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [PUMPHOUSE, *args], cwd=cwd, env=env, stdin=child, stdout=child, stderr=child
+    )
+    os.close(child)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert proc.wait(timeout=120) == 0, shown
+    return shown.decode().replace("\r\n", "\n")
+
+
+def test_status_fits_an_80_column_terminal_and_prefect_shows_no_telemetry_notice(
+    project: Path, prefect_server: str, tmp_path: Path
+) -> None:
+    """Prefect prints its telemetry notice on the first import on a terminal (a PREFECT_HOME
+    it has not seen, no CI variables); pumphouse opts out as Prefect documents (DO_NOT_TRACK)."""
+    from flows.pump import pump
+
+    write_orders(project / "in", files=1, rows=30)
+    (project / "pumps" / "orders.yaml").write_text(spec_text(name="narrow"))
+    summary = pump(spec_path="pumps/orders.yaml")
+    quiet = ("DO_NOT_TRACK", "CI", "GITHUB_ACTIONS", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    env.update(COLUMNS="80", LINES="24", TERM="xterm", PREFECT_HOME=str(tmp_path / "new-home"))
+    shown = on_a_terminal("status", cwd=project, env=env)
+    assert "telemetry" not in shown.lower() and "usage data" not in shown, shown
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in shown.splitlines()]
+    assert lines == [
+        "narrow",
+        f"  last run         {summary['started_at']}  ok",
+        f"  rows             {summary['rows_read']} read, {summary['rows_written']} written, "
+        f"{summary['rows_rejected']} rejected",
+        f"  high-water mark  {summary['hwm_after']}",
+        "  recent runs      ok",
+        f"runs from Prefect at {prefect_server}",
+    ]
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_status_json_is_one_object_per_pump(project: Path, prefect_server: str) -> None:
+    from flows.pump import pump
+
+    write_orders(project / "in", files=1, rows=30)
+    (project / "pumps" / "a.yaml").write_text(spec_text(name="jsona"))
+    (project / "pumps" / "b.yaml").write_text(spec_text(name="jsonb", out="./out/b"))
+    summary = pump(spec_path="pumps/a.yaml")
+    shown = json.loads(in_process("status", "--json"))
+    assert shown == [
+        {
+            "spec": "pumps/a.yaml",
+            "pump": "jsona",
+            "last_run": summary["started_at"],
+            "outcome": "ok",
+            "rows_read": summary["rows_read"],
+            "rows_written": summary["rows_written"],
+            "rows_rejected": summary["rows_rejected"],
+            "high_water_mark": summary["hwm_after"],
+            "open_run": None,
+            "recent_runs": ["ok"],
+            "next_run": None,
+            "problem": None,
+        },
+        {
+            "spec": "pumps/b.yaml",
+            "pump": "jsonb",
+            "last_run": None,
+            "outcome": None,
+            "rows_read": None,
+            "rows_written": None,
+            "rows_rejected": None,
+            "high_water_mark": None,
+            "open_run": None,
+            "recent_runs": [],
+            "next_run": None,
+            "problem": None,
+        },
+    ]
+
+
+def test_status_and_deploy_use_the_local_server_run_started(
+    project: Path, prefect_server: str
+) -> None:
+    """With no server configured, `run` records on the local server it started (its URL in
+    PREFECT_HOME's record, flows/local_server.py): `status` shows the runs there and
+    `deploy` deploys there, instead of "no Prefect server is configured". The session's
+    server stands in for it: it runs from that PREFECT_HOME."""
+    from flows.local_server import RECORD
+    from flows.pump import pump
+    from tests.conftest import PREFECT_HOME
+
+    write_orders(project / "in", files=1, rows=30)
+    (project / "pumps" / "orders.yaml").write_text(spec_text(name="onlocal"))
+    pump(spec_path="pumps/orders.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    record = Path(PREFECT_HOME) / RECORD
+    record.write_text(json.dumps({"url": prefect_server, "pid": 0}))
+    try:
+        status = cli("status", cwd=project, env=env)
+        deployed = cli("deploy", "--pool", "local-test", cwd=project, env=env)
+    finally:
+        record.unlink()
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[-1] == f"runs from Prefect at {prefect_server}"
+    assert deployed.returncode == 0, deployed.stderr
+    assert deployed.stderr.strip() == (
+        f"note: deploying to the local Prefect server at {prefect_server} that `pumphouse run` "
+        "started; it stops after PUMPHOUSE_PREFECT_SERVER_IDLE seconds without a run, so for "
+        "schedules start a lasting one (`prefect server start`) and set PREFECT_API_URL"
+    )
+    assert "deployed pump/onlocal on pool local-test, no schedule" in deployed.stdout
