@@ -229,6 +229,24 @@ def _name_taken(path: Path, name: str, other: Path) -> list[str]:
     return list(spec_error(str(path), lines, [(("name",), message)]).problems)
 
 
+def _missing_folder(path: Path, spec: Any) -> list[str]:
+    """The problem of a source folder on this disk that is not there, at `source.url`: a run
+    would read nothing (and warn), which is seldom what a spec is written for."""
+    from schemas._problems import spec_error
+    from schemas._yaml import read_yaml
+    from tasks.listing import missing_local_folder
+
+    folder = missing_local_folder(spec.source)
+    if folder is None:
+        return []
+    _, lines = read_yaml(path.read_text(encoding="utf-8-sig"), str(path))
+    message = (
+        f"{spec.source.url!r}: no folder {str(Path(folder).absolute())!r}; create it, or fix "
+        "source.url (relative paths start at the folder pumphouse runs in, not the spec's)"
+    )
+    return list(spec_error(str(path), lines, [(("source", "url"), message)]).problems)
+
+
 def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
     """The spec files given, else pumps/*.yaml; none at all is a usage error."""
     paths = specs or sorted(Path("pumps").glob("*.yaml"))
@@ -265,6 +283,10 @@ def validate(
         elif spec.name in named and named[spec.name].resolve() != path.resolve():
             bad += 1
             for problem in _name_taken(path, spec.name, named[spec.name]):
+                _say(problem)
+        elif problems := _missing_folder(path, spec):
+            bad += 1
+            for problem in problems:
                 _say(problem)
         else:
             named[spec.name] = path
