@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import PumpError, SpecError, TransientError, UsageError
+from schemas.errors import BusyError, PumpError, SpecError, TransientError, UsageError
 from schemas.secrets import redact, redact_all
 
 app = typer.Typer(
@@ -344,12 +345,15 @@ def run(
 
         choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
         _server_for_secrets(spec)
-        _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
+        loaded = _load(
+            str(spec)
+        )  # the rest of the preflight: spec errors exit 2 before the flow starts
     except PumpError as e:
         if as_json:  # --json promises one object, whatever went wrong
             _print_json(_failed_summary(spec, e, started_at))
         raise
 
+    state_folder = _new_state_folder(loaded.name)
     show_bar = not as_json and err.is_terminal
     stop = _progress_bar(progress) if show_bar else (lambda: None)
     try:
@@ -366,6 +370,8 @@ def run(
             _ship_prefects_records()
         failure = _unreachable(e) or _resource_error(e) or e
         failed = _failed_summary(spec, failure, started_at)
+        if state_folder is not None and not isinstance(failure, BusyError):  # not another run's
+            _drop_if_bare(state_folder, loaded.name)
         if as_json:
             _print_json(failed)
         elif isinstance(failure, PumpError) and failed.get("run_id"):
@@ -380,6 +386,28 @@ def run(
         _print_json(summary)
     else:
         _print_summary(summary)
+
+
+def _new_state_folder(name: str) -> Path | None:
+    """This machine's state folder (`.pumphouse`) when this run is about to make it, else None."""
+    from tasks.state import StateStore
+
+    folder = StateStore(name).root.parent
+    return None if folder.exists() else folder
+
+
+BARE = {"lock", "runs.jsonl", "staging"}  # what a run that failed before it planned leaves
+
+
+def _drop_if_bare(folder: Path, name: str) -> None:
+    """Remove the state folder a failed run made when it holds nothing but the pump's lock
+    and the failure's line of history (run from the wrong folder, say): no state, no open
+    run, no rejected rows. A folder other pumps' runs put things in stays."""
+    pump = folder / name
+    with contextlib.suppress(OSError):
+        if set(os.listdir(pump)) <= BARE and not any((pump / "staging").glob("*")):
+            shutil.rmtree(pump)
+            folder.rmdir()  # only if empty
 
 
 def _print_json(summary: dict[str, Any]) -> None:

@@ -142,6 +142,7 @@ def _line_of(text: str, needle: str) -> int:
 
 def test_validate_refuses_two_pumps_of_one_name(project: Path) -> None:
     pumps = project / "pumps"
+    (project / "in").mkdir()  # the source folder (validate refuses one that is not there)
     (pumps / "orders.yaml").write_text(spec_text())
     (pumps / "orders2.yaml").write_text("# the same pump again\n" + spec_text())
     done = cli("validate", "pumps/orders.yaml", "pumps/orders2.yaml", cwd=project)
@@ -160,6 +161,7 @@ def test_validate_reports_every_problem_with_file_line_and_key(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pumps = project / "pumps"
+    (project / "in").mkdir()
     (pumps / "orders.yaml").write_text(spec_text())
     bad = _bad_spec()
     (pumps / "bad.yaml").write_text(bad)
@@ -898,6 +900,7 @@ def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_se
     from prefect.blocks.system import Secret
 
     Secret(value="block-s3cr3t-271828").save("pump-cli-token", overwrite=True)
+    (project / "in").mkdir()
     spec = spec_text().replace(
         '  glob: "*.ndjson"\n',
         '  glob: "*.ndjson"\n  storage_options: {token: "${secret:pump-cli-tokn}"}\n',

@@ -217,3 +217,88 @@ def test_status_and_deploy_use_the_local_server_run_started(
         "schedules start a lasting one (`prefect server start`) and set PREFECT_API_URL"
     )
     assert "deployed pump/onlocal on pool local-test, no schedule" in deployed.stdout
+
+
+# ---------------------------------------------------------------- nothing silent (item 6)
+
+NO_FOLDER = (
+    "source.url ./in/: no such folder, so nothing was read; check the path (relative paths "
+    "start at the working directory)"
+)
+
+
+def test_a_run_that_finds_no_file_says_why_until_one_is_read(
+    project: Path, prefect_server: str
+) -> None:
+    """A missing folder, then a first run whose glob matches nothing: `ok`, nothing read, a
+    warning each. Once files were read, a run with nothing new is quiet."""
+    from flows.pump import pump
+
+    (project / "pumps" / "orders.yaml").write_text(spec_text(name="quiet"))
+    missing = pump(spec_path="pumps/orders.yaml")
+    assert (missing["status"], missing["files"], missing["warnings"]) == ("ok", 0, [NO_FOLDER])
+
+    (project / "in").mkdir()
+    (project / "in" / "orders.csv").write_text("order_id\n1\n")  # not *.ndjson
+    unmatched = pump(spec_path="pumps/orders.yaml")
+    assert (unmatched["status"], unmatched["files"], unmatched["warnings"]) == (
+        "ok",
+        0,
+        ["source.url ./in/: no file matches source.glob '*.ndjson', so nothing was read"],
+    )
+
+    write_orders(project / "in", files=1, rows=20)
+    assert pump(spec_path="pumps/orders.yaml")["files"] == 1
+    nothing_new = pump(spec_path="pumps/orders.yaml")
+    assert (nothing_new["files"], nothing_new["warnings"]) == (0, [])
+
+
+def test_a_missing_folder_is_a_warning_line_of_run_and_an_error_of_validate(
+    project: Path, prefect_server: str
+) -> None:
+    spec = spec_text(name="nofolder")
+    (project / "pumps" / "orders.yaml").write_text(spec)
+    ran = run_cli("run", "pumps/orders.yaml", cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    assert f"warning: {NO_FOLDER}" in ran.stderr.splitlines()
+
+    checked = run_cli("validate", "pumps/orders.yaml", cwd=project)
+    line = spec.splitlines().index("  url: ./in/") + 1
+    assert (checked.returncode, checked.stdout) == (2, "")
+    assert checked.stderr.splitlines() == [
+        f"pumps/orders.yaml:{line} source.url: './in/': no folder '{project / 'in'}'; create "
+        "it, or fix source.url (relative paths start at the folder pumphouse runs in, not the "
+        "spec's)"
+    ]
+    (project / "in").mkdir()
+    assert run_cli("validate", "pumps/orders.yaml", cwd=project).returncode == 0
+
+
+def test_a_failed_run_from_the_wrong_folder_leaves_no_state_folder(
+    project: Path, prefect_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Run from another folder, a spec's relative paths name nothing there: the run fails,
+    and the `.pumphouse/` it made for its lock and its line of history goes with it. So do
+    a spec that is not there and one with an error (they fail before a run starts)."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(name="wrongdir", src="./in/orders.ndjson", glob=""))
+    write_orders(project / "in", files=1, rows=10)
+    (project / "in" / "orders-00-000.ndjson").rename(project / "in" / "orders.ndjson")
+    failed = run_cli("run", str(spec), cwd=elsewhere)
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.splitlines()[-1] == (
+        "error: source.url ./in/orders.ndjson: no such file or folder; check the path "
+        "(relative paths start at the working directory) and storage_options"
+    )
+    assert list(elsewhere.iterdir()) == []
+
+    (elsewhere / "pumps").mkdir()
+    (elsewhere / "pumps" / "bad.yaml").write_text(spec_text(name="wrongdir") + "bogus: 1\n")
+    for args in (["pumps/x.yaml"], ["pumps/x.yaml", "--json"], ["pumps/bad.yaml"]):
+        assert run_cli("run", *args, cwd=elsewhere).returncode == 2
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["pumps"]
+
+    ran = run_cli("run", "pumps/orders.yaml", "--json", cwd=project)  # from the right folder
+    assert ran.returncode == 0, ran.stderr
+    assert (project / ".pumphouse" / "wrongdir" / "state.json").exists()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from schemas.errors import DataError, SpecError
 from schemas.spec import FilesSource, Limits
-from tasks.listing import nothing_listed, SourceFile, list_files
+from tasks.listing import SourceFile, list_files, nothing_listed
 from tasks.read import Batch, _JsonSplitter, read_batches
 
 # ---------------------------------------------------------------- helpers
