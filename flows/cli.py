@@ -558,8 +558,7 @@ def status(
     """Per pump: last run, its outcome, rows, high-water mark; the open run (or the inputs a
     run stopped at limits.max_rows_per_run left for the next); recent runs and the next one.
 
-    Runs come from Prefect when a server is configured (PREFECT_API_URL) or the local one
-    `pumphouse run` started is up, else from local state.
+    Runs come from the Prefect server configured or the local one `run` started, else local state.
     """
     from flows.history import read_histories
     from flows.status import PumpStatus, pump_status
@@ -736,7 +735,8 @@ def deploy(
     """Create or update one Prefect deployment per spec, named after the pump, with the spec's
     schedule; a process worker started in the project folder runs it.
 
-    Needs a Prefect server (PREFECT_API_URL). Then: prefect worker start --pool pumphouse
+    Needs a Prefect server (PREFECT_API_URL, or the local one `pumphouse run` started, while
+    it is up). Then: prefect worker start --pool pumphouse
     """
     from flows.deploy import deploy as deploy_specs
     from tasks.deployment import spec_parameter
