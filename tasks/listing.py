@@ -21,7 +21,7 @@ from schemas.errors import SpecError
 from schemas.loader import resolve_mapping
 from schemas.secrets import written
 from schemas.spec import FilesSource
-from tasks._storage import remember_env_credentials, storage_errors
+from tasks._storage import no_bucket, remember_env_credentials, storage_errors
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 # Keys under which fsspec filesystems report a modification time, most specific first.
@@ -96,8 +96,8 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         fs.invalidate_cache()
         try:
             base, entries = _entries(fs, path, source)
-        except FileNotFoundError:
-            if not names_folder(source):
+        except FileNotFoundError as e:
+            if not names_folder(source) or no_bucket(str(e)):
                 raise
             return []  # a folder not made yet (a bucket's prefix before the first file): the run warns
     files = [
