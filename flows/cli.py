@@ -353,7 +353,7 @@ def run(
             _print_json(_failed_summary(spec, e, started_at))
         raise
 
-    state_folder = _new_state_folder(loaded.name)
+    state_folder = _new_state_folder(spec, loaded.name)
     show_bar = not as_json and err.is_terminal
     stop = _progress_bar(progress) if show_bar else (lambda: None)
     try:
@@ -388,12 +388,16 @@ def run(
         _print_summary(summary)
 
 
-def _new_state_folder(name: str) -> Path | None:
-    """This machine's state folder (`.pumphouse`) when this run is about to make it, else None."""
+def _new_state_folder(spec: Path, name: str) -> Path | None:
+    """This machine's state folder (`.pumphouse`) when this run is about to make it in a
+    folder the spec is not in (likely the wrong one: the spec's relative paths name nothing
+    here), else None. In the spec's own project a failed first run keeps its history."""
     from tasks.state import StateStore
 
     folder = StateStore(name).root.parent
-    return None if folder.exists() else folder
+    if folder.exists() or spec.resolve().is_relative_to(Path.cwd().resolve()):
+        return None
+    return folder
 
 
 BARE = {"lock", "runs.jsonl", "staging"}  # what a run that failed before it planned leaves
@@ -401,8 +405,8 @@ BARE = {"lock", "runs.jsonl", "staging"}  # what a run that failed before it pla
 
 def _drop_if_bare(folder: Path, name: str) -> None:
     """Remove the state folder a failed run made when it holds nothing but the pump's lock
-    and the failure's line of history (run from the wrong folder, say): no state, no open
-    run, no rejected rows. A folder other pumps' runs put things in stays."""
+    and the failure's line of history: no state, no open run, no rejected rows. A folder
+    other pumps' runs put things in stays."""
     pump = folder / name
     with contextlib.suppress(OSError):
         if set(os.listdir(pump)) <= BARE and not any((pump / "staging").glob("*")):
