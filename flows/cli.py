@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import PumpError, SpecError, TransientError, UsageError
+from schemas.errors import BusyError, PumpError, SpecError, TransientError, UsageError
 from schemas.secrets import redact, redact_all
 
 app = typer.Typer(
@@ -35,9 +36,33 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(asked: bool) -> None:
+    """`--version`: the installed package's version, from its metadata."""
+    if asked:
+        from importlib.metadata import version
+
+        print(f"pumphouse {version('pumphouse')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A declarative data pump: a YAML spec in, validated and deduplicated rows out, run as a
+    Prefect flow."""
+
+
 def _quiet_prefect(argv: list[str]) -> None:
-    """Before Prefect is imported: its console stays silent (-v shows it), and the embedded
-    server sends no telemetry (the network is often closed; it would print a traceback).
+    """Before Prefect is imported: its console stays silent (-v shows it), the embedded
+    server sends no telemetry (the network is often closed; it would print a traceback), and
+    the client neither (DO_NOT_TRACK, as Prefect documents it), so a first use on a terminal
+    prints no telemetry notice. A value the user set is kept.
 
     The command reports a failed run itself in one or two lines; Prefect's console would add
     the run's ERROR lines and a traceback. Only the console handler is quieted: the loggers
@@ -46,6 +71,7 @@ def _quiet_prefect(argv: list[str]) -> None:
     if "-v" not in argv and "--verbose" not in argv:
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def entry() -> None:
@@ -171,6 +197,14 @@ def _load_or_say(path: Path, files: bool = False) -> Any | None:
         return None
 
 
+def _use_running_server() -> str | None:
+    """With no server configured, the local one `run` started, when it runs: `status` and
+    `deploy` see the runs and deployments there. Its URL, or None."""
+    from flows.local_server import use_running_server
+
+    return use_running_server()
+
+
 def _server_for_secrets(path: Path) -> None:
     """A spec that names a Prefect Secret block is checked against the server runs use:
     with none configured, the local one (started once, reused), not a temporary one."""
@@ -195,6 +229,24 @@ def _name_taken(path: Path, name: str, other: Path) -> list[str]:
         "the pump's state, output view and deployment)"
     )
     return list(spec_error(str(path), lines, [(("name",), message)]).problems)
+
+
+def _missing_folder(path: Path, spec: Any) -> list[str]:
+    """The problem of a source folder on this disk that is not there, at `source.url`: a run
+    would read nothing (and warn), which is seldom what a spec is written for."""
+    from schemas._problems import spec_error
+    from schemas._yaml import read_yaml
+    from tasks.listing import missing_local_folder
+
+    folder = missing_local_folder(spec.source)
+    if folder is None:
+        return []
+    _, lines = read_yaml(path.read_text(encoding="utf-8-sig"), str(path))
+    message = (
+        f"{spec.source.url!r}: no folder {str(Path(folder).absolute())!r}; create it, or fix "
+        "source.url (relative paths start at the folder pumphouse runs in, not the spec's)"
+    )
+    return list(spec_error(str(path), lines, [(("source", "url"), message)]).problems)
 
 
 def _spec_paths(specs: list[Path] | None, command: str) -> list[Path]:
@@ -233,6 +285,10 @@ def validate(
         elif spec.name in named and named[spec.name].resolve() != path.resolve():
             bad += 1
             for problem in _name_taken(path, spec.name, named[spec.name]):
+                _say(problem)
+        elif problems := _missing_folder(path, spec):
+            bad += 1
+            for problem in problems:
                 _say(problem)
         else:
             named[spec.name] = path
@@ -290,12 +346,15 @@ def run(
 
         choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
         _server_for_secrets(spec)
-        _load(str(spec))  # the rest of the preflight: spec errors exit 2 before the flow starts
+        loaded = _load(
+            str(spec)
+        )  # the rest of the preflight: spec errors exit 2 before the flow starts
     except PumpError as e:
         if as_json:  # --json promises one object, whatever went wrong
             _print_json(_failed_summary(spec, e, started_at))
         raise
 
+    state_folder = _new_state_folder(spec, loaded.name)
     show_bar = not as_json and err.is_terminal
     stop = _progress_bar(progress) if show_bar else (lambda: None)
     try:
@@ -312,6 +371,8 @@ def run(
             _ship_prefects_records()
         failure = _unreachable(e) or _resource_error(e) or e
         failed = _failed_summary(spec, failure, started_at)
+        if state_folder is not None and not isinstance(failure, BusyError):  # not another run's
+            _drop_if_bare(state_folder, loaded.name)
         if as_json:
             _print_json(failed)
         elif isinstance(failure, PumpError) and failed.get("run_id"):
@@ -326,6 +387,32 @@ def run(
         _print_json(summary)
     else:
         _print_summary(summary)
+
+
+def _new_state_folder(spec: Path, name: str) -> Path | None:
+    """This machine's state folder (`.pumphouse`) when this run is about to make it in a
+    folder the spec is not in (likely the wrong one: the spec's relative paths name nothing
+    here), else None. In the spec's own project a failed first run keeps its history."""
+    from tasks.state import StateStore
+
+    folder = StateStore(name).root.parent
+    if folder.exists() or spec.resolve().is_relative_to(Path.cwd().resolve()):
+        return None
+    return folder
+
+
+BARE = {"lock", "runs.jsonl", "staging"}  # what a run that failed before it planned leaves
+
+
+def _drop_if_bare(folder: Path, name: str) -> None:
+    """Remove the state folder a failed run made when it holds nothing but the pump's lock
+    and the failure's line of history: no state, no open run, no rejected rows. A folder
+    other pumps' runs put things in stays."""
+    pump = folder / name
+    with contextlib.suppress(OSError):
+        if set(os.listdir(pump)) <= BARE and not any((pump / "staging").glob("*")):
+            shutil.rmtree(pump)
+            folder.rmdir()  # only if empty
 
 
 def _print_json(summary: dict[str, Any]) -> None:
@@ -469,16 +556,20 @@ def status(
     specs: Annotated[
         list[Path] | None, typer.Argument(help="Spec files; default pumps/*.yaml")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list, one object per pump.")
+    ] = False,
 ) -> None:
     """Per pump: last run, its outcome, rows, high-water mark; the open run (or the inputs a
     run stopped at limits.max_rows_per_run left for the next); recent runs and the next one.
 
-    Runs come from Prefect when a server is configured (PREFECT_API_URL), else from local state.
+    Runs come from the Prefect server configured or the local one `run` started, else local state.
     """
     from flows.history import read_histories
-    from tasks.state import StateStore
+    from flows.status import PumpStatus, pump_status
 
     paths = _spec_paths(specs, "status")
+    _use_running_server()
     read: list[tuple[Path, Any]] = []
     for path in paths:
         try:
@@ -489,39 +580,18 @@ def status(
     histories, source, warning = read_histories(names) if names else ({}, "", None)
     if warning:
         _say(f"warning: {warning}")
-    table = Table(
-        "pump", "last run", "outcome", "read", "written", "rejected", "high-water mark",
-        "open run", "recent runs", "next run", caption=source or None, caption_justify="left",
-    )  # fmt: skip
-    for path, spec in read:
-        if isinstance(spec, SpecError):
-            table.add_row(str(path), "-", redact(f"invalid spec: {spec.problems[0]}"), *("-" * 7))
-            continue
-        store = StateStore(spec.name)
-        history = histories[spec.name]
-        last = history.runs[0] if history.runs else None
-        open_run, committed = store.manifest(), store.committed()
-        if open_run:
-            opened = f"{open_run.run_id} ({open_run.phase})"
-        elif committed.rest:  # see limits.max_rows_per_run
-            opened = f"{len(committed.rest)} input(s) left for the next run"
-        else:
-            opened = "-"
-        cells = (
-            spec.name,
-            last.started_at if last else "never",
-            last.outcome if last else "-",
-            last.rows_read if last else "-",
-            last.rows_written if last else "-",
-            last.rows_rejected if last else "-",
-            str(committed.hwm or "-"),
-            opened,
-            " ".join(r.word for r in history.runs) or "-",
-            history.next_run or "-",
-        )
-        table.add_row(*(redact(c) for c in cells))
-    _print_table(table)
-    if any(isinstance(s, SpecError) for _, s in read):
+    shown = [
+        PumpStatus(str(path), problem=redact(spec.problems[0]))
+        if isinstance(spec, SpecError)
+        else pump_status(str(path), spec, histories[spec.name])
+        for path, spec in read
+    ]
+    if as_json:
+        print(json.dumps([s.to_json() for s in shown]))
+    else:
+        lines = [line for s in shown for line in s.lines()]
+        out.print("\n".join([*lines, source] if source else lines), markup=False, highlight=False)
+    if any(s.problem is not None for s in shown):
         raise typer.Exit(2)  # the others are shown; `pumphouse validate` tells what is wrong
 
 
@@ -691,7 +761,8 @@ def deploy(
     """Create or update one Prefect deployment per spec, named after the pump, with the spec's
     schedule; a process worker started in the project folder runs it.
 
-    Needs a Prefect server (PREFECT_API_URL). Then: prefect worker start --pool pumphouse
+    Needs a Prefect server (PREFECT_API_URL, or the local one `pumphouse run` started, while
+    it is up). Then: prefect worker start --pool pumphouse
     """
     from flows.deploy import deploy as deploy_specs
     from tasks.deployment import spec_parameter
@@ -718,6 +789,13 @@ def deploy(
                 "a pump name is unique (it names the deployment, state and output)"
             )
         named[spec.name] = spec_path
+    local = _use_running_server()
+    if local:
+        _say(
+            f"note: deploying to the local Prefect server at {local} that `pumphouse run` "
+            "started; it stops after PUMPHOUSE_PREFECT_SERVER_IDLE seconds without a run, so "
+            "for schedules start a lasting one (`prefect server start`) and set PREFECT_API_URL"
+        )
     report = deploy_specs(loaded, pool, workdir, image)
     if report.pool_created:
         out.print(f"created work pool {report.pool} (type process)", markup=False)

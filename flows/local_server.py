@@ -41,6 +41,26 @@ def use_local_server(say: object = None) -> str | None:
     """Point Prefect at the local server, starting it if need be; its API URL, or None when a
     server is configured (PREFECT_API_URL, a Prefect profile) or the temporary one is asked for.
     `say(text)` tells the user when a server is started (a first run waits for it)."""
+    home = _unconfigured_home()
+    if home is None:
+        return None
+    _hold(home)  # before the server is started or found: it must not stop under this run
+    return _point_at(ensure_server(home, say))
+
+
+def use_running_server() -> str | None:
+    """Point Prefect at the local server a run started, if it runs now (it is not started);
+    its API URL, or None when a server is configured, the temporary one is asked for, or
+    none runs. For `status` and `deploy`: they see what `run` recorded."""
+    home = _unconfigured_home()
+    url = _recorded(home) if home is not None else None
+    if home is None or url is None or not serves(url, home):
+        return None
+    return _point_at(url)
+
+
+def _unconfigured_home() -> Path | None:
+    """PREFECT_HOME when no server is configured and the local one is wanted, else None."""
     if os.environ.get("PUMPHOUSE_PREFECT_SERVER", "").lower() == "temporary":
         return None
     if os.environ.get("PREFECT_API_URL"):
@@ -50,9 +70,11 @@ def use_local_server(say: object = None) -> str | None:
     settings = get_current_settings()
     if settings.api.url:
         return None
-    home = Path(settings.home)
-    _hold(home)  # before the server is started or found: it must not stop under this run
-    url = ensure_server(home, say)
+    return Path(settings.home)
+
+
+def _point_at(url: str) -> str:
+    """Prefect's settings (this process's, and its children's) name the server at `url`."""
     os.environ["PREFECT_API_URL"] = url
     from prefect.context import refresh_global_settings_context
 

@@ -25,6 +25,7 @@ from tasks.as_started import as_started
 from tasks.deadline import Deadline
 from tasks.failures import resource_error
 from tasks.inbox import as_files
+from tasks.listing import nothing_listed
 from tasks.load import keep_rejected, spec_culprit
 from tasks.preflight import load
 from tasks.state import Manifest, StateStore
@@ -121,10 +122,21 @@ def _locked_run(
         note := widened(manifest.hwm_before, manifest.since, manifest.lookback, manifest.strict)
     ) and note not in summary.counts.warnings:
         summary.counts.warnings.append(note)
+    if not manifest.inputs and (note := _nothing_listed(spec, store)):
+        summary.counts.warnings.append(note)
     summary.hwm_after, summary.inputs_left = loaded.hwm_after, len(manifest.left())
     summary.seconds = time.perf_counter() - started
     with summary.step("commit"):
         commit_task(store, manifest, loaded, summary.to_dict())
+
+
+def _nothing_listed(spec: Spec, store: StateStore) -> str | None:
+    """Why a files source listed nothing, when the user should hear it: its folder is not
+    there, or nothing matches on the first run (no state yet)."""
+    if not isinstance(spec.source, FilesSource):
+        return None
+    committed = store.committed()
+    return nothing_listed(spec.source, first_run=not committed.files and committed.hwm is None)
 
 
 def _stage_all(spec: Spec, manifest: Manifest, run_dir: str, run_on: Executor) -> Counts:

@@ -34,6 +34,7 @@ from schemas.secrets import MASK, redact
 from tasks import deadline
 
 BACKOFF_BASE = 0.5  # seconds before the first retry; doubled for each one after
+QUICK_RETRIES = 2  # for a refused connection: a server restarting is back in a second or two
 MAX_REDIRECTS = 5
 SNIPPET = 200  # characters of an error response's body quoted in the message
 # Query parameters whose values are masked in messages even when no ${secret:} put them there.
@@ -77,11 +78,28 @@ class Reply:
 
 
 class _Retry(Exception):
-    """A failure worth another try: what it was, and the wait the server asked for."""
+    """A failure worth another try: what it was, and the wait the server asked for.
+    `kind`: transient | json | refused | unresolved (see _no_connection)."""
 
-    def __init__(self, what: str, retry_after: float | None = None, kind: str = "transient"):
+    def __init__(
+        self, what: str, retry_after: float | None = None, kind: str = "transient", detail: str = ""
+    ):
         super().__init__(what)
-        self.what, self.retry_after, self.kind = what, retry_after, kind
+        self.what, self.retry_after, self.kind, self.detail = what, retry_after, kind, detail
+
+
+def _no_connection(error: BaseException, what: str) -> _Retry:
+    """The _Retry of a failed try: of kind `refused` or `unresolved` when no connection could
+    be made (httpx keeps the OS error in the exception's context), else `transient`."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return _Retry(what, kind="refused")
+        if isinstance(cause, socket.gaierror):
+            known = cause.errno == socket.EAI_NONAME  # no such name: asking again will not help
+            return _Retry(what, kind="unresolved", detail="no such host" if known else str(cause))
+        cause = cause.__cause__ or cause.__context__
+    return _Retry(what)
 
 
 class TokenBucket:
@@ -200,6 +218,8 @@ class Client:
                 with self._bounded():
                     return self._once(method, url, content, headers, parse)
             except _Retry as problem:
+                if problem.kind in ("refused", "unresolved") and attempt >= self._quick(problem):
+                    self._unreachable(method, url, problem)
                 if attempt == self.manners.retries:
                     self._give_up(method, url, problem, attempt + 1, started)
                 deadline.sleep(backoff(attempt, self.manners, problem.retry_after, self.rnd))
@@ -289,7 +309,7 @@ class Client:
                         "SSL_CERT_FILE=/path/to/ca.pem"
                     ) from None
                 detail = redact(str(e)).rstrip(".") or "no detail"
-                raise _Retry(f"{type(e).__name__}: {detail}") from None
+                raise _no_connection(e, f"{type(e).__name__}: {detail}") from None
             if response.is_redirect:
                 url = self._redirect(method, url, response)
                 continue
@@ -350,6 +370,28 @@ class Client:
             except ValueError as e:  # UnicodeDecodeError is a ValueError too
                 raise _Retry(f"the response is not valid JSON ({e})", kind="json") from None
         return Reply(str(response.url), response.links, data)
+
+    def _quick(self, problem: _Retry) -> int:
+        """Retries for a connection that could not be made: none for a name that does not
+        exist, a few quick ones otherwise (a server restarting, DNS failing for a moment)."""
+        if problem.detail == "no such host":
+            return 0
+        return min(QUICK_RETRIES, self.manners.retries)
+
+    def _unreachable(self, method: str, url: str, problem: _Retry) -> None:
+        """A host that refuses the connection or has no address: likely a wrong URL, not a
+        server failing or throttling, so said at once, with the host and port tried."""
+        _, host, port = origin(url)
+        where = self.manners.where
+        if problem.kind == "refused":
+            raise RetriesSpent(
+                f"{method} {safe_url(url)}: {host}:{port} refused the connection (nothing "
+                f"listens there); is {where}.url right, and is the server up?"
+            )
+        raise RetriesSpent(
+            f"{method} {safe_url(url)}: the host {host} (port {port}) does not resolve "
+            f"({problem.detail}); is {where}.url right?"
+        )
 
     def _give_up(self, method: str, url: str, problem: _Retry, tries: int, started: float) -> None:
         spent = time.monotonic() - started

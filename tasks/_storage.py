@@ -104,12 +104,17 @@ def storage_error(e: BaseException, where: str, doing: str, options: str) -> Bas
     return resource_error(e) or _error(kind(e), _detail(e), where, doing, options) or e
 
 
+def no_bucket(detail: str) -> bool:
+    """Whether a missing-path failure's text says the bucket itself is not there."""
+    return "bucket does not exist" in detail or "NoSuchBucket" in detail
+
+
 def _error(
     found: str | None, detail: str, where: str, doing: str, options: str
 ) -> PumpError | None:
     """The error for a storage failure of kind `found` (see kind), None for no kind."""
     if found == "missing":
-        if "bucket does not exist" in detail or "NoSuchBucket" in detail:
+        if no_bucket(detail):
             return DataError(
                 f"{where}: the bucket does not exist; create it, or fix the bucket name in the URL"
             )

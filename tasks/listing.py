@@ -8,6 +8,7 @@ Object stores are listed page by page (s3fs follows S3's continuation tokens pas
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from schemas.errors import SpecError
 from schemas.loader import resolve_mapping
 from schemas.secrets import written
 from schemas.spec import FilesSource
-from tasks._storage import remember_env_credentials, storage_errors
+from tasks._storage import no_bucket, remember_env_credentials, storage_errors
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 # Keys under which fsspec filesystems report a modification time, most specific first.
@@ -93,7 +94,12 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         # A long-lived process (a worker, the tests) shares one filesystem per set of options;
         # its listing cache would hide files added or replaced since the last run.
         fs.invalidate_cache()
-        base, entries = _entries(fs, path, source)
+        try:
+            base, entries = _entries(fs, path, source)
+        except FileNotFoundError as e:
+            if not names_folder(source) or no_bucket(str(e)):
+                raise
+            return []  # a folder not made yet (a bucket's prefix before the first file): the run warns
     files = [
         SourceFile(
             # state, manifest and `_source` keep the references the spec writes
@@ -106,6 +112,47 @@ def list_files(source: FilesSource) -> list[SourceFile]:
         for name, info in entries
     ]
     return sorted(files, key=lambda f: f.url)
+
+
+def names_folder(source: FilesSource) -> bool:
+    """Whether `source` names a folder (a URL ending in '/', a glob, `source.glob`), not a file."""
+    return source.url.endswith("/") or bool(source.glob) or bool(GLOB_CHARS.search(source.url))
+
+
+def missing_local_folder(source: Any) -> str | None:
+    """The folder a files source on the local disk names, when it is not there (for
+    `validate`: a path relative to another folder than the one the command runs in)."""
+    if not isinstance(source, FilesSource) or not names_folder(source):
+        return None
+    url = source.url.removeprefix("file://")
+    if "://" in url or "${" in url:
+        return None
+    magic = GLOB_CHARS.search(url)
+    folder = url[: magic.start()].rpartition("/")[0] if magic else url
+    return None if not folder or os.path.isdir(folder) else folder
+
+
+def nothing_listed(source: FilesSource, first_run: bool) -> str | None:
+    """The run's warning when `source` lists no file: its folder does not exist, or, on a
+    first run, nothing in it matches. None when an empty listing is news to no one."""
+    fs, path = url_to_fs(source.url, **resolve_mapping(source.storage_options))
+    magic = GLOB_CHARS.search(path)
+    folder = path[: magic.start()].rpartition("/")[0] if magic else path.rstrip("/")
+    where = f"source.url {safe_url(source.url)}"
+    with storage_errors(where, "listing", "source.storage_options"):
+        there = not folder or fs.exists(folder)
+    if not there:
+        return (
+            f"{where}: no such folder, so nothing was read; check the path (relative paths "
+            "start at the working directory)"
+        )
+    if not first_run:
+        return None
+    if source.glob:
+        return f"{where}: no file matches source.glob {source.glob!r}, so nothing was read"
+    if magic:
+        return f"{where}: no file matches it, so nothing was read"
+    return f"{where}: the folder holds no file, so nothing was read"
 
 
 def _entries(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import os
 import re
 import shutil
@@ -96,8 +97,19 @@ def summary_of(flow_run_id: UUID, pump: str) -> Any:
 
 
 def status_row(stdout: str, pump: str) -> list[str]:
-    (row,) = [line for line in stdout.splitlines() if f" {pump} " in line]
-    return [c.strip() for c in re.split(r"[│|┃]", row) if c.strip()]
+    """The pump's block in `status` (flows/status.py) as cells: pump, last run, outcome, rows
+    read, written, rejected, high-water mark, open run, recent runs, next run."""
+    lines = stdout.splitlines()
+    start = lines.index(pump) + 1
+    block = itertools.takewhile(lambda line: line.startswith("  "), lines[start:])
+    said = dict(re.split(r" {2,}", line.strip(), maxsplit=1) for line in block)
+    when, _, outcome = said["last run"].partition("  ")
+    rows = re.fullmatch(r"(\S+) read, (\S+) written, (\S+) rejected", said["rows"])
+    assert rows is not None, said
+    return [
+        pump, when, outcome or "-", *rows.groups(), said["high-water mark"],
+        *(said.get(k, "-") for k in ("open run", "recent runs", "next run")),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- the deployment, as data

@@ -32,6 +32,7 @@ def write(project: Path, name: str, sink: str = PARQUET, dedup: bool = True) -> 
 
 
 def test_validate_notes_dedup_on_an_append_sink_and_exits_0(project: Path) -> None:
+    (project / "in").mkdir()
     specs = [write(project, name, sink) for name, sink in SINKS.items()]
     specs.append(write(project, "plain", dedup=False))
     done = run_in_process("validate", *specs, cwd=project)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from schemas.errors import DataError, SpecError
 from schemas.spec import FilesSource, Limits
-from tasks.listing import SourceFile, list_files
+from tasks.listing import SourceFile, list_files, nothing_listed
 from tasks.read import Batch, _JsonSplitter, read_batches
 from tests.conftest import examples
 
@@ -120,14 +120,32 @@ def test_relative_url_resolves_against_working_directory(
     ]
 
 
-def test_missing_url_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_file_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as e:
-        list_files(FilesSource(type="files", url="./x/"))
+        list_files(FilesSource(type="files", url="./x/o.csv"))
     assert str(e.value) == (
-        "source.url ./x/: no such file or folder; check the path (relative paths start "
+        "source.url ./x/o.csv: no such file or folder; check the path (relative paths start "
         "at the working directory) and storage_options"
     )
+
+
+def test_a_missing_folder_lists_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder not made yet (a bucket's prefix before its first file) is no error: the run
+    reads nothing and warns (tests/test_command.py)."""
+    monkeypatch.chdir(tmp_path)
+    for source in (
+        FilesSource(type="files", url="./x/"),
+        FilesSource(type="files", url="./x/*.csv"),
+        FilesSource(type="files", url="./x", glob="*.csv"),
+    ):
+        assert list_files(source) == []
+        assert nothing_listed(source, first_run=False) == (
+            f"source.url {source.url}: no such folder, so nothing was read; check the path "
+            "(relative paths start at the working directory)"
+        )
 
 
 def test_unset_env_in_storage_options_is_a_spec_error(mem: str) -> None:

@@ -289,7 +289,7 @@ def test_storage_failures_say_what_to_fix(
         monkeypatch.setenv(name, value)
     cases = [
         (f"s3://no-such-{bucket}/in/", {}, DataError, "the bucket does not exist; create it"),
-        (f"s3://{bucket}/nothing-here/", {}, DataError, "no such file or folder"),
+        (f"s3://{bucket}/nothing-here.ndjson", {}, DataError, "no such file or folder"),
         (
             f"s3://{bucket}/in/",
             {"key": "AKIAUNKNOWN000000000"},

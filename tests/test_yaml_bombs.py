@@ -28,6 +28,7 @@ def _bomb(levels: int) -> str:
 
 def _validate(project: Path, text: str) -> tuple[int, str]:
     (project / "pumps" / "orders.yaml").write_text(text)
+    (project / "in").mkdir(exist_ok=True)
     done = run_cli("validate", "pumps/orders.yaml", cwd=project)
     return done.returncode, done.stderr
 
