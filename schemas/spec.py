@@ -210,6 +210,7 @@ class WebhookSource(Model):
     buffer: str | None = Field(None, min_length=1)  # None: the pump's inbox (tasks/inbox.py)
     storage_options: dict[str, Any] = Field(default_factory=dict)
     max_body_bytes: ByteSize = Field(ByteSize(2**20), ge=1024)
+    timezone: Zone = "UTC"  # of timestamps that carry no offset
 
     @field_validator("token")
     @classmethod

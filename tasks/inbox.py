@@ -86,7 +86,14 @@ def as_files(spec: Spec) -> Spec:
     url, options = buffer_of(spec.name, spec.source)
     if not is_remote(url):
         Path(url).mkdir(parents=True, exist_ok=True)
-    files = FilesSource(type="files", url=url, glob=GLOB, format="ndjson", storage_options=options)
+    files = FilesSource(
+        type="files",
+        url=url,
+        glob=GLOB,
+        format="ndjson",
+        storage_options=options,
+        timezone=spec.source.timezone,
+    )
     return spec.model_copy(update={"source": files})
 
 

@@ -235,7 +235,10 @@ LA_REJECTED = [
         ],
     ),
     ("10", ["taken_at: 'not a time' is not timestamp"]),
-    ("11", ["taken_at: '2024-11-03 01:30 XYZ' is not timestamp"]),  # an offset that does not read is not ignored
+    (
+        "11",
+        ["taken_at: '2024-11-03 01:30 XYZ' is not timestamp"],
+    ),  # an offset that does not read is not ignored
 ]
 # Berlin: clocks go 02:00 -> 03:00 on 2024-03-31 and 03:00 -> 02:00 on 2024-10-27.
 BERLIN = [

@@ -66,7 +66,7 @@ def test_validate_notes_a_paginate_key_the_style_does_not_read(project: Path) ->
         "    page_size: 50\n"
         "sink: {type: parquet, url: ./out/api}\n"
     )
-    done = run_cli("validate", "pumps/api.yaml", cwd=project)
+    done = run_in_process("validate", "pumps/api.yaml", cwd=project)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         f"note: pumps/api.yaml:{line} source.paginate.{key}: {key} does nothing for style "

@@ -20,10 +20,10 @@ import duckdb
 import httpx
 import pytest
 
-from bench.server import free_port
 from schemas.errors import SpecError
 from schemas.loader import parse_spec
 from tasks.inbox import file_name
+from tests._prefect_server import free_port
 from tests.conftest import PUMPHOUSE, run_cli
 
 TOKEN = "tok-9f3a1c77e2b54d08-partner"
