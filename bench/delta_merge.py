@@ -31,9 +31,9 @@ from deltalake import DeltaTable, write_deltalake
 
 from schemas.loader import parse_spec
 from schemas.spec import Spec
-from tasks import sink_delta
-from tasks._duckdb import connect
-from tasks.load import load_run
+from tasks.engine.db import connect
+from tasks.run.load import load_run
+from tasks.sinks import delta as sink_delta
 
 TABLE_ROWS = 1_000_000
 CHANGED = 50_000

@@ -80,7 +80,7 @@ def _start(argv: list[str], log: Path, cores: set[int] | None = None) -> subproc
 
 
 def _warm_up() -> None:
-    import tasks.steps  # noqa: F401
+    import tasks.run.steps  # noqa: F401
 
 
 def worker_cpu(address: str | None) -> float:

@@ -182,7 +182,7 @@ def _say(text: str) -> None:
 def _load(spec: str, files: bool = False) -> Any:
     """The spec with every preflight check a run makes (imports Prefect and pandera: seconds);
     `files`: and validate's look at local CSV files."""
-    from tasks.preflight import load, validate
+    from tasks.validate.preflight import load, validate
 
     return validate(spec) if files else load(spec)
 
@@ -236,7 +236,7 @@ def _missing_folder(path: Path, spec: Any) -> list[str]:
     would read nothing (and warn), which is seldom what a spec is written for."""
     from schemas._problems import spec_error
     from schemas._yaml import read_yaml
-    from tasks.listing import missing_local_folder
+    from tasks.sources.files.listing import missing_local_folder
 
     folder = missing_local_folder(spec.source)
     if folder is None:
@@ -342,7 +342,7 @@ def run(
         with _imports_without_gc():
             from flows.executor import choose
             from flows.pump import pump
-            from tasks import progress
+            from tasks.run import progress
 
         choose(executor, cluster)  # a wrong --executor or a missing --cluster exits 2 here
         _server_for_secrets(spec)
@@ -393,7 +393,7 @@ def _new_state_folder(spec: Path, name: str) -> Path | None:
     """This machine's state folder (`.pumphouse`) when this run is about to make it in a
     folder the spec is not in (likely the wrong one: the spec's relative paths name nothing
     here), else None. In the spec's own project a failed first run keeps its history."""
-    from tasks.state import StateStore
+    from tasks.state.store import StateStore
 
     folder = StateStore(name).root.parent
     if folder.exists() or spec.resolve().is_relative_to(Path.cwd().resolve()):
@@ -437,7 +437,7 @@ def _imports_without_gc() -> Iterator[None]:
 
 
 def _resource_error(e: BaseException) -> PumpError | None:
-    from tasks.failures import resource_error
+    from tasks.io.failures import resource_error
 
     return resource_error(e)
 
@@ -466,7 +466,7 @@ def _unreachable(e: BaseException) -> PumpError | None:
 
 def _failed_summary(spec: Path, e: BaseException, started_at: str) -> dict[str, Any]:
     """The failed run's own record when it left one, else zeros; `error` says what went wrong."""
-    from tasks.state import StateStore
+    from tasks.state.store import StateStore
 
     name, last = spec.stem, []
     try:
@@ -607,7 +607,7 @@ def query(
     """
     if fmt not in ("table", "csv", "json"):
         raise UsageError(f"--format {fmt!r} is not a format; valid: table, csv, json")
-    from tasks.query import run_query
+    from tasks.sinks.query import run_query
 
     columns, rows = run_query(_read_spec(str(spec), reads_sink=True), sql)
     if fmt == "json":
@@ -640,8 +640,8 @@ def compact(
     Takes the pump's lock, so it never runs during a load. Vacuum deletes only files the table's
     log removed; rejected rows under URL/rejected/ stay.
     """
-    from tasks.sink_delta import compact as compact_table
-    from tasks.state import StateStore
+    from tasks.sinks.delta import compact as compact_table
+    from tasks.state.store import StateStore
 
     loaded = _read_spec(str(spec), reads_sink=True)
     if loaded.sink.type != "delta":
@@ -672,7 +672,7 @@ def reset(
 ) -> None:
     """Forget the pump's state (high-water mark, files read, open run). The output, rejected
     rows and run history stay."""
-    from tasks.state import StateStore
+    from tasks.state.store import StateStore
 
     loaded = _read_spec(str(spec), reads_sink=run_only)
     store = StateStore(loaded.name)
@@ -690,7 +690,7 @@ def reset(
 
 def _abandon_run(loaded: Any, store: Any, yes: bool) -> None:
     """`reset --run`: the open run's output, manifest and staging go; committed state stays."""
-    from tasks import sinks
+    from tasks.sinks import registry as sinks
 
     if store.manifest() is None:
         out.print(f"reset --run: pump {loaded.name} has no open run; nothing to do", markup=False)
@@ -765,7 +765,7 @@ def deploy(
     it is up). Then: prefect worker start --pool pumphouse
     """
     from flows.deploy import deploy as deploy_specs
-    from tasks.deployment import spec_parameter
+    from tasks.run.deployment import spec_parameter
 
     if not pool.strip():
         raise UsageError("--pool needs a work pool's name, e.g. --pool pumphouse")

@@ -1,6 +1,6 @@
 """`pumphouse deploy`: create or update one Prefect deployment per pump.
 
-The deployment is the one `tasks.deployment.describe` returns (the shape of a
+The deployment is the one `tasks.run.deployment.describe` returns (the shape of a
 `prefect.yaml` entry), sent to the server the way `prefect deploy` sends it: an upsert
 by flow and name, whose schedules replace the old ones. The work pool and each pump's
 global concurrency limit are created when missing.
@@ -24,7 +24,7 @@ from prefect.utilities.callables import parameter_schema
 from flows.orchestration import api_url, ensure_limit
 from schemas.errors import TransientError, UsageError
 from schemas.spec import Spec
-from tasks.deployment import FLOW_NAME, describe, full_name, prefect_key
+from tasks.run.deployment import FLOW_NAME, describe, full_name, prefect_key
 
 
 @dataclass(frozen=True)

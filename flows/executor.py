@@ -23,10 +23,11 @@ from schemas.errors import TransientError, UsageError
 from schemas.secrets import redact
 from schemas.settings import Settings, settings
 from schemas.spec import Spec
-from tasks import progress, staging
-from tasks.stage import one_engine
-from tasks.steps import stage_task
-from tasks.summary import Counts
+from tasks.run import progress
+from tasks.run.steps import stage_task
+from tasks.run.summary import Counts
+from tasks.staging import folder as staging
+from tasks.staging.stage import one_engine
 
 if TYPE_CHECKING:
     from prefect_dask import DaskTaskRunner

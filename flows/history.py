@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.secrets import redact
-from tasks.deployment import FLOW_NAME, prefect_key, run_tag
-from tasks.state import StateStore
-from tasks.summary import outcome
+from tasks.run.deployment import FLOW_NAME, prefect_key, run_tag
+from tasks.run.summary import outcome
+from tasks.state.store import StateStore
 
 RECENT = 5  # runs shown per pump
 

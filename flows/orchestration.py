@@ -30,8 +30,8 @@ from prefect.settings import get_current_settings
 from schemas.errors import BusyError
 from schemas.secrets import redact, redact_all
 from schemas.settings import settings
-from tasks.deployment import prefect_key, run_tag
-from tasks.summary import Summary
+from tasks.run.deployment import prefect_key, run_tag
+from tasks.run.summary import Summary
 
 LEASE_SECONDS = 60  # Prefect's shortest lease: how long a crashed run's slot outlives it
 

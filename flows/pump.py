@@ -20,18 +20,20 @@ from schemas.errors import DataError, SinkRefused
 from schemas.secrets import redact, redact_all
 from schemas.settings import settings
 from schemas.spec import FilesSource, Spec
-from tasks import deadline, faults, progress, sinks, staging
-from tasks.as_started import as_started
-from tasks.deadline import Deadline
-from tasks.failures import resource_error
-from tasks.inbox import as_files
-from tasks.listing import nothing_listed
-from tasks.load import keep_rejected, spec_culprit
-from tasks.preflight import load
-from tasks.state import Manifest, StateStore
-from tasks.steps import commit_task, load_task, masked, plan_task
-from tasks.summary import Counts, Summary
-from tasks.window import widened
+from tasks.io.failures import resource_error
+from tasks.receive.inbox import as_files
+from tasks.run import deadline, faults, progress
+from tasks.run.as_started import as_started
+from tasks.run.deadline import Deadline
+from tasks.run.load import keep_rejected, spec_culprit
+from tasks.run.steps import commit_task, load_task, masked, plan_task
+from tasks.run.summary import Counts, Summary
+from tasks.sinks import registry as sinks
+from tasks.sources.files.listing import nothing_listed
+from tasks.staging import folder as staging
+from tasks.state.store import Manifest, StateStore
+from tasks.transform.window import widened
+from tasks.validate.preflight import load
 
 
 @flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
@@ -188,7 +190,7 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
         if done[i].content:  # for the commit: what state keeps of the file
             manifest.inputs[i] = {**manifest.inputs[i], "read": done[i].content}
         faults.point("staged_file")
-    # What the row limit let in; the rest goes first in the next run (tasks/plan.py).
+    # What the row limit let in; the rest goes first in the next run (tasks/run/plan.py).
     left = [f for i, f in enumerate(manifest.inputs) if i not in done]
     manifest.inputs = [manifest.inputs[i] for i in sorted(done)]
     manifest.rest = left + manifest.rest

@@ -3,7 +3,7 @@
 A Starlette app on uvicorn: `POST <path>` per pump (default /ingest/NAME), `GET /healthz`.
 A POST is checked in the order that costs least to refuse: token (401), rate (429),
 Content-Type (415), size (413, never read past the limit), JSON (400); then stored by the
-pump's writer thread (tasks/receiver.Grouper) and answered 202 only once durable, 200 for
+pump's writer thread (tasks/receive/server.Grouper) and answered 202 only once durable, 200 for
 a key seen before, 503 when the buffer cannot take it. The token is never logged or stored.
 """
 
@@ -24,8 +24,8 @@ from schemas.errors import UsageError
 from schemas.loader import resolve
 from schemas.secrets import redact
 from schemas.spec import Spec, WebhookSource
-from tasks.bodies import BodyError, as_ndjson, media_kind, records_of
-from tasks.receiver import Grouper, Receiver, authorized
+from tasks.receive.bodies import BodyError, as_ndjson, media_kind, records_of
+from tasks.receive.server import Grouper, Receiver, authorized
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures it: stderr
 MAX_KEY_CHARS = 255

@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.history import History
 from schemas.secrets import redact
-from tasks.state import StateStore
+from tasks.state.store import StateStore
 
 
 @dataclass(frozen=True)

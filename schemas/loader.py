@@ -17,7 +17,7 @@ from schemas._yaml import read_yaml
 from schemas.errors import SpecError, TransientError
 from schemas.spec import Spec, cross_check
 
-# A loader check: more problems found in a valid spec (tasks.guard.filter_problems, ...).
+# A loader check: more problems found in a valid spec (tasks.transform.guard.filter_problems, ...).
 Check = Callable[[Spec], Iterable[Problem]]
 
 REF_RE = re.compile(r"\$\{(env|secret):([^}]*)\}")

@@ -202,12 +202,14 @@ WEBHOOK_REF = re.compile(r"^\$\{(env|secret):[^}]+\}$")
 
 class WebhookSource(Model):
     """Partners POST records; `pumphouse serve` makes each body a file in `buffer`, and a run
-    reads the buffer as a files source of ndjson (tasks/inbox.py)."""
+    reads the buffer as a files source of ndjson (tasks/receive/inbox.py)."""
 
     type: Literal["webhook"]
     path: str | None = Field(None, pattern=r"^/[A-Za-z0-9/_.~-]*$")  # None: /ingest/NAME
     token: str = Field(min_length=1)  # a reference, resolved by `serve` only
-    buffer: str | None = Field(None, min_length=1)  # None: the pump's inbox (tasks/inbox.py)
+    buffer: str | None = Field(
+        None, min_length=1
+    )  # None: the pump's inbox (tasks/receive/inbox.py)
     storage_options: dict[str, Any] = Field(default_factory=dict)
     max_body_bytes: ByteSize = Field(ByteSize(2**20), ge=1024)
     timezone: Zone = "UTC"  # of timestamps that carry no offset

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.loader import parse_spec
-from tasks.listing import SourceFile
-from tasks.load import load_run
+from tasks.run.load import load_run
+from tasks.sources.files.listing import SourceFile
 from tests._http_servers import PagedAPI, api_spec, serve
 from tests.conftest import examples
 from tests.data import landed
@@ -112,8 +112,8 @@ def test_within_one_file_the_later_line_arrives_later(project: Path, keep: str, 
 def test_a_resumed_run_orders_by_the_modification_times_frozen_at_its_start(
     project: Path,
 ) -> None:
-    from tasks.plan import plan_run
-    from tasks.state import StateStore
+    from tasks.run.plan import plan_run
+    from tasks.state.store import StateStore
 
     _write(project / "in" / "b.ndjson", [(1, 5)], 1_700_000_000.0)
     _write(project / "in" / "a.ndjson", [(1, 5)], 1_700_000_600.0)

@@ -12,8 +12,8 @@ import pytest
 
 from schemas.errors import SpecError
 from schemas.spec import Spec
-from tasks._duckdb import connect
-from tasks.contract import check_batch, pandera_schema, schema_problems
+from tasks.contract.check import check_batch, pandera_schema, schema_problems
+from tasks.engine.db import connect
 
 UTC = dtm.UTC
 

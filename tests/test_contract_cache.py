@@ -29,9 +29,9 @@ PROBE = """
 import json, sys
 import pyarrow as pa
 from schemas.loader import load_spec
-from tasks.preflight import CHECKS
-from tasks._duckdb import connect
-from tasks.contract import check_batch
+from tasks.validate.preflight import CHECKS
+from tasks.engine.db import connect
+from tasks.contract.check import check_batch
 problems = []
 try:
     load_spec("spec.yaml", checks=CHECKS)

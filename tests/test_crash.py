@@ -761,8 +761,8 @@ def test_two_flow_runs_in_one_process(project: Path) -> None:
     overlap whatever the machine's speed.
     """
     from flows.pump import pump
-    from tasks import progress
-    from tasks.state import StateStore
+    from tasks.run import progress
+    from tasks.state.store import StateStore
 
     records = write_orders(project / "in", files=6, rows=1_000, seed=41)
     (project / SPEC).write_text(spec_text(batch_rows=500))

@@ -32,8 +32,8 @@ import pytest
 from flows.executor import Executor, choose
 from schemas.errors import PumpError, UsageError
 from schemas.settings import Settings
-from tasks import staging
-from tasks.summary import Counts
+from tasks.run.summary import Counts
+from tasks.staging import folder as staging
 from tests._moto import (
     Keys,
     enforce_auth,
@@ -118,7 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _warm_up() -> None:
-    import tasks.steps  # noqa: F401
+    import tasks.run.steps  # noqa: F401
 
 
 def healthy(w: World, timeout: float = 120) -> None:

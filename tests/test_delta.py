@@ -21,10 +21,10 @@ from deltalake import DeltaTable
 from schemas.errors import DataError, SpecError
 from schemas.loader import parse_spec
 from schemas.spec import Spec
-from tasks import sink_delta
-from tasks._delta_merge import match_predicate, update_predicate
-from tasks._delta_storage import delta_options
-from tasks._duckdb import connect
+from tasks.engine.db import connect
+from tasks.sinks import delta as sink_delta
+from tasks.sinks._delta_merge import match_predicate, update_predicate
+from tasks.sinks.delta_storage import delta_options
 from tests._delta import (  # noqa: F401 (s3_endpoint is a fixture)
     S3_KEYS,
     as_oracle,
@@ -645,14 +645,14 @@ def test_merge_into_s3(project: Path, s3_endpoint: str) -> None:  # noqa: F811
     day1 = write_orders(project / "in", files=1, rows=100, seed=10, day=1)
     _run()
     spec = parse_spec(text)
-    from tasks._delta_storage import storage_options as delta_storage
+    from tasks.sinks.delta_storage import storage_options as delta_storage
 
     opts = delta_storage(spec.sink)  # type: ignore[arg-type]
     assert as_oracle(table_rows("s3://lake-delta/orders", opts)) == expected(day0 + day1)
     assert commit_seqs("s3://lake-delta/orders", opts) == list(
         range(1, sink_delta.committed_seq(spec) + 1)
     )
-    from tasks.query import run_query
+    from tasks.sinks.query import run_query
 
     _, rows = run_query(spec, "SELECT count(*) FROM orders")
     assert rows == [(len(expected(day0 + day1)),)]
@@ -702,7 +702,7 @@ def test_a_missing_bucket_or_an_unreachable_store_says_what_to_do(
 def test_what_deltalake_raises_is_sorted_by_what_to_do() -> None:
     """deltalake's storage errors, as object_store words them (colours included)."""
     from schemas.errors import TransientError
-    from tasks._storage import object_store_error
+    from tasks.io.storage import object_store_error
 
     arrow = "\n          \x1b[31m↳\x1b[0m "
     xml = '<?xml version="1.0"?>\n<Error><Code>{}</Code><Message>m</Message></Error>'

@@ -32,8 +32,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.errors import UsageError
 from schemas.loader import load_spec
-from tasks.deployment import ENTRYPOINT, WORKDIR_STEP, describe, prefect_key, spec_parameter
-from tasks.summary import Counts, Summary
+from tasks.run.deployment import ENTRYPOINT, WORKDIR_STEP, describe, prefect_key, spec_parameter
+from tasks.run.summary import Counts, Summary
 from tests._prefect_worker import PREFECT, wait_for, worker
 from tests.conftest import PUMPHOUSE, REPO
 from tests.data import expected, landed, spec_text, write_orders

@@ -24,7 +24,7 @@ from schemas.errors import SpecError
 from schemas.loader import REF_RE, parse_spec
 from schemas.settings import Settings
 from schemas.spec import Limits, Spec
-from tasks.preflight import CHECKS, secret_problems
+from tasks.validate.preflight import CHECKS, secret_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "spec.md"

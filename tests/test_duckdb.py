@@ -1,4 +1,4 @@
-"""tasks/_shared_duckdb: sessions under one name share a database (its memory limit,
+"""tasks/engine/shared: sessions under one name share a database (its memory limit,
 its tables) but keep their own temp tables, and it closes only once its block and its last
 session have ended."""
 
@@ -14,11 +14,13 @@ import pytest
 
 from schemas.errors import DataError, OutOfTime
 from schemas.loader import parse_spec
-from tasks import _shared_duckdb, deadline, stage
-from tasks._duckdb import scalar
-from tasks._shared_duckdb import session, shared
-from tasks.deadline import Deadline
-from tasks.listing import list_files
+from tasks.engine import shared as _shared_duckdb
+from tasks.engine.db import scalar
+from tasks.engine.shared import session, shared
+from tasks.run import deadline
+from tasks.run.deadline import Deadline
+from tasks.sources.files.listing import list_files
+from tasks.staging import stage
 
 MiB = 2**20
 

@@ -6,7 +6,7 @@ import pytest
 
 from schemas.errors import SpecError
 from schemas.loader import parse_spec
-from tasks.guard import MAX_CHARS, filter_error, filter_problems
+from tasks.transform.guard import MAX_CHARS, filter_error, filter_problems
 
 COLUMNS = ["order_id", "customer", "amount", "status", "updated_at", "email", "note"]
 COLUMNS += ["a", "b", "x", "s", "tags", "payload"]
@@ -365,7 +365,7 @@ def test_no_filter_no_problem() -> None:
 )
 def test_a_parse_that_escapes_its_parentheses_is_refused_too() -> None:
     # The lexer's balance check stops this first; the parse check is the second wall.
-    from tasks import guard
+    from tasks.transform import guard
 
     with guard._lock:
         problem = guard._parse("1) FROM read_csv('/etc/passwd') WHERE (1")

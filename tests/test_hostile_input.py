@@ -16,7 +16,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from tasks._duckdb import connect, scalar
+from tasks.engine.db import connect, scalar
 from tests._http_servers import Answer, PagedAPI, Seen, api_orders, api_spec, serve
 from tests.conftest import run_cli
 from tests.data import expected, is_valid, landed, spec_text, write_orders

@@ -16,9 +16,9 @@ import pytest
 
 from schemas.errors import PumpError, RetriesSpent
 from schemas.spec import Spec
-from tasks._duckdb import connect
-from tasks._http import HttpFailure
-from tasks.sink_http import PROGRESS, deliver
+from tasks.engine.db import connect
+from tasks.io.http import HttpFailure
+from tasks.sinks.webhook import PROGRESS, deliver
 from tests._http_servers import Answer, App, Receiver, Seen, hook_spec, serve
 from tests.conftest import run_cli
 from tests.data import expected, is_valid, write_orders

@@ -18,8 +18,8 @@ from schemas.errors import DataError, PumpError, SpecError, TransientError
 from schemas.loader import parse_spec
 from schemas.secrets import redact
 from schemas.spec import HttpSource, Limits
-from tasks._http import Manners, backoff, retry_after, safe_url
-from tasks.http_source import (
+from tasks.io.http import Manners, backoff, retry_after, safe_url
+from tasks.sources.http import (
     Resume,
     cursor_value,
     page_input,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import DataError
-from tasks.http_source import warnings_heard
+from tasks.sources.http import warnings_heard
 from tests.conftest import run_cli
 from tests.test_read import read, records
 

@@ -222,8 +222,8 @@ def test_a_file_is_read_up_to_its_listed_size_and_a_tail_from_its_start(tmp_path
     from dataclasses import replace
 
     from schemas.spec import FilesSource, Limits
-    from tasks.listing import list_files
-    from tasks.read import read_batches
+    from tasks.sources.files.listing import list_files
+    from tasks.sources.files.read import read_batches
 
     path = tmp_path / "log.csv"
     _csv(path, range(3))

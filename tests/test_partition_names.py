@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tasks._partitions import encoded_length
+from tasks.sinks.partitions import encoded_length
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -142,7 +142,7 @@ def test_too_many_invalid_rows_fail_before_anything_is_loaded(project: Path) -> 
         "SELECT count(*) FROM 'out/orders/rejected/**/*.parquet'"
     ).fetchall()
     assert str(caught.value).startswith(f"{rejected} of 150 rows") and rejected >= 50
-    from tasks.state import StateStore
+    from tasks.state.store import StateStore
 
     store = StateStore("orders")
     assert store.committed().files == {} and store.manifest() is None
@@ -226,7 +226,7 @@ def test_the_cores_are_the_affinity_s_where_there_is_one_else_the_machine_s(
 def test_a_runs_files_are_staged_in_one_duckdb_that_closes_with_the_stage_step(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import _shared_duckdb
+    from tasks.engine import shared as _shared_duckdb
 
     opened: list[tuple[str, _shared_duckdb._Shared]] = []
 

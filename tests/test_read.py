@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from schemas.errors import DataError, SpecError
 from schemas.spec import FilesSource, Limits
-from tasks.listing import SourceFile, list_files, nothing_listed
-from tasks.read import Batch, _JsonSplitter, read_batches
+from tasks.sources.files.listing import SourceFile, list_files, nothing_listed
+from tasks.sources.files.read import Batch, _JsonSplitter, read_batches
 from tests.conftest import examples
 
 # ---------------------------------------------------------------- helpers

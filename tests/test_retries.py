@@ -6,7 +6,7 @@ import pytest
 from prefect.states import Completed, Failed
 
 from schemas.errors import DataError, NotSupportedYet, PumpError, SpecError, TransientError
-from tasks.steps import load_task, masked, stage_task, transient
+from tasks.run.steps import load_task, masked, stage_task, transient
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from schemas.errors import DiskFull, OutOfMemory, PathTooLong
-from tasks.failures import resource_error
+from tasks.io.failures import resource_error
 from tests.conftest import run_cli
 from tests.data import spec_text
 

@@ -283,7 +283,7 @@ def test_storage_failures_say_what_to_fix(
 ) -> None:
     """Missing bucket, missing folder, unknown key, wrong secret, an option s3fs does not
     take: each a pumphouse error naming the URL and the fix, never botocore's own."""
-    from tasks.listing import list_files
+    from tasks.sources.files.listing import list_files
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -340,7 +340,7 @@ def test_what_s3fs_and_botocore_raise_is_sorted_by_what_to_do() -> None:
     from fsspec.exceptions import FSTimeoutError
     from s3fs.errors import translate_boto_error
 
-    from tasks._storage import kind
+    from tasks.io.storage import kind
 
     def s3_error(code: str, message: str) -> BaseException:
         answer = {"Error": {"Code": code, "Message": message}}
@@ -398,8 +398,8 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tasks.plan import plan_run
-    from tasks.state import Committed, StateStore
+    from tasks.run.plan import plan_run
+    from tasks.state.store import Committed, StateStore
 
     fs.pipe({f"{bucket}/in/d{i % 3}/f{i:05d}.ndjson": b'{"order_id": 1}\n' for i in range(1205)})
     for name, value in env.items():
@@ -585,7 +585,7 @@ def test_the_state_store_works_the_same_on_an_fsspec_url(project: Path) -> None:
 
     from schemas.errors import UsageError
     from schemas.settings import Settings
-    from tasks.state import Committed, Manifest, StateStore
+    from tasks.state.store import Committed, Manifest, StateStore
 
     url = f"memory://state-{uuid.uuid4().hex[:8]}"
     store = StateStore("orders", Settings(state_dir=url, work_dir=str(project / "work")))
@@ -630,8 +630,8 @@ def test_the_state_store_works_the_same_on_an_fsspec_url(project: Path) -> None:
 def test_a_big_object_is_read_in_ranges_not_downloaded_whole(
     project: Path, bucket: str, moto_server: str, keys: Keys, fs: Any
 ) -> None:
-    from tasks.listing import list_files
-    from tasks.read import read_batches
+    from tasks.sources.files.listing import list_files
+    from tasks.sources.files.read import read_batches
 
     line = b'{"order_id": 1, "customer": "c1", "amount": 1.5, "status": "open", "pad": "%s"}\n'
     block = b"".join(line % (b"x" * (i % 50)) for i in range(1000))

@@ -22,7 +22,7 @@ import pytest
 
 from schemas.errors import SpecError
 from schemas.loader import parse_spec
-from tasks.inbox import file_name
+from tasks.receive.inbox import file_name
 from tests._prefect_server import free_port
 from tests.conftest import PUMPHOUSE, run_cli
 

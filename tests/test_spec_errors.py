@@ -16,7 +16,7 @@ import pytest
 from schemas.errors import SpecError
 from schemas.loader import load_spec, parse_spec
 from schemas.spec import DURATION, FilesSource
-from tasks.preflight import CHECKS, secret_problems
+from tasks.validate.preflight import CHECKS, secret_problems
 
 FILE = "pumps/orders.yaml"
 OFFLINE_CHECKS = tuple(c for c in CHECKS if c is not secret_problems)  # no Prefect server

@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 
 from schemas.loader import parse_spec
 from schemas.spec import Spec
-from tasks import _json_lines, _shared_duckdb, stage
-from tasks._duckdb import connect
-from tasks._json_stage import stage_blocks
-from tasks.listing import list_files
-from tasks.read import ndjson_blocks
+from tasks.engine import shared as _shared_duckdb
+from tasks.engine.db import connect
+from tasks.sources.files import json_lines as _json_lines
+from tasks.sources.files.listing import list_files
+from tasks.sources.files.read import ndjson_blocks
+from tasks.staging import stage
+from tasks.staging._ndjson import stage_blocks
 from tests.conftest import examples
 
 SPEC = """\

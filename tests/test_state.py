@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import BusyError, PumpError
-from tasks.state import Committed, Manifest, StateStore
+from tasks.state.store import Committed, Manifest, StateStore
 
 
 def test_commit_then_read_back_and_manifest_goes(project: Path) -> None:

@@ -1,8 +1,8 @@
-"""The run's summary (tasks/summary.py): counts add up per file, warnings reach every form."""
+"""The run's summary (tasks/run/summary.py): counts add up per file, warnings reach every form."""
 
 from __future__ import annotations
 
-from tasks.summary import WARNINGS, Counts, Summary
+from tasks.run.summary import WARNINGS, Counts, Summary
 
 
 def test_warnings_add_up_once_each_and_reach_every_form_of_the_summary() -> None:

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.spec import Dedup, Incremental, Transform
-from tasks._duckdb import connect
-from tasks.transform import batch_sql, dedup_sql, numbered_sql, projection
+from tasks.engine.db import connect
+from tasks.transform.sql import batch_sql, dedup_sql, numbered_sql, projection
 from tests.conftest import examples
 
 row = st.tuples(

@@ -1,0 +1,158 @@
+"""The contract query for one batch: the schema's columns and the batch's own fields (read
+from the relation, or from the JSON records' keys) made into one QueryPlan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tasks.contract import _cache as _contract_cache
+from tasks.contract._json_fields import first_with, json_fields
+from tasks.engine.db import Connection, column_types
+from tasks.internal import InternalField, first_internal, problem
+from tasks.sources.records import META
+
+if TYPE_CHECKING:  # imported where a query is built: a cached query needs neither
+    import pandera.ibis as pa
+
+# The batch's own columns and the two the contract adds: never a data column's name.
+RESERVED = (*META, "_errors", "_original")
+_UNSET: Any = object()
+
+
+class Contract:
+    """A data contract as the queries need it. The pandera schema is built (or loaded) on first
+    use, so a run whose queries are all in the cache imports neither pandera nor ibis."""
+
+    def __init__(
+        self,
+        load: Callable[[], pa.DataFrameSchema | None],
+        *,
+        key: str | None = None,
+        present: bool = True,
+        strict: bool | str | None = None,
+    ) -> None:
+        self._load, self.key, self.present, self._strict = load, key, present, strict
+        self._schema: Any = _UNSET
+        self.plans: dict[Any, str] = {}
+
+    @classmethod
+    def of(cls, schema: pa.DataFrameSchema | None) -> Contract:
+        """A contract of a schema at hand (no cache: it has no name to be found by)."""
+        strict = schema.strict if schema is not None else False
+        return cls(lambda: schema, present=schema is not None, strict=strict)
+
+    def schema(self) -> pa.DataFrameSchema | None:
+        if self._schema is _UNSET:
+            self._schema = self._load()
+        return self._schema
+
+    @property
+    def strict(self) -> bool | str:
+        if self._strict is None:
+            schema = self.schema()
+            self._strict = schema.strict if schema is not None else False
+        return self._strict
+
+
+def batch_sql(
+    con: Connection,
+    contract: Contract,
+    source: str,
+    kind: str,
+    *,
+    carry: tuple[str, ...] = (),
+    lean: bool = False,
+) -> str:
+    """SQL that checks the batch in `source` (an SQL relation) against the contract (see
+    check_batch). `carry`: bookkeeping columns of `source` kept in the result, `unique`
+    checked within each of their values; `lean`: `_raw` and `_original` only on rejected rows.
+    """
+    fields = batch_fields(con, contract, source, kind)
+    return plan_sql(contract, source, kind, fields, carry=carry, lean=lean)
+
+
+def batch_fields(con: Connection, contract: Contract, source: str, kind: str) -> dict[str, str]:
+    """The batch's own fields and their types ("" = text): the JSON records' keys, or the
+    relation's columns."""
+    if kind == "json":
+        fields = json_fields(
+            con, source, contract.present, contract.strict if contract.present else False
+        )
+        if (name := first_internal(fields)) is not None:
+            raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
+        return fields
+    described = column_types(con, f"SELECT * FROM {source} LIMIT 0")
+    return {n: t for n, t in described if n not in RESERVED}
+
+
+def plan_sql(
+    contract: Contract,
+    source: str,
+    kind: str,
+    fields: dict[str, str],
+    *,
+    carry: tuple[str, ...] = (),
+    lean: bool = False,
+) -> str:
+    """The contract query for a batch whose fields are `fields`. The same contract and fields
+    give the same SQL: it is built once (compiling pandera's checks costs ~20 ms), and for an
+    inline schema kept on disk for later runs."""
+    what = ["plan", source, kind, list(fields.items()), list(carry), lean]
+    key = repr(what)
+    sql = contract.plans.get(key)
+    if sql is None and contract.key is not None:
+        cached = _contract_cache.get(contract.key, what)
+        sql = cached if isinstance(cached, str) else None
+    if sql is None:
+        sql = _plan(contract.schema(), source, kind, fields, carry, lean)
+        if contract.key is not None:
+            _contract_cache.put(contract.key, what, sql)
+    contract.plans[key] = sql
+    return sql
+
+
+def _plan(
+    schema: pa.DataFrameSchema | None,
+    source: str,
+    kind: str,
+    fields: dict[str, str],
+    carry: tuple[str, ...],
+    lean: bool,
+) -> str:
+    import ibis
+
+    from tasks.contract import _checks
+    from tasks.contract._query_plan import QueryPlan
+    from tasks.contract.columns import columns_of
+
+    cols = columns_of(schema) if schema is not None else []
+    strict = schema.strict if schema is not None else False
+    plan = QueryPlan(kind, source, dtypes={c.name: c.dtype for c in cols}, carry=carry, lean=lean)
+    if schema is not None:
+        plan.checks = _checks.row_checks(schema, ibis.table(plan.dtypes, name=_checks.TYPED))
+    for c in cols:
+        plan.add_column(c, fields.get(c.name, ""))
+    if strict != "filter":
+        extras = sorted(k for k in fields if k not in plan.dtypes)
+        named = _nameable(extras, list(plan.dtypes))
+        for k in extras:
+            if k in named or strict is True:
+                keep = k in named and strict is not True
+                plan.add_extra(k, fields[k], keep=keep, unknown=strict is True, named=k in named)
+    if schema is not None:
+        plan.add_table_rules(schema)
+    return plan.sql()
+
+
+def _nameable(extras: list[str], names: list[str]) -> set[str]:
+    """Extra fields that can be columns (and `_original` fields). DuckDB names are case-insensitive,
+    so one differing from a taken name only by case stays in `_raw` only (one named like ours
+    never gets here: tasks/internal.py refuses it)."""
+    taken = {n.lower() for n in (*names, *RESERVED)}
+    kept = set()
+    for k in extras:
+        if k.lower() not in taken and not k.startswith("__ph_"):
+            kept.add(k)
+            taken.add(k.lower())
+    return kept

@@ -1,0 +1,1 @@
+"""A files source: the listing, and each file read by format (CSV, JSON, NDJSON, parquet) as bounded batches."""

@@ -1,0 +1,1 @@
+"""The bounded transforms (select, rename, filter, incremental, dedup), the incremental window, and the filter guard."""

@@ -1,0 +1,1 @@
+"""What `pumphouse validate` checks beyond the spec."""
