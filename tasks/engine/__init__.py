@@ -1,1 +1,7 @@
-"""The one door to DuckDB: connections, SQL text helpers, one DuckDB shared by a process."""
+"""The one door to DuckDB.
+
+db: connections (memory, spill folder, UTC, the sandbox), SQL text helpers, Arrow in and out;
+shared: one DuckDB shared by the pieces of work a process runs at once.
+"""
+
+__all__ = ["db", "shared"]

@@ -1,1 +1,8 @@
-"""Where rows land: parquet, Delta, a webhook; which sink serves a sink.type; `pumphouse query` over the output."""
+"""Where rows land, and `pumphouse query` over what landed.
+
+registry: which sink serves a `sink.type`; parquet, delta (with delta_storage and its parts
+_delta_merge, _delta_schema), webhook: one module per sink; partitions: partition folder
+names; query: the output as a view.
+"""
+
+__all__ = ["delta", "delta_storage", "parquet", "partitions", "query", "registry", "webhook"]

@@ -1,1 +1,9 @@
-"""The stage step: each input checked, transformed and staged as parquet in the run's staging folder."""
+"""The stage step: each input read, checked against the contract, transformed and staged as
+parquet in the run's staging folder.
+
+stage: one input staged; folder: the staging folder, local or at a URL shared by workers;
+exact_union: the staged batches read as one table without rounding. _ndjson stages an NDJSON
+file through DuckDB in blocks.
+"""
+
+__all__ = ["exact_union", "folder", "stage"]
