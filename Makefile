@@ -31,6 +31,7 @@ demo: .venv/.synced bytecode
 lint: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 typecheck: .venv/.synced
 	.venv/bin/mypy
