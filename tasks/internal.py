@@ -4,8 +4,9 @@ would be taken for it (a `_keep_filter: false` field filtering every row, an Ela
 
 Layout: NAMES are the bookkeeping columns the steps add beside the data (some of them,
 `_source`, `_row`, `_raw`, `_errors`, `_original`, are the rejected output's documented
-columns); every name starting with PREFIX is a scratch column or table of a query. DuckDB
-compares names without case, so `_SOURCE` is taken too.
+columns), grouped below by the step that has them; every name starting with PREFIX is a
+scratch column or table of a query. DuckDB compares names without case, so `_SOURCE` is
+taken too. The other modules take these names from here.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ from collections.abc import Iterable
 from schemas.errors import DataError
 
 PREFIX = "__ph_"
-NAMES = (
-    "_source",
-    "_row",
-    "_raw",
-    "_parse_error",
-    "_errors",
-    "_original",
-    "_batch",
-    "_keep_filter",
-    "_keep_new",
-)
+SOURCE = "_source"  # the file (or URL) a row came from
+ROW = "_row"  # its line or record number there
+RAW = "_raw"  # a record's text (JSON) or a rejected record's
+PARSE_ERROR = "_parse_error"  # why a record did not parse
+ERRORS = "_errors"  # the checks a row fails
+ORIGINAL = "_original"  # a rejected row's values as read
+BATCH = "_batch"  # a row's load batch
+KEEP_FILTER = "_keep_filter"  # scratch flags of the stage query
+KEEP_NEW = "_keep_new"
+
+LINEAGE = (SOURCE, ROW)  # kept through staging, so that dedup can break every tie
+RECORD = (*LINEAGE, RAW, PARSE_ERROR)  # a read batch's columns, before its fields
+CHECKED = (*RECORD, ERRORS, ORIGINAL)  # what the contract query adds beside the fields
+STAGED = (*LINEAGE, RAW, ERRORS, ORIGINAL, BATCH)  # a staged table's own columns
+LOADED = (BATCH, *LINEAGE)  # a load batch's own columns, left out of what a webhook gets
+NAMES = (*CHECKED, BATCH, KEEP_FILTER, KEEP_NEW)
 
 
 def is_internal(name: str) -> bool:

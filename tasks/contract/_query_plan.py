@@ -15,9 +15,9 @@ from tasks.contract._casts import as_text, cast, same_type
 from tasks.contract._json_fields import extract, json_kind_matches
 from tasks.contract.columns import Column, type_label
 from tasks.engine.db import ident, quote
-from tasks.sources.records import META
+from tasks.internal import PREFIX, RECORD
 
-_BOOKKEEPING = (*META, "__ph_ok")
+_BOOKKEEPING = (*RECORD, f"{PREFIX}ok")
 SHOWN = 60  # characters of a value shown in an error
 
 

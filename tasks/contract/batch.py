@@ -9,14 +9,12 @@ from typing import TYPE_CHECKING, Any
 from tasks.contract import _cache as _contract_cache
 from tasks.contract._json_fields import first_with, json_fields
 from tasks.engine.db import Connection, column_types
-from tasks.internal import InternalField, first_internal, problem
-from tasks.sources.records import META
+from tasks.internal import CHECKED, InternalField, first_internal, problem
 
 if TYPE_CHECKING:  # imported where a query is built: a cached query needs neither
     import pandera.ibis as pa
 
 # The batch's own columns and the two the contract adds: never a data column's name.
-RESERVED = (*META, "_errors", "_original")
 _UNSET: Any = object()
 
 
@@ -83,7 +81,7 @@ def batch_fields(con: Connection, contract: Contract, source: str, kind: str) ->
             raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
         return fields
     described = column_types(con, f"SELECT * FROM {source} LIMIT 0")
-    return {n: t for n, t in described if n not in RESERVED}
+    return {n: t for n, t in described if n not in CHECKED}
 
 
 def plan_sql(
@@ -149,7 +147,7 @@ def _nameable(extras: list[str], names: list[str]) -> set[str]:
     """Extra fields that can be columns (and `_original` fields). DuckDB names are case-insensitive,
     so one differing from a taken name only by case stays in `_raw` only (one named like ours
     never gets here: tasks/internal.py refuses it)."""
-    taken = {n.lower() for n in (*names, *RESERVED)}
+    taken = {n.lower() for n in (*names, *CHECKED)}
     kept = set()
     for k in extras:
         if k.lower() not in taken and not k.startswith("__ph_"):

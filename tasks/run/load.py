@@ -13,13 +13,13 @@ import pyarrow as pa
 from schemas.errors import PumpError
 from schemas.spec import HttpSource, Spec
 from tasks.engine.db import Connection, column_types, connect, ident, quote, scalar
+from tasks.internal import LINEAGE
 from tasks.run import deadline
 from tasks.sinks import registry as sinks
 from tasks.sources.files.listing import safe_url
 from tasks.staging.exact_union import refuse_rounding
 from tasks.transform.sql import (
     ARRIVAL_KEY,
-    LINEAGE,
     arrival_ranks,
     batch_of,
     dedup_sql,

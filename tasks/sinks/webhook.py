@@ -23,13 +23,13 @@ from schemas.loader import resolve_mapping
 from schemas.spec import HttpSink, Spec
 from tasks.engine.db import Connection, ident
 from tasks.engine.db import batches as arrow_batches
+from tasks.internal import LOADED
 from tasks.io.files import LocalFiles
 from tasks.io.http import Client, HttpFailure, Manners, utc_iso
 from tasks.run import faults
 
 PROGRESS = "http_delivered.txt"  # one delivered Idempotency-Key per line
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json"}
-LINEAGE = ("_batch", "_source", "_row")
 
 
 def deliver(con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str) -> None:
@@ -51,7 +51,7 @@ def deliver(con: Connection, table: str, batches: int, spec: Spec, run: Path, ru
     with Client(sink.url, resolve_mapping(sink.headers), manners) as client:
         post = _Poster(client, sink, done, notes)
         for k in range(batches):
-            sql = f"SELECT * EXCLUDE ({', '.join(LINEAGE)}) FROM {table} WHERE _batch = {k} ORDER BY {order}"
+            sql = f"SELECT * EXCLUDE ({', '.join(LOADED)}) FROM {table} WHERE _batch = {k} ORDER BY {order}"
             for c, rows in enumerate(chunks(con, sql, sink.batch_rows)):
                 post.send(rows, f"{spec.name}-{run_id}-{k:05d}-{c:05d}")
             faults.point("loaded_batch")

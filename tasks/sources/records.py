@@ -9,9 +9,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.internal import RECORD
 from tasks.sources.files.stream import CHUNK
 
-META = ("_source", "_row", "_raw", "_parse_error")
 JSON_SCHEMA = pa.schema(
     [
         ("_source", pa.string()),
@@ -51,7 +51,7 @@ def bounded(records: Iterable[Record], max_rows: int, max_bytes: int) -> Iterato
 
 
 def table(url: str, group: Group, names: list[str], nulls: Sequence[str]) -> pa.Table:
-    """The batch table: META columns, then (CSV) one string column per name."""
+    """The batch table: RECORD columns (tasks/internal), then (CSV) one string column per name."""
     rows, raws, bad, columns = group
     n = len(rows)
     errors = (
@@ -66,7 +66,7 @@ def table(url: str, group: Group, names: list[str], nulls: Sequence[str]) -> pa.
         if len(null_set):
             arr = pc.if_else(pc.is_in(arr, value_set=null_set), pa.scalar(None, pa.string()), arr)
         arrays.append(arr)
-    return pa.Table.from_arrays(arrays, names=[*META, *names])
+    return pa.Table.from_arrays(arrays, names=[*RECORD, *names])
 
 
 def too_big(size: int, limit: int, cut: bool = False) -> str:

@@ -26,7 +26,7 @@ from schemas.spec import (
 from tasks.contract.check import check_batch, contract_of
 from tasks.engine.db import Connection, quote
 from tasks.engine.shared import session, shared
-from tasks.internal import InternalField
+from tasks.internal import STAGED, InternalField
 from tasks.run import deadline, progress
 from tasks.run.summary import Counts
 from tasks.sinks import partitions as _partitions
@@ -37,8 +37,6 @@ from tasks.staging import folder as staging
 from tasks.staging._ndjson import StageChecked, stage_blocks
 from tasks.state.known import changed_warning, entry_of, partial_warning
 from tasks.transform.sql import batch_sql, missing_column, projection, valid_rows_sql
-
-INTERNAL = ("_source", "_row", "_raw", "_errors", "_original", "_batch")
 
 
 def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
@@ -237,7 +235,7 @@ def _stage_checked(
     in Parquet with `compression`. A row whose partition folder name would be too long for
     the sink is rejected here (see tasks/sinks/partitions)."""
     types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
-    columns = [c for c in types if c not in INTERNAL]
+    columns = [c for c in types if c not in STAGED]
     t = spec.transform
     source_of = {dst: src for src, dst in projection(t, columns)}
     rel = "checked"

@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from schemas.errors import DataError
 from schemas.spec import Dedup, Spec, Transform
 from tasks.engine.db import ident, quote
-
-LINEAGE = ("_source", "_row")  # kept through staging so dedup can break every tie
+from tasks.internal import LINEAGE
 
 
 def projection(transform: Transform, columns: Sequence[str]) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from fsspec.core import url_to_fs
 from schemas.errors import DataError, SpecError
 from schemas.loader import resolve, resolve_mapping
 from schemas.spec import FORMATS, FilesSource, Limits, source_format
-from tasks.internal import refuse
+from tasks.internal import RECORD, refuse
 from tasks.sources.files._csv import csv_groups, csv_options, csv_records, sniffed_delimiter
 from tasks.sources.files._json import json_records, ndjson_groups
 from tasks.sources.files._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
@@ -36,7 +36,7 @@ from tasks.sources.files.stream import (
     io_errors,
     sniffed,
 )
-from tasks.sources.records import META, Group, bounded, table
+from tasks.sources.records import Group, bounded, table
 
 
 @dataclass
@@ -197,7 +197,7 @@ def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Bat
                 pa.nulls(n, pa.string()),
                 errors,
             ]
-            names = [*META, *pf.schema_arrow.names]
+            names = [*RECORD, *pf.schema_arrow.names]
             batch = pa.Table.from_arrays([*meta, *columns], names=names)
             covered = file.size * (row + n) // total - file.size * row // total
             row += n
