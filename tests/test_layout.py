@@ -77,3 +77,14 @@ def test_each_package_names_its_public_modules() -> None:
             and any(getattr(t, "id", "") == "__all__" for t in n.targets)
         ]
         assert named == [public], f"{init.relative_to(ROOT)}: __all__ should be {public}"
+
+
+def test_every_sink_type_has_a_sink() -> None:
+    from typing import get_args
+
+    from schemas.spec import Sink
+    from tasks.sinks.registry import SINKS
+
+    union = get_args(Sink)[0]
+    types = {get_args(model.model_fields["type"].annotation)[0] for model in get_args(union)}
+    assert types == set(SINKS) == {"parquet", "delta", "http"}
