@@ -80,9 +80,23 @@ def test_a_parquet_record_over_max_record_bytes_is_rejected(project: Path) -> No
         ]
 
 
+# Starts `pumphouse run` from a small process and prints its exit code and peak RSS (KiB):
+# a child started straight from pytest would report pytest's peak too, which its start
+# (fork, exec) carries over into the child's ru_maxrss.
+_MEASURE = """
+import os, sys
+quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (0, 1, 2)]
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=quiet)
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def _peak_rss(project: Path, table: pa.Table, row_group: int) -> int:
     """Bytes of the peak RSS of `pumphouse run` (its own process, as deployed) over one
     parquet file of `table` under limits.memory 64MiB; the run must land every row."""
+    import sys
+
     from tests.conftest import PUMPHOUSE
 
     (project / "in").mkdir()
@@ -92,19 +106,12 @@ def _peak_rss(project: Path, table: pa.Table, row_group: int) -> int:
             "{max_record_bytes: 1MiB, max_invalid_ratio: 0.5, batch_rows: 3}", "{memory: 64MiB}"
         )
     )
-    proc = subprocess.Popen(
-        [PUMPHOUSE, "run", "pumps/blobs.yaml"],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0
+    argv = [sys.executable, "-c", _MEASURE, PUMPHOUSE, "run", "pumps/blobs.yaml"]
+    code, kib = subprocess.run(argv, cwd=project, capture_output=True, text=True).stdout.split()
+    assert code == "0"
     got = duckdb.sql(f"SELECT count(*) FROM read_parquet('{project}/out/blobs/data/**/*.parquet')")
     assert got.fetchall() == [(table.num_rows,)]
-    return int(usage.ru_maxrss) * 1024  # Linux: KiB
+    return int(kib) * 1024  # Linux: KiB
 
 
 @pytest.mark.reliability(
