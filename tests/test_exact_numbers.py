@@ -133,3 +133,97 @@ def test_integers_a_double_cannot_keep_next_to_doubles_in_other_batches_are_refu
         "SELECT CAST(id AS VARCHAR) FROM read_parquet('out/ids/data/**/*.parquet') ORDER BY n"
     ).fetchall()
     assert got == [("9007199254740993.0",), ("1.5",), ("7.0",)]
+
+
+LONG_DECIMALS = [  # more significant digits than a double keeps
+    '{"n": 1, "small": 0.12345678901234567890123, "big": 12345678901234567890.5, '
+    '"split": 1234567890.1234567890, "short": 1.5}',
+    '{"n": 2, "small": 1.5, "big": -2.25, "split": 3, "short": 0.1}',
+]
+LONG_TYPES = {
+    "small": "DECIMAL(38,23)",
+    "big": "DECIMAL(38,2)",
+    "split": "DECIMAL(38,10)",
+    "short": "DOUBLE",  # every value is a double's own: the common case stays DOUBLE
+}
+LONG_ROWS = [  # big, short, small, split
+    ("12345678901234567890.50", "1.5", "0.12345678901234567890123", "1234567890.1234567890"),
+    ("-2.25", "0.1", "1.50000000000000000000000", "3.0000000000"),
+]
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "no declared schema; decimals with more significant digits than a double keeps "
+    "(0.12345678901234567890123, 12345678901234567890.5, 1234567890.1234567890) in ndjson "
+    "and JSON array files",
+    "each lands exactly as written (DECIMAL(38, s)); nothing rounded, nothing rejected",
+)
+@pytest.mark.parametrize("ext", ["ndjson", "json"])
+def test_long_decimals_land_as_written(project: Path, ext: str) -> None:
+    text = "\n".join(LONG_DECIMALS) + "\n"
+    if ext == "json":
+        text = "[" + ",\n".join(LONG_DECIMALS) + "]\n"
+    summary, types, got = _run(project, ext, text)
+
+    assert (summary["status"], summary["rows_written"], summary["rows_rejected"]) == ("ok", 2, 0)
+    assert {k: types[k] for k in LONG_TYPES} == LONG_TYPES
+    assert got == LONG_ROWS
+
+
+def test_a_declared_decimal_column_gets_every_digit_of_a_long_decimal(project: Path) -> None:
+    from flows.pump import pump
+
+    (project / "in").mkdir()
+    (project / "in" / "a.ndjson").write_text(LONG_DECIMALS[0] + "\n")
+    spec = project / "pumps" / "ids.yaml"
+    spec.write_text(
+        SPEC.format(ext="ndjson")
+        + "schema:\n  strict: false\n  columns:\n"
+        + '    small: {type: "decimal(38,23)"}\n    big: {type: "decimal(38,1)"}\n'
+    )
+    assert pump(spec_path=str(spec))["rows_written"] == 1
+    got = duckdb.sql(
+        "SELECT CAST(small AS VARCHAR), CAST(big AS VARCHAR) "
+        "FROM read_parquet('out/ids/data/**/*.parquet')"
+    ).fetchall()
+    assert got == [("0.12345678901234567890123", "12345678901234567890.5")]
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "no declared schema; an http source whose page holds decimals with more significant "
+    "digits than a double keeps",
+    "each lands exactly as written (DECIMAL(38, s)); nothing rounded, nothing rejected",
+)
+def test_an_http_source_keeps_long_decimals_as_written(project: Path) -> None:
+    from flows.pump import pump
+    from tests._http_servers import Files, serve
+
+    body = ("[" + ",".join(LONG_DECIMALS) + "]").encode()
+    with serve(Files({"/v1/rows": body})) as base:
+        spec = project / "pumps" / "ids.yaml"
+        spec.write_text(
+            f"name: ids\nsource: {{type: http, url: '{base}/v1/rows'}}\n"
+            "sink: {type: parquet, url: ./out/ids}\n"
+        )
+        summary = pump(spec_path=str(spec))
+    assert (summary["status"], summary["rows_written"], summary["rows_rejected"]) == ("ok", 2, 0)
+    sink = "read_parquet('out/ids/data/**/*.parquet')"
+    types = dict(
+        duckdb.sql(
+            f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {sink})"
+        ).fetchall()
+    )
+    assert {k: types[k] for k in LONG_TYPES} == LONG_TYPES
+    got = duckdb.sql(f"SELECT CAST(COLUMNS(* EXCLUDE (n)) AS VARCHAR) FROM {sink} ORDER BY n")
+    assert got.fetchall() == LONG_ROWS
+
+
+def test_csv_without_a_schema_keeps_long_decimals_as_written(project: Path) -> None:
+    summary, _, got = _run(
+        project, "csv", "n,small,big\n1,0.12345678901234567890123,12345678901234567890.5\n"
+    )
+
+    assert (summary["rows_written"], summary["rows_rejected"]) == (1, 0)
+    assert got == [("12345678901234567890.5", "0.12345678901234567890123")]

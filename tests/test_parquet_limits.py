@@ -5,6 +5,7 @@ rejected with its reason while the rest of the file and the run go on."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -77,3 +78,60 @@ def test_a_parquet_record_over_max_record_bytes_is_rejected(project: Path) -> No
         assert errors == [
             f"_record: record is {size} bytes, over limits.max_record_bytes (1048576)"
         ]
+
+
+# Starts `pumphouse run` from a small process and prints its exit code and peak RSS (KiB):
+# a child started straight from pytest would report pytest's peak too, which its start
+# (fork, exec) carries over into the child's ru_maxrss.
+_MEASURE = """
+import os, sys
+quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (0, 1, 2)]
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=quiet)
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def _peak_rss(project: Path, table: pa.Table, row_group: int) -> int:
+    """Bytes of the peak RSS of `pumphouse run` (its own process, as deployed) over one
+    parquet file of `table` under limits.memory 64MiB; the run must land every row."""
+    import sys
+
+    from tests.conftest import PUMPHOUSE
+
+    (project / "in").mkdir()
+    pq.write_table(table, project / "in" / "a.parquet", row_group_size=row_group)
+    (project / "pumps" / "blobs.yaml").write_text(
+        SPEC.replace(
+            "{max_record_bytes: 1MiB, max_invalid_ratio: 0.5, batch_rows: 3}", "{memory: 64MiB}"
+        )
+    )
+    argv = [sys.executable, "-c", _MEASURE, PUMPHOUSE, "run", "pumps/blobs.yaml"]
+    code, kib = subprocess.run(argv, cwd=project, capture_output=True, text=True).stdout.split()
+    assert code == "0"
+    got = duckdb.sql(f"SELECT count(*) FROM read_parquet('{project}/out/blobs/data/**/*.parquet')")
+    assert got.fetchall() == [(table.num_rows,)]
+    return int(kib) * 1024  # Linux: KiB
+
+
+@pytest.mark.reliability(
+    "limits",
+    "limits.memory: 64MiB; a parquet file of a few KB whose one row group decodes to 100 MB "
+    "(100k rows of a dictionary-encoded 1000-byte string); the peak RSS of `pumphouse run`",
+    "every row lands; the peak RSS stays within a one-row run's plus limits.memory plus "
+    "128 MiB (DuckDB's allocations outside its limit, Arrow batches in flight: cut at "
+    "batch_bytes or a sixteenth of limits.memory, measured decoded)",
+)
+def test_a_parquet_row_group_that_decodes_to_more_than_memory_stays_within_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "one" / "pumps").mkdir(parents=True)
+    (tmp_path / "bomb" / "pumps").mkdir(parents=True)
+    base = _peak_rss(tmp_path / "one", pa.table({"id": [1], "body": ["z"]}), 1)
+    n = 100_000
+    bomb = pa.table({"id": pa.array(range(n), pa.int64()), "body": ["z" * 1000] * n})
+
+    peak = _peak_rss(tmp_path / "bomb", bomb, n)
+
+    # Before, the row group was one 100 MB Arrow batch, held several times over: ~+260 MiB.
+    assert peak <= base + (64 + 128) * 2**20, (peak >> 20, base >> 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from tasks.engine import json_numbers
 from tasks.engine.db import Connection, quote, rows, scalar
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ OBJECT = (
 )
 # A number a double may not keep exactly (16+ digits, a 3-digit exponent) is in the record's
 # text: only then are the numeric fields' values looked at one by one.
-_LONG_NUMBER = r"regexp_matches(_raw, '[0-9]{16}|[0-9][eE][+-]?[0-9]{3}')"
+_LONG_NUMBER = f"regexp_matches(_raw, {quote(json_numbers.LONG)})"
 _DECIMAL = r"regexp_full_match({t}, '-?[0-9]+(\.[0-9]+)?')"
 _NUMBER_START = ", ".join(quote(c) for c in "-0123456789")
 
@@ -28,7 +29,7 @@ def extract(paths: list[str], need_json: bool) -> str:
     keys), and with `need_json` `__ph_j`, each value's JSON; NULL for a row that is no object."""
     keys = "[" + ", ".join(quote(_pointer(p)) for p in paths) + "]"
     # try(): invalid JSON is NULL, not a failed batch; one parse reads every field.
-    parse = f"try(json_extract_string(_raw, {keys}))" if paths else "try(json_keys(_raw))"
+    parse = _strings(keys) if paths else "try(json_keys(_raw))"
     sel = f"CASE WHEN {OBJECT} THEN {parse} END AS __ph_s"
     if need_json:
         sel += f", CASE WHEN {OBJECT} THEN try(json_extract(_raw, {keys})) END AS __ph_j"
@@ -79,7 +80,7 @@ def _exact(con: Connection, source: str, numeric: dict[str, str]) -> dict[str, s
     value is a plain decimal that fits, else text, which keeps the value as written."""
     names = list(numeric)
     keys = "[" + ", ".join(quote(_pointer(k)) for k in names) + "]"
-    values = f"SELECT try(json_extract_string(_raw, {keys})) AS __ph_s FROM {source} WHERE {OBJECT}"
+    values = f"SELECT {_strings(keys)} AS __ph_s FROM {source} WHERE {OBJECT}"
     changed = ", ".join(
         f"bool_or({_changed(f'__ph_s[{i}]', numeric[k])})" for i, k in enumerate(names, 1)
     )
@@ -98,6 +99,13 @@ def _exact(con: Connection, source: str, numeric: dict[str, str]) -> dict[str, s
         fits = plain and (whole or 0) + (scale or 0) <= 38
         out[k] = f"DECIMAL(38, {scale or 0})" if fits else ""
     return out
+
+
+def _strings(keys: str) -> str:
+    """The `keys`' values as text; DuckDB reads a decimal into a double, so in a record that
+    may hold a long one, each number's text is taken as written (tasks.engine.json_numbers)."""
+    s = f"try(json_extract_string(_raw, {keys}))"
+    return f"CASE WHEN {_LONG_NUMBER} THEN {json_numbers.SQL_NAME}(_raw, {keys}, {s}) ELSE {s} END"
 
 
 def _changed(text: str, inferred: str) -> str:

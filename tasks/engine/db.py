@@ -9,8 +9,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
+import duckdb.func
 import fsspec
 import pyarrow as pa
+
+from tasks.engine import json_numbers
 
 Connection = duckdb.DuckDBPyConnection
 Error = duckdb.Error  # what a query that DuckDB refuses raises
@@ -36,6 +39,15 @@ def connect(
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: its cursors start in UTC too
+    texts = "VARCHAR[]"
+    con.create_function(
+        json_numbers.SQL_NAME,
+        json_numbers.as_written,
+        ["VARCHAR", texts, texts],
+        texts,
+        null_handling=duckdb.func.SPECIAL,  # a NULL argument reaches it (and is kept)
+        side_effects=False,
+    )
     if sandbox is not None:
         lock(con, sandbox)
     return con

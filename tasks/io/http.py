@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.utils
-import json
 import random
 import re
 import socket
@@ -31,6 +30,7 @@ import httpx
 
 from schemas.errors import DataError, PumpError, RetriesSpent
 from schemas.secrets import MASK, redact
+from tasks.engine.json_numbers import parse as parse_json
 from tasks.run import deadline
 
 BACKOFF_BASE = 0.5  # seconds before the first retry; doubled for each one after
@@ -366,7 +366,7 @@ class Client:
         data = None
         if parse:
             try:
-                data = json.loads(body)
+                data = parse_json(body)
             except ValueError as e:  # UnicodeDecodeError is a ValueError too
                 raise _Retry(f"the response is not valid JSON ({e})", kind="json") from None
         return Reply(str(response.url), response.links, data)

@@ -34,6 +34,7 @@ from schemas.errors import DataError
 from schemas.loader import REF_RE, resolve, resolve_mapping
 from schemas.secrets import redact, written
 from schemas.spec import HttpSource, Limits, Paginate
+from tasks.engine.json_numbers import dumps
 from tasks.io.http import Client, HttpFailure, Manners, Reply, safe_url, utc_iso
 from tasks.sources.files.read import Batch
 from tasks.sources.records import HEAD_CHARS, Record, bounded, head, table, too_big
@@ -400,7 +401,7 @@ def _records(
         pages.append((row + 1, safe_url(url)))
         for record in records:
             row += 1
-            text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            text = dumps(record)  # every digit of a long decimal kept
             size = len(text.encode())
             if size > limit:
                 yield row, head(text), too_big(size, limit), HEAD_CHARS, None

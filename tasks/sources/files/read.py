@@ -176,6 +176,9 @@ def _text_batches(
         done = counted.count
 
 
+STEP = 1024  # rows of a parquet row group decoded at a time (see _parquet_pieces)
+
+
 def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Batch]:
     url = safe_url(file.url)
     try:
@@ -188,7 +191,10 @@ def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Bat
     row = 0
     try:
         big = {g: found for g in range(pf.num_row_groups) if (found := oversize(pf, g, limit))}
-        pieces = _parquet_pieces(pf, big, limits.batch_rows, limit)
+        # pyarrow holds a batch several times over while it decodes it, outside DuckDB's
+        # memory limit: a batch gets batch_bytes, and no more than a sixteenth of that limit.
+        budget = min(int(limits.batch_bytes), int(limits.memory) // 16)
+        pieces = _parquet_pieces(pf, big, limits.batch_rows, limit, budget)
         for seq, (columns, errors) in enumerate(pieces):
             n = len(errors)
             meta = [
@@ -209,21 +215,19 @@ def _parquet_batches(raw: Any, file: SourceFile, limits: Limits) -> Iterator[Bat
 
 
 def _parquet_pieces(
-    pf: pq.ParquetFile, big: dict[int, dict[int, int]], rows: int, limit: int
+    pf: pq.ParquetFile, big: dict[int, dict[int, int]], rows: int, limit: int, budget: int
 ) -> Iterator[tuple[list[Any], Any]]:
-    """Batches of `rows` rows as (columns, parse errors). The records in `big` ({row group:
-    {row: bytes}}) over `limit` are NULL with their error; their row groups are read a few
-    rows at a time, so that no batch holds them all."""
-    if not big:
-        for rb in pf.iter_batches(batch_size=rows):
-            yield rb.columns, pa.nulls(rb.num_rows, pa.string())
-        return
+    """Batches of `rows` rows, fewer where they would hold over `budget` bytes decoded, as
+    (columns, parse errors). A file's metadata cannot bound that (a dictionary-encoded
+    column of a few KB may decode to GBs), so row groups are read STEP rows at a time and
+    measured. The records in `big` ({row group: {row: bytes}}) over `limit` are NULL with
+    their error; their row groups are read a few rows at a time."""
     names = [*pf.schema_arrow.names, "_parse_error"]
     held: list[pa.Table] = []
-    count = 0
+    count = size = 0
     for g in range(pf.num_row_groups):
         found, first = big.get(g), 0
-        step = read_step(pf, g, limit) if found else rows
+        step = read_step(pf, g, limit) if found else min(rows, STEP)
         for rb in pf.iter_batches(batch_size=step, row_groups=[g]):
             columns, errors = (
                 blanked(rb, found, first, limit)
@@ -231,12 +235,14 @@ def _parquet_pieces(
                 else (rb.columns, pa.nulls(rb.num_rows, pa.string()))
             )
             first += rb.num_rows
-            held.append(pa.Table.from_arrays([*columns, errors], names=names))
-            count += rb.num_rows
-            while count >= rows:
+            piece = pa.Table.from_arrays([*columns, errors], names=names)
+            held.append(piece)
+            count, size = count + piece.num_rows, size + piece.nbytes
+            while count >= rows or (size > budget and count):
                 whole = pa.concat_tables(held)
-                out, rest = whole.slice(0, rows), whole.slice(rows)
-                held, count = [rest], rest.num_rows
+                cut = min(rows, count)
+                out, rest = whole.slice(0, cut), whole.slice(cut)
+                held, count, size = [rest], rest.num_rows, rest.nbytes
                 yield out.columns[:-1], out.column("_parse_error")
     if count:
         whole = pa.concat_tables(held)
