@@ -10,8 +10,8 @@ from schemas.errors import PumpError, SpecError
 from schemas.loader import LAZY_KEYS, REF_RE, load_spec, resolve
 from schemas.spec import FilesSource, Spec, source_format
 from tasks.contract.check import schema_problems
-from tasks.sources.files._csv import first_line_problem
 from tasks.sources.files.listing import list_files, safe_url
+from tasks.sources.files.read import first_line_problem
 from tasks.transform.guard import filter_problems
 from tasks.validate.overlap import overlap_problems
 

@@ -21,6 +21,7 @@ from schemas.loader import resolve, resolve_mapping
 from schemas.spec import FORMATS, FilesSource, Limits, source_format
 from tasks.internal import RECORD, refuse
 from tasks.sources.files._csv import csv_groups, csv_options, csv_records, sniffed_delimiter
+from tasks.sources.files._csv import first_line_problem as first_line_problem  # for validate
 from tasks.sources.files._json import json_records, ndjson_groups
 from tasks.sources.files._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
 from tasks.sources.files._parquet_sizes import blanked, oversize, read_step
