@@ -10,8 +10,9 @@ a key seen before, 503 when the buffer cannot take it. The token is never logged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -55,16 +56,16 @@ def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
     async def receive(request: Request) -> Response:
         refused = await _refusal(request, pump)
         if isinstance(refused, Response):
-            pump.counts.refused += 1
+            pump.count("refused")
             return refused
         data, key = refused
         if not data:
-            pump.counts.accepted += 1
+            pump.count("accepted")
             return JSONResponse({"status": "accepted", "records": 0}, status_code=202)
         try:
             outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
         except Exception as e:
-            pump.counts.refused += 1
+            pump.count("refused")
             log.error(redact(f"pump {pump.name}: 503, body not stored: {e}"))
             return _error(
                 503,
@@ -72,9 +73,9 @@ def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
                 {"Retry-After": "5"},
             )
         if outcome == "duplicate":
-            pump.counts.duplicate += 1
+            pump.count("duplicate")
             return JSONResponse({"status": "duplicate"}, status_code=200)
-        pump.counts.accepted += 1
+        pump.count("accepted")
         return JSONResponse({"status": "accepted", "records": data.count(b"\n")}, status_code=202)
 
     return receive
@@ -133,9 +134,17 @@ def build_app(pumps: Sequence[Receiver]) -> Starlette:
             }
         )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        # On SIGINT/SIGTERM uvicorn ends the process by the signal once the app is shut
+        # down, so the last counts are saved here, not after uvicorn.run returns.
+        for p in pumps:
+            p.save_counts()
+
     routes = [Route("/healthz", healthz, methods=["GET"])]
     routes += [Route(p.path, _endpoint(p), methods=["POST"]) for p in pumps]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def open_receivers(specs: Sequence[tuple[str, Spec]]) -> list[Receiver]:
@@ -177,7 +186,9 @@ def serve(
             say(f"pump {p.name}: POST {p.path} -> {redact(p.inbox.url)}")
             if p.warning:
                 say(f"warning: {p.warning}")
-        uvicorn.run(build_app(pumps), host=host, port=port, log_level="info")
+        # No access log: a line per request costs the event loop more than the request
+        # itself; refusals of the buffer (503) and errors are still logged.
+        uvicorn.run(build_app(pumps), host=host, port=port, log_level="info", access_log=False)
     finally:
         for p in pumps:
             p.close()

@@ -12,6 +12,9 @@ from typing import Any
 
 from flows.history import History
 from schemas.secrets import redact
+from schemas.spec import WebhookSource
+from tasks.receive.inbox import KEYS_FILE, receiver_dir
+from tasks.receive.keys import saved_counts
 from tasks.state.store import StateStore
 
 
@@ -31,9 +34,15 @@ class PumpStatus:
     recent_runs: list[str] = field(default_factory=list)
     next_run: str | None = None
     problem: str | None = None
+    # A webhook-source pump's receiver: the answers its `serve` gave, {accepted,
+    # duplicate, refused}, all zero before any; other pumps have none (not in the JSON).
+    receiver: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        shown = asdict(self)
+        if self.receiver is None:
+            del shown["receiver"]
+        return shown
 
     def lines(self) -> list[str]:
         """The block `status` prints: the pump's name, then its values, indented."""
@@ -49,6 +58,7 @@ class PumpStatus:
             ("open run", self.open_run),
             ("recent runs", " ".join(self.recent_runs) or None),
             ("next run", self.next_run),
+            ("received", _received(self.receiver)),
         ]
         return [str(self.pump)] + [f"  {k:<16} {v}" for k, v in said if v]
 
@@ -76,7 +86,21 @@ def pump_status(spec_path: str, spec: Any, history: History) -> PumpStatus:
         open_run=opened,
         recent_runs=[r.word for r in history.runs],
         next_run=history.next_run or None,
+        receiver=_receiver_counts(spec),
     )
+
+
+def _receiver_counts(spec: Any) -> dict[str, int] | None:
+    if not isinstance(spec.source, WebhookSource):
+        return None
+    saved = saved_counts(receiver_dir(spec.name, spec.source) / KEYS_FILE)
+    return saved or {"accepted": 0, "duplicate": 0, "refused": 0}
+
+
+def _received(counts: dict[str, int] | None) -> str | None:
+    if counts is None:
+        return None
+    return f"{counts['accepted']} accepted, {counts['duplicate']} duplicate, {counts['refused']} refused"
 
 
 def _count(text: str) -> int | None:

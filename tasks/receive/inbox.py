@@ -24,8 +24,9 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fsspec.core import url_to_fs
 
@@ -35,6 +36,8 @@ from schemas.settings import settings
 from schemas.spec import FilesSource, Spec, WebhookSource
 from tasks.io.files import is_remote
 
+T = TypeVar("T")
+KEYS_FILE = "keys.sqlite"
 GLOB = "**/*.ndjson"
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # ULID's alphabet: sorts as its numbers do
 _last = (0, 0)  # (milliseconds, randomness) of the last id made here
@@ -77,6 +80,15 @@ def buffer_of(name: str, source: WebhookSource) -> tuple[str, dict[str, Any]]:
     return url.removeprefix("file://"), {}
 
 
+def receiver_dir(name: str, source: WebhookSource) -> Path:
+    """Where the receiver keeps its lock and keys (KEYS_FILE): `_receiver/` in a local
+    buffer, PUMPHOUSE_WORK_DIR/_receiver/NAME for a bucket."""
+    url, _ = buffer_of(name, source)
+    if is_remote(url):
+        return Path(settings.work_dir).absolute() / "_receiver" / name
+    return Path(url.removeprefix("file://")).absolute() / "_receiver"
+
+
 def as_files(spec: Spec) -> Spec:
     """A webhook-source spec as the run reads it: a files source of ndjson over its buffer,
     so every promise about files holds (contract, quarantine, new files, state). A local
@@ -108,12 +120,11 @@ class Inbox:
         self.name = name
         self.url, options = buffer_of(name, source)
         self.remote = is_remote(self.url)
+        self.receiver_dir = receiver_dir(name, source)
         if self.remote:
             self._fs, self._root = url_to_fs(self.url, **resolve_mapping(options))
-            self.receiver_dir = Path(settings.work_dir).absolute() / "_receiver" / name
         else:
             self._root = str(Path(self.url.removeprefix("file://")).absolute())
-            self.receiver_dir = Path(self._root) / "_receiver"
 
     def prepare(self) -> str | None:
         """Make the buffer, and remove the temp files a killed receiver left (only one
@@ -137,11 +148,45 @@ class Inbox:
     def put(self, rel: str, data: bytes) -> None:
         """Store `data` as the file `rel`, whole or not at all, durable on return; a failure
         raises StoreFailed and leaves nothing a run would read."""
+        folder = self.publish(rel, data, self.hide(rel, data))
+        if folder is not None:
+            self.sync(folder)
+
+    def hide(self, rel: str, data: bytes) -> Path | None:
+        """The first half of put for a local buffer: `data` durable in a hidden temp file
+        beside `rel`, which a run never reads (its path returned; None for a bucket, where
+        publish does it all). Writing it may overlap with the key commit that must come
+        before publish (tasks/receive/keys.py)."""
+        if self.remote:
+            return None
+        return self._storing(lambda: _write_hidden(Path(self._root) / rel, data))
+
+    def publish(self, rel: str, data: bytes, hidden: Path | None) -> Path | None:
+        """The second half: the file `rel` appears whole (a rename, or one PUT to a bucket).
+        A local rename is durable only once its folder (returned) is synced: sync()."""
+        if hidden is None:
+            self._storing(lambda: self._fs.pipe_file(f"{self._root}/{rel}", data))  # atomic
+            return None
+        final = Path(self._root) / rel
         try:
-            if self.remote:
-                self._fs.pipe_file(f"{self._root}/{rel}", data)  # one PUT: atomic
-            else:
-                _write_durably(Path(self._root), rel, data)
+            self._storing(lambda: os.rename(hidden, final))
+        except StoreFailed:
+            self.discard(hidden)
+            raise
+        return final.parent
+
+    def sync(self, folder: Path) -> None:
+        """Make the renames into `folder` durable: one fsync for every file renamed there."""
+        self._storing(lambda: _fsync_dir(folder))
+
+    def discard(self, hidden: Path | None) -> None:
+        if hidden is not None:
+            with contextlib.suppress(OSError):
+                hidden.unlink()
+
+    def _storing(self, step: Callable[[], T]) -> T:
+        try:
+            return step()
         except Exception as e:
             raise StoreFailed(
                 f"pump {self.name}: cannot store the body in its buffer "
@@ -154,11 +199,11 @@ class Inbox:
         return (Path(self._root) / rel).is_file()
 
 
-def _write_durably(root: Path, rel: str, data: bytes) -> None:
-    """Temp name in the same folder, write, fsync, rename, fsync the folder: a kill at any
-    point leaves the whole file or only a hidden temp file. Each new folder is synced into
-    its parent too, or a power loss could drop the day's folder with the file in it."""
-    final = root / rel
+def _write_hidden(final: Path, data: bytes) -> Path:
+    """`data` in a temp name beside `final`, fsynced: a kill at any point leaves at most a
+    hidden temp file (removed at the next start). The rename into place and the folder's
+    fsync come after (Inbox.publish, Inbox.sync). Each new folder is synced into its parent,
+    or a power loss could drop the day's folder with the file in it."""
     _make_dirs(final.parent)
     tmp = final.with_name(f".{final.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -170,12 +215,11 @@ def _write_durably(root: Path, rel: str, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(final.parent)
+    return tmp
 
 
 def _make_dirs(folder: Path) -> None:

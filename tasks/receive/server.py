@@ -6,19 +6,21 @@ storing rule (tasks/receive/keys.py) reads in one place.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hmac
 import math
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from schemas.errors import BusyError
 from schemas.spec import Spec, WebhookSource
-from tasks.receive.inbox import Inbox, file_name
+from tasks.receive.inbox import KEYS_FILE, Inbox, file_name
 from tasks.receive.keys import KeyStore
 
 
@@ -71,6 +73,11 @@ class Receiver:
     counts: Counts = field(default_factory=Counts)
     warning: str | None = None  # what `serve` should say as it starts
     _lock_file: IO[bytes] | None = field(default=None, repr=False)
+    _unsaved: Counts = field(default_factory=Counts, repr=False)
+    _counts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _committer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="keys"), repr=False
+    )
 
     @classmethod
     def open(cls, spec: Spec, token: str) -> Receiver:
@@ -97,7 +104,7 @@ class Receiver:
             token=token,
             max_body_bytes=int(source.max_body_bytes),
             inbox=inbox,
-            keys=KeyStore(inbox.receiver_dir / "keys.sqlite"),
+            keys=KeyStore(inbox.receiver_dir / KEYS_FILE),
             bucket=TokenBucket(rate, burst=max(1.0, rate)),
             warning=warning,
             _lock_file=lock,
@@ -108,6 +115,16 @@ class Receiver:
         ("accepted", file) once the file is durable, or ("duplicate", file) when its key
         was stored within 24 h. The new ones share one file, one key commit and one fsync.
         Raises when the buffer or the keys cannot take them (503: nothing acknowledged)."""
+        answers, folder = self.stage(bodies)
+        if folder is not None:
+            self.inbox.sync(folder)
+        return answers
+
+    def stage(
+        self, bodies: list[tuple[bytes, str | None]]
+    ) -> tuple[list[tuple[str, str]], Path | None]:
+        """store() but the last step: the answers, and the folder whose fsync makes them
+        true (None: nothing left to do). The Grouper syncs it while staging the next group."""
         now = time.time()
         name = file_name(now)
         answers: list[tuple[str, str]] = []
@@ -125,12 +142,47 @@ class Receiver:
                 claimed[key] = None
             parts.append(data)
             answers.append(("accepted", name))
-        if parts:
-            self.keys.claim(list(claimed), name, now)  # before the file: see tasks/receive/keys.py
-            self.inbox.put(name, b"".join(parts))
-        return answers
+        counts = self._take_unsaved()
+        if not parts:
+            self.keys.add_counts(counts)
+            return answers, None
+        data = b"".join(parts)
+        # The key commit and the hidden file's fsync wait for the disk together; the file
+        # becomes visible only once both are done (see tasks/receive/keys.py).
+        claim = self._committer.submit(self.keys.claim, list(claimed), name, now, counts)
+        hidden = None
+        try:
+            hidden = self.inbox.hide(name, data)
+        finally:
+            try:
+                claim.result()
+            except BaseException:
+                self.inbox.discard(hidden)
+                raise
+        return answers, self.inbox.publish(name, data, hidden)
+
+    def count(self, answer: str) -> None:
+        """One more answer given ("accepted", "duplicate" or "refused"): in /healthz at
+        once, and saved with the keys' next commit (KeyStore.add_counts)."""
+        with self._counts_lock:
+            setattr(self.counts, answer, getattr(self.counts, answer) + 1)
+            setattr(self._unsaved, answer, getattr(self._unsaved, answer) + 1)
+
+    def save_counts(self) -> None:
+        """Save the answers given since the last commit (the writer does, when idle)."""
+        counts = self._take_unsaved()
+        if any(counts.values()):
+            self.keys.add_counts(counts)
+
+    def _take_unsaved(self) -> dict[str, int]:
+        with self._counts_lock:
+            taken, self._unsaved = vars(self._unsaved), Counts()
+        return taken
 
     def close(self) -> None:
+        self._committer.shutdown()
+        with contextlib.suppress(Exception):  # a broken key store: the counts are lost
+            self.save_counts()
         self.keys.close()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock
@@ -138,19 +190,27 @@ class Receiver:
 
 MAX_GROUP_BODIES = 256
 MAX_GROUP_BYTES = 16 * 2**20
+COUNTS_EVERY = 1.0  # seconds idle before the writer saves the answers' counts
 
 
 class Grouper:
-    """One writer thread per pump: bodies that arrive while a file is being written go
-    together into the next one, so that many small bodies cost one fsync. No body waits
-    on a timer: at most for the write in progress, then its own."""
+    """Two threads per pump. The writer takes every body waiting and stores them as one
+    group (one key commit, one file, one fsync); the syncer then fsyncs the folder of the
+    groups written meanwhile, once, and answers them in order, while the writer is already
+    on the next group. So bodies that arrive while a group is on its way to the disk go
+    together into the next one, and no body waits on a timer: at most for the group in
+    progress, then its own. Answers (200 included) are given only once every group staged
+    before theirs is durable."""
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
         self._queue: queue.SimpleQueue[tuple[bytes, str | None, Future[tuple[str, str]]]] = (
             queue.SimpleQueue()
         )
-        threading.Thread(target=self._write, name=f"writer-{receiver.name}", daemon=True).start()
+        self._staged: queue.SimpleQueue[_Staged] = queue.SimpleQueue()
+        name = receiver.name
+        threading.Thread(target=self._write, name=f"writer-{name}", daemon=True).start()
+        threading.Thread(target=self._sync, name=f"syncer-{name}", daemon=True).start()
 
     def submit(self, data: bytes, key: str | None) -> Future[tuple[str, str]]:
         """The answer for one body, once its group is durable (or the error)."""
@@ -160,7 +220,12 @@ class Grouper:
 
     def _write(self) -> None:
         while True:
-            group = [self._queue.get()]
+            try:
+                group = [self._queue.get(timeout=COUNTS_EVERY)]
+            except queue.Empty:  # idle: save the counts of answers given meanwhile
+                with contextlib.suppress(Exception):  # a broken key store fails the next body
+                    self.receiver.save_counts()
+                continue
             size = len(group[0][0])
             while len(group) < MAX_GROUP_BODIES and size < MAX_GROUP_BYTES:
                 try:
@@ -172,11 +237,42 @@ class Grouper:
             group = [g for g in group if g[2].set_running_or_notify_cancel()]
             if not group:
                 continue
+            futures = [answer for *_, answer in group]
             try:
-                answers = self.receiver.store([(data, key) for data, key, _ in group])
+                answers, folder = self.receiver.stage([(data, key) for data, key, _ in group])
             except Exception as e:
-                for *_, answer in group:
-                    answer.set_exception(e)
+                self._staged.put(_Staged(futures, [], None, e))
             else:
-                for (*_, answer), outcome in zip(group, answers, strict=True):
-                    answer.set_result(outcome)
+                self._staged.put(_Staged(futures, answers, folder, None))
+
+    def _sync(self) -> None:
+        while True:
+            groups = [self._staged.get()]
+            while True:
+                try:
+                    groups.append(self._staged.get_nowait())
+                except queue.Empty:
+                    break
+            failed: Exception | None = None
+            for folder in dict.fromkeys(g.folder for g in groups if g.folder is not None):
+                try:
+                    self.receiver.inbox.sync(folder)
+                except Exception as e:
+                    failed = e  # every group here may have relied on it: none is answered
+            for g in groups:
+                error = g.error or failed
+                for i, answer in enumerate(g.futures):
+                    if error is not None:
+                        answer.set_exception(error)
+                    else:
+                        answer.set_result(g.answers[i])
+
+
+@dataclass
+class _Staged:
+    """A group the writer is done with: its answers wait for its folder's fsync."""
+
+    futures: list[Future[tuple[str, str]]]
+    answers: list[tuple[str, str]]
+    folder: Path | None
+    error: Exception | None
