@@ -24,7 +24,8 @@ from schemas.errors import SpecError
 from schemas.loader import parse_spec
 from tasks.receive.inbox import file_name
 from tests._prefect_server import free_port
-from tests.conftest import PUMPHOUSE, run_cli
+from tests._prefect_worker import wait_for, worker
+from tests.conftest import PUMPHOUSE, run_cli, run_in_process
 
 TOKEN = "tok-9f3a1c77e2b54d08-partner"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -432,3 +433,60 @@ def test_one_key_sent_many_times_at_once_is_stored_once(project: Path) -> None:
             statuses = Counter(pool.map(lambda _: send(), range(16)))
     assert statuses == Counter({202: 1, 200: 15})
     assert buffered(project) == [{"n": 1}]
+
+
+def test_status_shows_the_receivers_counts_kept_across_restarts(project: Path) -> None:
+    """`status` shows the answers the receiver gave (accepted, duplicate, refused), saved
+    beside its keys: they survive a stop and add up over restarts."""
+    write_specs(project)
+    never = run_in_process("status", "pumps/partner.yaml", "--json", cwd=project)
+    assert json.loads(never.stdout)[0]["receiver"] == {"accepted": 0, "duplicate": 0, "refused": 0}
+    post = "{url}/ingest/partner"
+    keyed = {**JSON, "Idempotency-Key": "k-1"}
+    for round_ in (1, 2):
+        with receiving(project, "pumps/partner.yaml") as r:
+            assert httpx.post(
+                post.format(url=r.url), headers=keyed, content=b'{"n": 1}'
+            ).status_code == (202 if round_ == 1 else 200)
+            assert (
+                httpx.post(post.format(url=r.url), headers=JSON, content=b'{"n": 2}').status_code
+                == 202
+            )
+            assert (
+                httpx.post(post.format(url=r.url), headers=keyed, content=b'{"n": 1}').status_code
+                == 200
+            )
+            assert (
+                httpx.post(post.format(url=r.url), headers=AUTH, content=b"{}").status_code == 415
+            )
+            r.process.send_signal(signal.SIGTERM)  # a stop, as a supervisor does it
+            r.process.wait()
+    shown = run_in_process("status", "pumps/partner.yaml", "--json", cwd=project)
+    assert json.loads(shown.stdout)[0]["receiver"] == {"accepted": 3, "duplicate": 3, "refused": 2}
+    text = run_in_process("status", "pumps/partner.yaml", cwd=project)
+    assert "  received         3 accepted, 3 duplicate, 2 refused\n" in text.stdout
+
+
+@pytest.mark.slow
+def test_a_deployed_pump_lands_what_serve_received(project: Path, prefect_server: str) -> None:
+    """`pumphouse deploy` of a webhook-source pump, run by a real process worker in the
+    project folder: the run lands the bodies `serve` stored, once."""
+    from prefect.client.orchestration import get_client
+
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml") as r:
+        for n in (1, 2, 3):
+            keyed = {**JSON, "Idempotency-Key": f"n-{n}"}
+            sent = httpx.post(f"{r.url}/ingest/partner", headers=keyed, content=f'{{"n": {n}}}')
+            assert sent.status_code == 202
+    deployed = run_cli("deploy", "pumps/partner.yaml", "--pool", "serve-pumps", cwd=project)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "deployed pump/partner on pool serve-pumps" in deployed.stdout
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("pump/partner")
+        flow_run = client.create_flow_run_from_deployment(deployment.id)
+    log = project / "worker.log"
+    with worker("serve-pumps", project, log):
+        done = wait_for(flow_run.id, worker_log=log)
+    assert done.state.is_completed(), (done.state, log.read_text()[-3000:])
+    assert landed(project) == [1, 2, 3]
