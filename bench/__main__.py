@@ -1,8 +1,9 @@
 """`make bench`: the orders job five ways, alternating, medians; the 10M-row variant; the fixed
-overhead of a small pump with no server configured. Prints the table, writes bench/results.md
-and bench/results.png.
+overhead of a small pump with no server configured; the webhook receiver under load. Prints
+the table, writes bench/results.md and bench/results.png (bench/results-receiver.md for the
+receiver).
 
-    python -m bench [--rounds N] [--dlt-rounds N] [--skip dlt,big,overhead]
+    python -m bench [--rounds N] [--dlt-rounds N] [--skip dlt,big,overhead,receiver]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
-from bench import jobs, report
+from bench import jobs, receiver, report
 from bench.gen import generate
 from bench.measure import Run
 from tests._prefect_server import prefect_server
@@ -28,7 +29,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--rounds", type=int, default=5, help="runs of each method (alternating)")
     ap.add_argument("--dlt-rounds", type=int, default=1, help="runs of dlt (~2 minutes each)")
-    ap.add_argument("--skip", default="", help="comma-separated: dlt, pandas, big, overhead")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated: dlt, pandas, big, overhead, receiver"
+    )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     data = generate(jobs.REPO / "bench" / "data" / "orders-1m", ROWS, 4)
@@ -52,6 +55,8 @@ def main() -> None:
         big = None if "big" in skip else _big(env)
     overhead = None if "overhead" in skip else _overhead()
     report.write(results, big, overhead, ROWS)
+    if "receiver" not in skip:  # last: the Prefect server is down, the disk quiet
+        receiver.write(receiver.run(), clients=16)
 
 
 def _record(results: dict[str, list[Run]], name: str, run: Run) -> None:
