@@ -110,21 +110,15 @@ class Receiver:
             _lock_file=lock,
         )
 
-    def store(self, bodies: list[tuple[bytes, str | None]]) -> list[tuple[str, str]]:
-        """Store bodies (ndjson, Idempotency-Key or None) once each, together: per body
-        ("accepted", file) once the file is durable, or ("duplicate", file) when its key
-        was stored within 24 h. The new ones share one file, one key commit and one fsync.
-        Raises when the buffer or the keys cannot take them (503: nothing acknowledged)."""
-        answers, folder = self.stage(bodies)
-        if folder is not None:
-            self.inbox.sync(folder)
-        return answers
-
     def stage(
         self, bodies: list[tuple[bytes, str | None]]
     ) -> tuple[list[tuple[str, str]], Path | None]:
-        """store() but the last step: the answers, and the folder whose fsync makes them
-        true (None: nothing left to do). The Grouper syncs it while staging the next group."""
+        """Store bodies (ndjson, Idempotency-Key or None) once each, together: per body
+        ("accepted", file), or ("duplicate", file) when its key was stored within 24 h. The
+        new ones share one file and one key commit. The answers hold once the returned
+        folder is fsynced (Inbox.sync; None: nothing left to do), which the Grouper does
+        while staging the next group. Raises when the buffer or the keys cannot take them
+        (503: nothing acknowledged)."""
         now = time.time()
         name = file_name(now)
         answers: list[tuple[str, str]] = []
@@ -142,11 +136,10 @@ class Receiver:
                 claimed[key] = None
             parts.append(data)
             answers.append(("accepted", name))
-        counts = self._take_unsaved()
         if not parts:
-            self.keys.add_counts(counts)
             return answers, None
         data = b"".join(parts)
+        counts = self._take_unsaved()
         # The key commit and the hidden file's fsync wait for the disk together; the file
         # becomes visible only once both are done (see tasks/receive/keys.py).
         claim = self._committer.submit(self.keys.claim, list(claimed), name, now, counts)
@@ -158,6 +151,7 @@ class Receiver:
                 claim.result()
             except BaseException:
                 self.inbox.discard(hidden)
+                self._give_back(counts)
                 raise
         return answers, self.inbox.publish(name, data, hidden)
 
@@ -173,6 +167,11 @@ class Receiver:
         counts = self._take_unsaved()
         if any(counts.values()):
             self.keys.add_counts(counts)
+
+    def _give_back(self, counts: dict[str, int]) -> None:
+        with self._counts_lock:
+            for answer, n in counts.items():
+                setattr(self._unsaved, answer, getattr(self._unsaved, answer) + n)
 
     def _take_unsaved(self) -> dict[str, int]:
         with self._counts_lock:
