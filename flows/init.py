@@ -57,8 +57,9 @@ def spec_text(found: Inferred, path: Path) -> str:
         "source:",
         *_mapping(found.source, "  "),
     ]
-    if any(c.type == "timestamp" for c in found.columns):
-        lines.append("  # timestamps without an offset are read as UTC; set timezone: if not")
+    if any(c.type == "timestamp" and "TIME ZONE" not in c.read_as.upper() for c in found.columns):
+        lines.append("  # timestamps without an offset are read as UTC; if they are local time, set")
+        lines.append("  # timezone: to their IANA zone (e.g. Europe/Berlin)")
     for var, what in found.env.items():
         lines.append(f"  # set {var} to {what} before validate and run (never written here)")
     lines += ["", "schema:", "  columns:"]

@@ -119,6 +119,14 @@ def _get(client: Client, url: str) -> Reply:
     try:
         return client.get_json(url)
     except HttpFailure as e:
+        where = f"GET {safe_url(url)}: HTTP {e.status}"
+        if e.status in (401, 403):
+            raise UsageError(
+                f"{where}, the API wants credentials; give them with "
+                "--header 'Authorization: Bearer TOKEN'"
+            ) from None
+        if e.status == 404:
+            raise UsageError(f"{where}, not found; is the URL right?") from None
         raise UsageError(e.message.split("; the server said")[0]) from None
 
 

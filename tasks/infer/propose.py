@@ -19,7 +19,8 @@ CURSOR = (
 )
 AMOUNT = re.compile(
     r"(?i)(amount|count|qty|quantity|price|total|cost|fee|revenue|balance|units|stock|"
-    r"size|bytes|duration|weight|age|items|num|^n_)"
+    r"size|bytes|duration|weight|age|items|num|^n_|"
+    r"menge|anzahl|betrag|preis|montant|prix|quantit|importe|cantidad|precio)"
 )
 
 
