@@ -756,7 +756,7 @@ def init(
     from flows.init import summary, write_spec
 
     path, found = write_spec(source, name, sample_rows, force, header or [])
-    _print_table(summary(found, path))
+    _print_table(summary(found, path, plain=not out.is_terminal))
     for var in found.env:
         _say(f"set {var} before validate and run: the spec names it, never its value")
     out.print(f"wrote {path}; next: pumphouse validate {path}", markup=False, highlight=False)

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from schemas.errors import PumpError, UsageError
@@ -58,7 +59,9 @@ def spec_text(found: Inferred, path: Path) -> str:
         *_mapping(found.source, "  "),
     ]
     if any(c.type == "timestamp" and "TIME ZONE" not in c.read_as.upper() for c in found.columns):
-        lines.append("  # timestamps without an offset are read as UTC; if they are local time, set")
+        lines.append(
+            "  # timestamps without an offset are read as UTC; if they are local time, set"
+        )
         lines.append("  # timezone: to their IANA zone (e.g. Europe/Berlin)")
     for var, what in found.env.items():
         lines.append(f"  # set {var} to {what} before validate and run (never written here)")
@@ -151,11 +154,10 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def summary(found: Inferred, path: Path) -> Table:
-    """What was inferred, one row per column."""
-    table = Table(
-        title=f"{path}: {found.sampled}, {found.seconds:.1f}s", title_justify="left"
-    )
+def summary(found: Inferred, path: Path, plain: bool = False) -> Table:
+    """What was inferred, one row per column; `plain`: no box drawing (for a pipe)."""
+    title = f"{path}: {found.sampled}, {found.seconds:.1f}s"
+    table = Table(title=title, title_justify="left", box=None if plain else box.HEAVY_HEAD)
     for heading in ("column", "type", "format", "empty", "distinct", "proposed"):
         table.add_column(heading)
     for c in found.columns:

@@ -28,7 +28,9 @@ TOKEN = "tok-9f3Kq-never-in-a-spec"
 STATUSES = ("open", "paid", "void")
 
 
-def init_validate_run(project: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def init_validate_run(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """init → validate → run; the run's summary and the spec written."""
     made = run_in_process("init", *args, cwd=project)
     assert made.returncode == 0, made.stderr
@@ -82,7 +84,9 @@ def test_a_european_csv(project: Path) -> None:
     assert "betrag: {type: string}" in text  # a decimal comma stays text, NA is NULL
     assert "kunde: {type: string}" in text  # empty cells: nullable
     assert "# isin: 3 distinct values in 150 sampled rows" in text
-    assert 'status: {type: string, nullable: false, checks: {isin: ["open", "paid", "void"]}}' in text
+    assert (
+        'status: {type: string, nullable: false, checks: {isin: ["open", "paid", "void"]}}' in text
+    )
     assert "# ge: 0: a count or amount, never below 0 in the sample" in text
     assert "menge: {type: int64, nullable: false, checks: {ge: 0}}" in text
     assert "incremental: {cursor: updated_at}" in text
@@ -189,8 +193,8 @@ PAGINATE = {
     "link_header": "paginate: {style: link_header}",
     "next_url": 'paginate: {style: next_url, next_url: "links.next"}',
     "cursor": 'paginate: {style: cursor, cursor_path: "meta.next_cursor", cursor_param: cursor}',
-    "offset": "paginate: {style: offset, offset_param: offset, limit_param: limit, page_size: 5, has_more_path: \"meta.has_more\"}",
-    "page": "paginate: {style: page, page_param: page, limit_param: limit, page_size: 5, has_more_path: \"meta.has_more\"}",
+    "offset": 'paginate: {style: offset, offset_param: offset, limit_param: limit, page_size: 5, has_more_path: "meta.has_more"}',
+    "page": 'paginate: {style: page, page_param: page, limit_param: limit, page_size: 5, has_more_path: "meta.has_more"}',
 }
 
 
@@ -201,8 +205,8 @@ def test_an_api_in_each_pagination_style(project: Path, api: tuple[PagedAPI, str
     s = init_validate_run(project, f"{base}/v1/orders{QUERIES[app.style]}")
     landed_all(s, 23)
     text = s["spec_text"]
-    assert f"  url: \"{base}/v1/orders\"\n  records: data\n  {PAGINATE[app.style]}\n" in text
-    assert "# customer: struct(\"name\" varchar), kept as read (not declared)" in text
+    assert f'  url: "{base}/v1/orders"\n  records: data\n  {PAGINATE[app.style]}\n' in text
+    assert '# customer: struct("name" varchar), kept as read (not declared)' in text
     assert "updated_at: {type: timestamp, nullable: false}" in text
     assert "dedup: {key: [id], order_by: updated_at}" in text
 
@@ -210,7 +214,7 @@ def test_an_api_in_each_pagination_style(project: Path, api: tuple[PagedAPI, str
 @pytest.mark.usefixtures("prefect_server")
 @pytest.mark.parametrize("api", [("link_header", TOKEN)], indirect=True)
 def test_an_api_token_is_never_written(project: Path, api: tuple[PagedAPI, str]) -> None:
-    app, base = api
+    _, base = api
     refused = run_in_process("init", f"{base}/v1/orders", cwd=project)
     assert (refused.returncode, refused.stderr) == (2, (
         f"error: GET {base}/v1/orders: HTTP 401, the API wants credentials; give them with "

@@ -94,7 +94,11 @@ def pagination(reply: Reply, params: dict[str, str]) -> tuple[dict[str, Any], di
     if (found := _find(reply.data, NEXT_KEYS, _is_url)) is not None:
         return {"style": "next_url", "next_url": found}, params
     if (found := _find(reply.data, CURSOR_KEYS, _is_token)) is not None:
-        return {"style": "cursor", "cursor_path": found, "cursor_param": _cursor_param(found)}, params
+        return {
+            "style": "cursor",
+            "cursor_path": found,
+            "cursor_param": _cursor_param(found),
+        }, params
     limit = next((p for p in LIMIT_PARAMS if p in params), None)
     counter = next((p for p in OFFSET_PARAMS if p in params), None)
     style = "offset"
@@ -110,7 +114,7 @@ def pagination(reply: Reply, params: dict[str, str]) -> tuple[dict[str, Any], di
             paginate["page_size"] = int(params[limit])
     if (more := _find(reply.data, ("has_more", "hasMore", "more"), _is_bool)) is not None:
         paginate["has_more_path"] = more
-    elif (total := _find(reply.data, ("total", "total_count", "totalCount"), _is_count)):
+    elif total := _find(reply.data, ("total", "total_count", "totalCount"), _is_count):
         paginate["total_path"] = total
     return paginate, rest
 
@@ -140,7 +144,9 @@ def _objects(v: list[Any]) -> bool:
     return bool(v) and all(isinstance(r, dict) for r in v)
 
 
-def _find(data: Any, keys: tuple[str, ...], ok: Any, prefix: str = "", depth: int = 3) -> str | None:
+def _find(
+    data: Any, keys: tuple[str, ...], ok: Any, prefix: str = "", depth: int = 3
+) -> str | None:
     """The dotted path of a value under one of `keys` that `ok` accepts (outside lists)."""
     if not isinstance(data, dict) or depth == 0:
         return None

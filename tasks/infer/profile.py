@@ -83,10 +83,7 @@ def profile(
         if kind in ("int64", "float64") or (kind or "").startswith("decimal"):
             least = db.scalar(con, f"SELECT min({c})::DOUBLE FROM {table}")
         fmt = formats.get(read_as.upper().split(" ")[0]) if kind in ("date", "timestamp") else None
-        out.append(
-            Column(
-                name, read_as, kind, None if fmt in ISO else fmt, int(nulls), int(distinct),
-                values, None if least is None else float(least),
-            )  # fmt: skip
-        )
+        fmt = None if fmt in ISO else fmt
+        low = None if least is None else float(least)
+        out.append(Column(name, read_as, kind, fmt, int(nulls), int(distinct), values, low))
     return out

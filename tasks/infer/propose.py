@@ -14,7 +14,9 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a column the transform steps c
 ID = re.compile(r"(?i)^(id|uuid|guid|key|code)$|(_id|_key|_uuid|_code)$")
 CAMEL_ID = re.compile(r"[a-z]Id$")  # orderId
 CURSOR = (
-    re.compile(r"(?i)^(updated|modified|changed|last_?modified|last_?updated)(_?(at|on|time|ts|date))?$"),
+    re.compile(
+        r"(?i)^(updated|modified|changed|last_?modified|last_?updated)(_?(at|on|time|ts|date))?$"
+    ),
     re.compile(r"(?i)(updated|modified|changed)"),
 )
 AMOUNT = re.compile(

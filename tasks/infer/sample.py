@@ -43,7 +43,9 @@ def infer(source: str, rows: int, headers: list[str], name: str | None = None) -
         if re.match(r"(?i)https?://", source):
             got = api.sample_api(source, _header_values(headers), rows)
             if not got.records:
-                raise UsageError(f"{api.safe_url(source)}: the first page has no records to infer from")
+                raise UsageError(
+                    f"{api.safe_url(source)}: the first page has no records to infer from"
+                )
             path = str(Path(tmp) / "records.ndjson")
             api.write_ndjson(got.records, path)
             read = files.sample_files(con, path, rows)
@@ -53,8 +55,7 @@ def infer(source: str, rows: int, headers: list[str], name: str | None = None) -
             read = files.sample_files(con, source, rows)
             spec_source, env = read.source, {}
             what = (
-                f"the first {read.rows:,} rows of {read.files_read} of "
-                f"{read.files_listed} file(s)"
+                f"the first {read.rows:,} rows of {read.files_read} of {read.files_listed} file(s)"
             )
         if read.rows == 0:
             raise UsageError(f"{source}: the first files hold no rows to infer from")
@@ -69,7 +70,9 @@ def infer(source: str, rows: int, headers: list[str], name: str | None = None) -
 def pump_name(source: str) -> str:
     """A pump name from the source's last path segment (no glob, extension or query)."""
     path = re.sub(r"[?#].*$", "", re.sub(r"(?i)^[a-z][a-z0-9+.-]*://[^/]*", "", source))
-    segments = [s for s in path.split("/") if s and s not in (".", "..") and not re.search(r"[*?\[]", s)]
+    segments = [
+        s for s in path.split("/") if s and s not in (".", "..") and not re.search(r"[*?\[]", s)
+    ]
     last = segments[-1].split(".")[0] if segments else ""
     name = re.sub(r"[^a-z0-9_]+", "_", last.lower()).strip("_")
     name = re.sub(r"^[^a-z]+", "", name)
