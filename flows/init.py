@@ -86,6 +86,8 @@ def _shown(found: Inferred) -> str:
 def _column(c: Column, found: Inferred) -> list[str]:
     if c.type is None:
         return [f"# {c.name}: {c.read_as.lower()[:60]}, kept as read (not declared)"]
+    if c.name.startswith("_"):  # the spec reserves these names for pumphouse's own columns
+        return [f"# {c.name}: {c.type}, kept as read (a name starting with _ is not declared)"]
     out, checks = [], []
     if found.key and c.name == found.key.value:
         out.append(f"# key: {found.key.why}")

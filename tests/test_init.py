@@ -273,3 +273,24 @@ def test_an_api_address_not_found(project: Path, api: tuple[PagedAPI, str]) -> N
     assert (got.returncode, got.stderr) == (
         2, f"error: GET {base}/v2/nothing: HTTP 404, not found; is the URL right?\n"
     )  # fmt: skip
+
+
+def test_names_a_spec_cannot_declare_are_kept_as_read(project: Path) -> None:
+    """A MongoDB-style `_id` is pumphouse's reserved kind of name: not declared, not a key;
+    a name with a space or one YAML reads as a boolean is quoted."""
+    (project / "dump").mkdir()
+    (project / "dump" / "x.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": f"a{i}", "OrderID": i, "Order Date": "2024-01-02", "true": 1}) + "\n"
+            for i in range(3)
+        )
+    )
+    made = run_in_process("init", "dump", cwd=project)
+    assert made.returncode == 0, made.stderr
+    text = (project / "pumps" / "dump.yaml").read_text()
+    assert "    # _id: string, kept as read (a name starting with _ is not declared)\n" in text
+    assert '    "Order Date": {type: date, nullable: false}\n' in text
+    assert '    "true": {type: int64, nullable: false}\n' in text
+    assert "dedup: {key: [OrderID], order_by: OrderID}" in text
+    checked = run_in_process("validate", "pumps/dump.yaml", cwd=project)
+    assert (checked.returncode, checked.stdout) == (0, "ok: pumps/dump.yaml (pump dump)\n")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from tasks.infer.profile import FEW, Column
 
 MEANINGFUL = 100  # rows a sample needs before few distinct values say anything
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a column the transform steps can name
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # a column the spec can declare and name
 ID = re.compile(r"(?i)^(id|uuid|guid|key|code)$|(_id|_key|_uuid|_code)$")
-CAMEL_ID = re.compile(r"[a-z]Id$")  # orderId
+CAMEL_ID = re.compile(r"[a-z](Id|ID)$")  # orderId, OrderID
 CURSOR = (
     re.compile(
         r"(?i)^(updated|modified|changed|last_?modified|last_?updated)(_?(at|on|time|ts|date))?$"
