@@ -41,7 +41,7 @@ def init_validate_run(
     assert ran.returncode == 0, ran.stderr
     summary: dict[str, Any] = json.loads(ran.stdout)
     summary["spec_text"] = (project / spec).read_text()
-    summary["printed"] = made.stdout
+    summary["printed"] = made.stdout + made.stderr
     return summary
 
 
@@ -222,12 +222,14 @@ def test_an_api_token_is_never_written(project: Path, api: tuple[PagedAPI, str])
     ))  # fmt: skip
     assert not (project / "pumps" / "orders.yaml").exists()
     s = init_validate_run(
-        project, f"{base}/v1/orders", "--header", f"Authorization: Bearer {TOKEN}",
-        env={"ORDERS_TOKEN": TOKEN},
+        project, f"{base}/v1/orders?api_key={TOKEN}", "--header", f"Authorization: Bearer {TOKEN}",
+        env={"ORDERS_TOKEN": TOKEN, "ORDERS_API_KEY": TOKEN},
     )  # fmt: skip
     landed_all(s, 23)
     assert TOKEN not in s["spec_text"] and TOKEN not in s["printed"]
     assert 'headers: {Authorization: "Bearer ${env:ORDERS_TOKEN}"}' in s["spec_text"]
+    assert 'params: {api_key: "${env:ORDERS_API_KEY}"}' in s["spec_text"]
+    assert "set ORDERS_TOKEN before validate and run" in s["printed"]
 
 
 # ---------------------------------------------------------------- refusals
