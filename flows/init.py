@@ -14,7 +14,7 @@ from rich.table import Table
 from schemas.errors import PumpError, UsageError
 from tasks.infer import propose
 from tasks.infer.profile import Column
-from tasks.infer.sample import Inferred, infer
+from tasks.infer.sample import Inferred, infer, pump_name
 
 PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
@@ -26,7 +26,7 @@ def write_spec(
     """Sample `source`, write `pumps/NAME.yaml` (not over one unless `force`)."""
     if name is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
         raise UsageError(f"--name {name!r}: a pump name is [a-z][a-z0-9_]*, e.g. orders_eu")
-    path = Path("pumps") / f"{name or _guess(source)}.yaml"
+    path = Path("pumps") / f"{name or pump_name(source)}.yaml"
     if path.exists() and not force:
         raise UsageError(f"{path} exists; keep it, or pass --force to write over it")
     try:
@@ -38,12 +38,6 @@ def write_spec(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(spec_text(found, path))
     return path, found
-
-
-def _guess(source: str) -> str:
-    from tasks.infer.sample import pump_name
-
-    return pump_name(source)
 
 
 def spec_text(found: Inferred, path: Path) -> str:
