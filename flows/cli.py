@@ -1,4 +1,4 @@
-"""`pumphouse`: validate, run, status, query, compact, reset (CONTRACT §4). Exit 0 ok, 1 run failed, 2 usage or spec."""
+"""`pumphouse`: init, validate, run, status, query, compact, reset (CONTRACT §4). Exit 0 ok, 1 run failed, 2 usage or spec."""
 
 from __future__ import annotations
 
@@ -736,6 +736,30 @@ def serve(
     if len(loaded) < len(specs):
         raise typer.Exit(2)
     serve_specs(loaded, host, port, _say)
+
+
+@app.command()
+def init(
+    source: Annotated[str, typer.Argument(help="A folder, file, glob, bucket URL or JSON API URL")],
+    name: Annotated[str | None, typer.Option("--name", help="The pump's name")] = None,
+    sample_rows: Annotated[
+        int, typer.Option("--sample-rows", min=1, help="Rows (or records) to infer from")
+    ] = 10_000,
+    force: Annotated[bool, typer.Option("--force", help="Write over pumps/NAME.yaml")] = False,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", help="An API's header, 'Name: value'; secrets become ${env:}"),
+    ] = None,
+) -> None:
+    """Write pumps/NAME.yaml from the first rows of SOURCE: formats, types, NULLs, a key and
+    a cursor, each proposal commented. Then: pumphouse validate pumps/NAME.yaml"""
+    from flows.init import summary, write_spec
+
+    path, found = write_spec(source, name, sample_rows, force, header or [])
+    _print_table(summary(found, path, plain=not out.is_terminal))
+    for var in found.env:
+        _say(f"set {var} before validate and run: the spec names it, never its value")
+    out.print(f"wrote {path}; next: pumphouse validate {path}", markup=False, highlight=False)
 
 
 @app.command()
