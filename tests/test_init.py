@@ -147,6 +147,25 @@ def test_a_json_array_file(project: Path) -> None:
 
 
 @pytest.mark.usefixtures("prefect_server")
+def test_a_malformed_line_is_left_out_of_the_sample_and_rejected_by_the_run(
+    project: Path,
+) -> None:
+    """Real files have a truncated line: the sample skips it (ids stay int64), the run rejects it."""
+    (project / "landing").mkdir()
+    lines = [json.dumps({"id": i, "status": STATUSES[i % 3]}) for i in range(30)]
+    lines.insert(12, '{"id": 99, "status": "op')
+    (project / "landing" / "a.ndjson").write_text("\n".join(lines) + "\n")
+    made = run_in_process("init", "landing/", cwd=project)
+    assert made.returncode == 0, made.stderr
+    text = (project / "pumps" / "landing.yaml").read_text()
+    assert "id: {type: int64, nullable: false}" in text
+    ran = run_cli("run", "pumps/landing.yaml", "--json", cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert (summary["rows_written"], summary["rows_rejected"]) == (30, 1)
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_parquet(project: Path) -> None:
     (project / "lake").mkdir()
     n = 200

@@ -58,7 +58,8 @@ def sample_files(con: db.Connection, url: str, rows: int) -> FileSample:
         shape = "newline_delimited" if fmt == "ndjson" else "auto"
         reader = (
             f"read_json({_list(paths)}, format = '{shape}', union_by_name = true, "
-            f"compression = '{_duck_codec(codec)}', sample_size = {int(rows)})"
+            f"compression = '{_duck_codec(codec)}', sample_size = {int(rows)}, "
+            "ignore_errors = true)"  # a bad line is the run's to reject, not the sample's end
         )
     db.execute(con, "SET preserve_insertion_order = true")  # the first rows, not any rows
     try:
@@ -68,7 +69,15 @@ def sample_files(con: db.Connection, url: str, rows: int) -> FileSample:
             f"{safe_url(first.url)}: DuckDB cannot read it as {fmt} ({_first_line(e)}); "
             "is it a whole, valid file?"
         ) from None
+    # A line DuckDB skipped (ignore_errors) comes back as a row of NULLs: not a sampled row.
+    names = [db.ident(n) for n, _ in db.column_types(con, f"SELECT * FROM {TABLE}")]
+    if names:
+        db.execute(con, f"DELETE FROM {TABLE} WHERE " + " AND ".join(f"{n} IS NULL" for n in names))
     read = int(db.scalar(con, f"SELECT count(*) FROM {TABLE}"))
+    if read == 0 and any(f.size for f in chosen):  # nothing DuckDB could read: not this format
+        raise UsageError(
+            f"{safe_url(first.url)}: DuckDB reads no row of it as {fmt}; is it a whole, valid file?"
+        )
     return FileSample(source, read, len(files), len(chosen), formats)
 
 
@@ -138,7 +147,7 @@ def _csv(
         f"delim = {db.quote(delimiter)}", f"quote = {db.quote(quote)}",
         f"header = {str(bool(header)).lower()}", f"nullstr = {nulls}",
         f"sample_size = {int(rows)}", f"compression = '{_duck_codec(codec)}'",
-        "union_by_name = true",
+        "union_by_name = true", "ignore_errors = true",
     ]  # fmt: skip
     if date_format:
         parts.append(f"dateformat = {db.quote(date_format)}")

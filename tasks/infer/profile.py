@@ -72,6 +72,8 @@ def profile(
     for name, read_as in db.column_types(con, f"SELECT * FROM {table}"):
         kind = spec_type(read_as)
         c = db.ident(name)
+        if read_as.upper() in WIDE and _fits_int64(con, table, c):
+            kind = "int64"  # DuckDB reads JSON integers as HUGEINT when a line is skipped
         nulls, distinct = db.rows(
             con, f"SELECT count(*) - count({c}), count(DISTINCT {c}) FROM {table}"
         )[0]
@@ -87,3 +89,9 @@ def profile(
         low = None if least is None else float(least)
         out.append(Column(name, read_as, kind, fmt, int(nulls), int(distinct), values, low))
     return out
+
+
+def _fits_int64(con: db.Connection, table: str, c: str) -> bool:
+    """Whether every sampled value of a wide integer column fits int64."""
+    low, high = db.rows(con, f"SELECT min({c})::VARCHAR, max({c})::VARCHAR FROM {table}")[0]
+    return all(v is None or -(2**63) <= int(v) < 2**63 for v in (low, high))
