@@ -547,6 +547,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         if key == "hwm_after" and s.get("inputs_left"):
             table.add_row("inputs left for the next run", str(s["inputs_left"]))
     _print_table(table)
+    for problem in [] if s.get("error") else s.get("rejected_sample") or []:
+        _say(f"rejected: {problem}")
     for warning in s.get("warnings") or []:
         _say(f"warning: {warning}")
 

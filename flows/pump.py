@@ -17,6 +17,7 @@ from prefect.futures import PrefectFuture, as_completed
 from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, SinkRefused
+from schemas.loader import column_lines
 from schemas.secrets import redact, redact_all
 from schemas.settings import settings
 from schemas.spec import FilesSource, Spec
@@ -27,7 +28,7 @@ from tasks.run.as_started import as_started
 from tasks.run.deadline import Deadline
 from tasks.run.load import keep_rejected, spec_culprit
 from tasks.run.steps import commit_task, load_task, masked, plan_task
-from tasks.run.summary import Counts, Summary
+from tasks.run.summary import Counts, Summary, located
 from tasks.sinks import registry as sinks
 from tasks.sources.files.listing import nothing_listed
 from tasks.staging import folder as staging
@@ -56,7 +57,9 @@ def pump(
     clock = Deadline(spec.limits.max_run_seconds, settings.max_max_run_seconds)
     try:
         with store.lock(), one_run_at_a_time(spec.name), clock.running():
-            _locked_run(spec, store, summary, full_refresh, started, run_on)
+            _locked_run(
+                spec, store, summary, full_refresh, started, run_on, column_lines(spec_path)
+            )
     except Exception as e:
         # Past the deadline, whatever stopped the run (an interrupted query) is the deadline.
         clean = masked(clock.error() if clock.expired.is_set() else resource_error(e) or e)
@@ -80,6 +83,7 @@ def _locked_run(
     full_refresh: bool,
     started: float,
     run_on: Executor,
+    column_at: dict[str, str],
 ) -> None:
     """Plan, stage, load, commit: everything that must hold the pump's lock."""
     if full_refresh or store.refresh_pending():
@@ -96,6 +100,8 @@ def _locked_run(
         try:
             with summary.step("stage"):
                 summary.counts = _stage_all(spec, manifest, run_dir, run_on)
+            samples = located(summary.counts.errors_sample, column_at)
+            summary.counts.errors_sample = samples
             _gate(spec, summary.counts, run_dir, store.location)
         except Exception:
             if (

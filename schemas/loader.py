@@ -89,6 +89,20 @@ def parse_spec(
     return spec
 
 
+def column_lines(path: str) -> dict[str, str]:
+    """Where each inline column is declared in the spec file (`pumps/x.yaml:19`), by name;
+    empty if the file no longer reads."""
+    try:
+        _, lines = read_yaml(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError, SpecError):
+        return {}
+    return {
+        str(loc[2]): f"{path}:{line}"
+        for loc, line in lines.items()
+        if len(loc) == 3 and loc[:2] == ("schema", "columns")
+    }
+
+
 def resolve(value: str) -> str:
     """Resolve `${env:NAME}` and `${secret:NAME}` in a lazily kept value, at the moment of use."""
 

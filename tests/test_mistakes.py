@@ -109,8 +109,9 @@ def test_a_column_that_fails_in_every_row_blames_the_spec_and_keeps_the_rejected
     assert error.startswith(
         "40 of 40 rows (100.0%) are invalid, over limits.max_invalid_ratio 5.0%; nothing was "
         "loaded (see them with pumphouse query: flights_rejected). First problems: "
-        "flights.csv:2: carrier: 'UA' is not int64; flights.csv:3: carrier: 'DL' is not int64; "
-        "flights.csv:4: carrier: 'AA' is not int64. "
+        "flights.csv:2: carrier: 'UA' is not int64 (pumps/flights.yaml:10); "
+        "flights.csv:3: carrier: 'DL' is not int64 (pumps/flights.yaml:10); "
+        "flights.csv:4: carrier: 'AA' is not int64 (pumps/flights.yaml:10). "
     ), error
     assert error.endswith(
         "Column carrier failed `type int64` in 40 of 40 rows: the spec, not the data, is the "
@@ -131,6 +132,27 @@ def test_a_column_that_fails_in_every_row_blames_the_spec_and_keeps_the_rejected
     assert json.loads(fixed.stdout)["rows_written"] == 40
     assert _query(project, "SELECT count(*) AS n FROM flights") == [{"n": 40}]
     assert _query(project, "SELECT count(*) AS n FROM flights_rejected") == [{"n": 0}]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_run_shows_its_first_rejected_rows_with_the_spec_line_of_their_column(
+    project: Path,
+) -> None:
+    _flights(project, rows=40)
+    wrong = FLIGHTS_SPEC.replace("carrier: {type: string}", "carrier: {type: int64}")
+    wrong = wrong.replace(FILTER, "filter: dep_delay > -100 OR dep_delay IS NULL")
+    _spec(project, wrong + "limits: {max_invalid_ratio: 1}\n")
+
+    done = run_cli("run", "pumps/flights.yaml", cwd=project)
+
+    assert done.returncode == 0, done.stderr
+    assert [x for x in done.stderr.splitlines() if x.startswith("rejected: ")] == [
+        "rejected: flights.csv:2: carrier: 'UA' is not int64 (pumps/flights.yaml:10)",
+        "rejected: flights.csv:3: carrier: 'DL' is not int64 (pumps/flights.yaml:10)",
+        "rejected: flights.csv:4: carrier: 'AA' is not int64 (pumps/flights.yaml:10)",
+    ]
+    rejected = _query(project, "SELECT _errors FROM flights_rejected WHERE _row = 2")
+    assert rejected == [{"_errors": ["carrier: 'UA' is not int64"]}]  # the data names no spec
 
 
 def _query(project: Path, sql: str) -> list[dict[str, object]]:

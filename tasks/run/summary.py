@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -105,6 +106,7 @@ class Summary:
             "hwm_after": self.hwm_after,
             "inputs_left": self.inputs_left,
             "warnings": list(c.warnings),
+            "rejected_sample": list(c.errors_sample[:3]),  # file:row: problem (spec line)
             "output": self.output,
             "seconds": round(self.seconds, 3),
             "durations": {k: round(v, 3) for k, v in self.durations.items()},
@@ -191,3 +193,18 @@ def _table(header: tuple[str, str], rows: list[tuple[str, Any]]) -> str:
 def _cell(value: Any) -> str:
     """A value that cannot break the markdown table (a `|` or a newline in an error or URL)."""
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def located(sample: list[str], column_at: dict[str, str]) -> list[str]:
+    """Each `file:row: col: problem, ...` of a run's first rejected rows with the spec line
+    of each problem's column: `carrier: 'UA' is not int64 (pumps/flights.yaml:19)`."""
+    if not column_at:
+        return sample
+    names = "|".join(re.escape(c) for c in sorted(column_at, key=len, reverse=True))
+    item = re.compile(rf"(?:(?<=^)|(?<=: )|(?<=, ))({names}): (.*?)(?=, (?:{names}|_\w+): |$)")
+    out = []
+    for line in sample:
+        where, sep, problems = line.partition(": ")
+        shown = item.sub(lambda m: f"{m[1]}: {m[2]} ({column_at[m[1]]})", problems)
+        out.append(where + sep + shown)
+    return out
