@@ -168,6 +168,41 @@ def test_every_answer_of_the_receiver_then_a_run_lands_the_bodies_once(
     assert landed(project) == [1, 2, 3, 4, 5]
 
 
+EXACT = (
+    '{"n": 7, "pi": 3.141592653589793238462643383279, "big": 100000000000000000000000000000000000000000.5, '
+    '"tiny": 0.12345678901234567890123, "e": 1E+2, "z": -0.0, "c": 1.10}'
+)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_numbers_are_stored_as_written_and_a_body_the_run_would_refuse_gets_400(
+    project: Path,
+) -> None:
+    """A decimal never passes through a double on its way to the buffer; a repeated key and a
+    field named like pumphouse's own columns are refused at the door, where the partner hears
+    it, not by every later run of the pump."""
+    write_specs(project)
+    with receiving(project, "pumps/partner.yaml") as r:
+        post = f"{r.url}/ingest/partner"
+        assert httpx.post(post, headers=JSON, content=EXACT.encode()).status_code == 202
+        stored = next((project / BUFFER).glob("**/*.ndjson")).read_text()
+        for written in ("3.141592653589793238462643383279", "100000000000000000000000000000000000000000.5",
+                        "0.12345678901234567890123", '"c":1.10', '"z":-0.0'):  # fmt: skip
+            assert written in stored, stored
+        twice = httpx.post(post, headers=JSON, content=b'{"n": 8, "n": 9}')
+        assert twice.status_code == 400
+        assert "key 'n' appears twice in one record" in twice.json()["error"]
+        ours = httpx.post(post, headers=JSON, content=b'[{"n": 8}, {"n": 9, "_source": "x"}]')
+        assert ours.status_code == 400
+        assert ours.json()["error"].startswith("item 2: field '_source' has the name of one of")
+    done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    row = duckdb.sql(
+        f"SELECT n, pi::VARCHAR AS pi, tiny::VARCHAR AS tiny FROM read_parquet('{project}/warehouse/partner/**/*.parquet')"
+    ).fetchall()
+    assert row == [(7, "3.141592653589793238462643383279", "0.12345678901234567890123")]
+
+
 @pytest.mark.reliability(
     "secrets",
     "the receiver's token (${env:}) sent right and wrong, bodies stored, duplicates, refusals",

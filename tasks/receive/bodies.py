@@ -3,13 +3,20 @@
 A body is one JSON object, a JSON array of objects, or NDJSON (one object a line). It is
 parsed whole before anything is stored, so a body is taken entirely or refused with the
 line that is wrong; records are written again compactly, one per line, so that a pretty
-printed object is still one line of the buffer's ndjson.
+printed object is still one line of the buffer's ndjson. Numbers are kept as written
+(a decimal is never passed through a double), a key that repeats in one record is refused
+rather than silently resolved, and so is a field named like one of pumphouse's own columns:
+the run would refuse its file, and with it every body after it.
 """
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
+
+from tasks import internal
+from tasks.engine.json_numbers import dumps
 
 MEDIA_TYPES = {
     "application/json": "json",
@@ -32,6 +39,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json takes them
 
 
+class _Repeated(ValueError):
+    pass
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _Repeated(f"key {key!r} appears twice in one record; send each key once")
+        found[key] = value
+    return found
+
+
+def _loads(text: str) -> Any:
+    return json.loads(
+        text, parse_float=Decimal, parse_constant=_no_constant, object_pairs_hook=_once
+    )
+
+
 def records_of(body: bytes, kind: str) -> list[dict[str, Any]]:
     """The records of a body of `kind` ('json' or 'ndjson'); BodyError naming the line."""
     try:
@@ -40,7 +66,7 @@ def records_of(body: bytes, kind: str) -> list[dict[str, Any]]:
         raise BodyError(f"the body is not UTF-8 (byte {e.start}); send JSON in UTF-8") from None
     if kind == "json":
         try:
-            value = json.loads(text, parse_constant=_no_constant)
+            value = _loads(text)
         except json.JSONDecodeError as e:
             if e.msg != "Extra data":  # else more than one value: NDJSON sent as JSON
                 raise BodyError(
@@ -60,7 +86,7 @@ def _ndjson(text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=_no_constant)
+            value = _loads(line)
         except json.JSONDecodeError as e:
             raise BodyError(f"line {number}: malformed JSON: {e.msg} (column {e.colno})") from None
         except ValueError as e:
@@ -75,12 +101,14 @@ def _an_object(value: Any, where: str) -> dict[str, Any]:
             f"{where}: a record is a JSON object, got {_json_kind(value)}; "
             'send {"field": value, ...} per record'
         )
+    if (name := internal.first_internal(value)) is not None:
+        raise BodyError(f"{where}: {internal.problem(name)}")
     return value
 
 
 def as_ndjson(records: list[dict[str, Any]]) -> bytes:
     """One compact JSON object a line, each line ended."""
-    lines = (json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records)
+    lines = (dumps(r) for r in records)
     return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
