@@ -5,6 +5,7 @@ rejected."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from collections.abc import Iterator
@@ -151,6 +152,33 @@ def test_a_string_column_of_a_parquet_file_reads_with_its_format(project: Path) 
     assert (summary["rows_written"], summary["rows_rejected"]) == (1, 1)
     assert _landed("id, CAST(date AS VARCHAR)") == [(1, "2000-01-01")]
     assert _rejected() == [("2", ["date: '1 Jan 2000' does not match format '%b %d %Y'"])]
+
+
+def test_a_typed_date_or_timestamp_of_a_parquet_file_needs_no_format(project: Path) -> None:
+    """`format` says how text reads; a column the file already types passes as it is."""
+    (project / "in").mkdir()
+    table = pa.table(
+        {
+            "id": [1, 2],
+            "d": pa.array([dt.date(2024, 1, 1), dt.date(2024, 2, 29)], pa.date32()),
+            "t": pa.array(
+                [dt.datetime(2024, 1, 1, 12), dt.datetime(2024, 2, 29, 8)], pa.timestamp("us")
+            ),
+        }
+    )
+    pq.write_table(table, project / "in" / "typed.parquet")
+    source = "  type: files\n  url: ./in/\n  format: parquet\n"
+    columns = (
+        "    id: {type: int64}\n"
+        '    d: {type: date, format: "%d.%m.%Y"}\n'
+        '    t: {type: timestamp, format: "%d.%m.%Y %H:%M"}\n'
+    )
+    summary = _pump(project, source, columns)
+    assert (summary["rows_written"], summary["rows_rejected"]) == (2, 0)
+    assert _landed("id, CAST(d AS VARCHAR), CAST(t AS VARCHAR)") == [
+        (1, "2024-01-01", "2024-01-01 12:00:00+00"),
+        (2, "2024-02-29", "2024-02-29 08:00:00+00"),
+    ]
 
 
 # ---------------------------------------------------------------- epoch

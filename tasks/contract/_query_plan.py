@@ -3,7 +3,7 @@ flags) and put together as one SELECT that lists each row's failed checks in `_e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ibis
@@ -53,6 +53,8 @@ class QueryPlan:
         """A schema column: its typed value and text, and the flags of its type, nullability,
         checks and uniqueness. `source_type` is its type in a columns batch ("" = missing)."""
         o = f"__ph_o{len(self.typed)}"
+        if c.format and source_type.upper().startswith(("DATE", "TIMESTAMP")):
+            c = replace(c, format=None)  # `format` is for text; a typed value needs none
         if self.kind == "json":
             i = self._path(c.name)
             text, value = f"__ph_s[{i}]", cast(f"__ph_s[{i}]", "VARCHAR", c)
