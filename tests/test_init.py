@@ -166,6 +166,42 @@ def test_a_malformed_line_is_left_out_of_the_sample_and_rejected_by_the_run(
 
 
 @pytest.mark.usefixtures("prefect_server")
+def test_a_bucket_prefix(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """s3:// through fsspec: the credentials and endpoint come from the environment, as the
+    run's do; the spec names neither."""
+    import boto3
+
+    from tests._moto import REGION, make_bucket, moto_s3
+
+    with moto_s3() as endpoint:
+        make_bucket(endpoint, "drops")
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)  # init runs in this process
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        for part in range(2):
+            body = "".join(
+                json.dumps(
+                    {"id": part * 100 + i, "status": STATUSES[i % 3], "at": when(i).isoformat()}
+                )
+                + "\n"
+                for i in range(100)
+            )
+            client.put_object(Bucket="drops", Key=f"orders/2026/{part}.ndjson", Body=body.encode())
+        summary = init_validate_run(project, "s3://drops/orders/", env=env)
+    landed_all(summary, 200)
+    text = summary["spec_text"]
+    assert 'url: "s3://drops/orders/"' in text and "name: orders\n" in text
+    assert "id: {type: int64, nullable: false}" in text
+    assert "testing" not in text and endpoint not in text
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_parquet(project: Path) -> None:
     (project / "lake").mkdir()
     n = 200
