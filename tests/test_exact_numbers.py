@@ -227,3 +227,29 @@ def test_csv_without_a_schema_keeps_long_decimals_as_written(project: Path) -> N
 
     assert (summary["rows_written"], summary["rows_rejected"]) == (1, 0)
     assert got == [("12345678901234567890.5", "0.12345678901234567890123")]
+
+
+def test_a_block_with_no_long_number_skips_the_per_record_look_and_one_with_any_does_not() -> None:
+    """Blocks of NDJSON are read without looking at each record's numbers only where no part
+    of the block matches json_numbers.LONG: a long number anywhere (next to a chunk's edge
+    too) makes the block's records be looked at one by one."""
+    import random
+    import re
+
+    from tasks.engine.json_numbers import LONG, may_hold_long
+
+    record = b'{"id": 123456789012345, "t": "2026-03-08T00:00:01Z", "x": 1.25e10, "u": "3e4f"}\n'
+    clean = record * (3 * 2**20 // len(record))
+    assert re.search(LONG.encode(), clean) is None
+    assert not may_hold_long(clean)
+    for number in (b"1234567890123456", b"0.12345678901234567", b"1e308", b"2E-300", b"9e+100"):
+        for edge in (2**20, 2 * 2**20, len(clean)):
+            for shift in range(-len(number) - 2, 3):
+                at = max(0, min(len(clean) - len(number), edge + shift))
+                text = clean[:at] + number + clean[at + len(number) :]
+                assert may_hold_long(text), (number, at)
+    rng = random.Random(7)
+    for _ in range(3000):
+        text = bytes(rng.choice(b'0123456789.eE+- x":,\n') for _ in range(rng.randint(0, 300)))
+        if re.search(LONG.encode(), text):
+            assert may_hold_long(text), text

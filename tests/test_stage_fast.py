@@ -252,3 +252,44 @@ def test_files_staged_at_once_in_one_duckdb_land_as_each_in_its_own(tmp_path: Pa
     assert staged(together) == staged(alone)
     assert sum(c.rows_rejected for c in found) == rejected
     assert {c.batches for c in found} == {5, 6, 7, 8}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id": 1, "status": "open", "at": "2026-01-01"}\n' * 5000,  # read in blocks
+        b'{"id": 1, "status": "open"}\n{"id": 2, "status": "pa\xffid"}\n',  # record reader
+        b"",
+    ],
+    ids=["blocks", "record-reader", "empty"],
+)
+def test_state_measures_a_file_from_the_staging_read_as_from_a_read_of_its_own(
+    tmp_path: Path, data: bytes
+) -> None:
+    """What state keeps of a staged file (hash, lines, ends) is taken from the bytes the block
+    reader reads, and is the same as a separate read of the file gives."""
+    import gzip
+
+    from tasks.state._content import Measuring, measure
+    from tasks.state.known import entry_of, measuring
+
+    for name, body in (("a.ndjson", data), ("a.ndjson.gz", gzip.compress(data, mtime=0))):
+        src = tmp_path / name / "in"
+        src.mkdir(parents=True)
+        (src / name).write_bytes(body)
+        text = SPEC.format(src=src, schema="", rows=3, bytes=1 << 20, limit=200)
+        spec = parse_spec(text.replace('"*.ndjson"', f'"{name}"'), "fast.yaml")
+        [file] = list_files(spec.source)
+        read = measuring(file)
+        assert read is not None
+        run = str(tmp_path / name / "run")
+        entry = {"size": file.size, "fp": file.fingerprint, **measure(spec.source, file)}
+        with _shared_duckdb.shared(run, 2**28, str(tmp_path / "tmp")):
+            assert stage.stage_input(spec, run, 0, file, None).content == entry
+            stage.stage_file(spec, run, 0, file, None, read)
+        assert (read.result() is None) == (b"\xff" in data)  # the record reader reads again
+        assert entry_of(spec.source, file, read) == entry
+        pieces = Measuring(file.size)  # fed in odd pieces, and past the size
+        for at in range(0, len(body) + 7, 3):
+            pieces.update(memoryview(body + b"more")[at : at + 3])
+        assert pieces.result() == measure(spec.source, file)

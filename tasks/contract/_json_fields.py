@@ -24,12 +24,13 @@ _DECIMAL = r"regexp_full_match({t}, '-?[0-9]+(\.[0-9]+)?')"
 _NUMBER_START = ", ".join(quote(c) for c in "-0123456789")
 
 
-def extract(paths: list[str], need_json: bool) -> str:
+def extract(paths: list[str], need_json: bool, long: bool = True) -> str:
     """Select-list items: `__ph_s`, each key's value as text (or, with no keys, the record's
-    keys), and with `need_json` `__ph_j`, each value's JSON; NULL for a row that is no object."""
+    keys), and with `need_json` `__ph_j`, each value's JSON; NULL for a row that is no object.
+    `long`: a record may hold a number a double does not keep."""
     keys = "[" + ", ".join(quote(_pointer(p)) for p in paths) + "]"
     # try(): invalid JSON is NULL, not a failed batch; one parse reads every field.
-    parse = _strings(keys) if paths else "try(json_keys(_raw))"
+    parse = _strings(keys, long) if paths else "try(json_keys(_raw))"
     sel = f"CASE WHEN {OBJECT} THEN {parse} END AS __ph_s"
     if need_json:
         sel += f", CASE WHEN {OBJECT} THEN try(json_extract(_raw, {keys})) END AS __ph_j"
@@ -45,9 +46,12 @@ def json_kind_matches(json_text: str, dtype: dt.DataType) -> str:
     return f"starts_with({json_text}, '\"')"
 
 
-def json_fields(con: Connection, source: str, has_schema: bool, strict: Any) -> dict[str, str]:
+def json_fields(
+    con: Connection, source: str, has_schema: bool, strict: Any, *, long: bool = True
+) -> dict[str, str]:
     """The batch's top-level JSON keys, sorted, each with a DuckDB type to read it as ("" =
-    text); types are inferred only without a schema; no keys when extras are dropped."""
+    text); types are inferred only without a schema; no keys when extras are dropped.
+    `long`: a record may hold a number a double does not keep."""
     if strict == "filter":
         return {}
     objects = f"FROM {source} WHERE {OBJECT}"
@@ -63,7 +67,7 @@ def json_fields(con: Connection, source: str, has_schema: bool, strict: Any) -> 
             kinds.setdefault(k, set()).add(v if isinstance(v, str) else "NESTED")
     types = {k: _inferred(kinds[k]) for k in sorted(kinds)}
     numeric = [k for k, t in types.items() if t in ("BIGINT", "DOUBLE")]
-    if numeric and scalar(con, f"SELECT count(*) {objects} AND {_LONG_NUMBER}"):
+    if numeric and long and scalar(con, f"SELECT count(*) {objects} AND {_LONG_NUMBER}"):
         types.update(_exact(con, source, {k: types[k] for k in numeric}))
     return types
 
@@ -101,10 +105,12 @@ def _exact(con: Connection, source: str, numeric: dict[str, str]) -> dict[str, s
     return out
 
 
-def _strings(keys: str) -> str:
+def _strings(keys: str, long: bool = True) -> str:
     """The `keys`' values as text; DuckDB reads a decimal into a double, so in a record that
     may hold a long one, each number's text is taken as written (tasks.engine.json_numbers)."""
     s = f"try(json_extract_string(_raw, {keys}))"
+    if not long:
+        return s
     return f"CASE WHEN {_LONG_NUMBER} THEN {json_numbers.SQL_NAME}(_raw, {keys}, {s}) ELSE {s} END"
 
 

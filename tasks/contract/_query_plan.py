@@ -41,6 +41,8 @@ class QueryPlan:
     # `_raw` and `_original` only on rejected rows (NULL on valid ones): staging needs them
     # nowhere else, and they are most of the bytes.
     lean: bool = False
+    # json: a record may hold a number a double does not keep (tasks.engine.json_numbers).
+    long: bool = True
     said: dict[int, str] = field(default_factory=dict)  # flag index -> its message as SQL
     # Labels that name the row's value ({value}), by the alias of the value's text.
     shown: dict[str, str] = field(default_factory=dict)
@@ -135,7 +137,7 @@ class QueryPlan:
         ctes = []
         meta = "_source, _row, _raw, _parse_error" + "".join(f", {ident(c)}" for c in self.carry)
         if self.kind == "json":
-            sel = f"SELECT {meta}, {extract(self.paths, self.need_json)}"
+            sel = f"SELECT {meta}, {extract(self.paths, self.need_json, self.long)}"
             ctes.append(f"__ph_in AS (\n  {sel}\n  FROM {self.source}\n)")
             head, source = f"SELECT {meta}, __ph_s IS NOT NULL AS __ph_ok", "__ph_in"
         else:

@@ -70,13 +70,14 @@ def batch_sql(
     return plan_sql(contract, source, kind, fields, carry=carry, lean=lean)
 
 
-def batch_fields(con: Connection, contract: Contract, source: str, kind: str) -> dict[str, str]:
+def batch_fields(
+    con: Connection, contract: Contract, source: str, kind: str, *, long: bool = True
+) -> dict[str, str]:
     """The batch's own fields and their types ("" = text): the JSON records' keys, or the
-    relation's columns."""
+    relation's columns. `long`: a JSON record may hold a number a double does not keep."""
     if kind == "json":
-        fields = json_fields(
-            con, source, contract.present, contract.strict if contract.present else False
-        )
+        strict = contract.strict if contract.present else False
+        fields = json_fields(con, source, contract.present, strict, long=long)
         if (name := first_internal(fields)) is not None:
             raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
         return fields
@@ -92,18 +93,20 @@ def plan_sql(
     *,
     carry: tuple[str, ...] = (),
     lean: bool = False,
+    long: bool = True,
 ) -> str:
     """The contract query for a batch whose fields are `fields`. The same contract and fields
     give the same SQL: it is built once (compiling pandera's checks costs ~20 ms), and for an
-    inline schema kept on disk for later runs."""
-    what = ["plan", source, kind, list(fields.items()), list(carry), lean]
+    inline schema kept on disk for later runs. `long`: a JSON record may hold a number a
+    double does not keep (only then is each record's text looked at for one)."""
+    what = ["plan", source, kind, list(fields.items()), list(carry), lean, long]
     key = repr(what)
     sql = contract.plans.get(key)
     if sql is None and contract.key is not None:
         cached = _contract_cache.get(contract.key, what)
         sql = cached if isinstance(cached, str) else None
     if sql is None:
-        sql = _plan(contract.schema(), source, kind, fields, carry, lean)
+        sql = _plan(contract.schema(), source, kind, fields, carry, lean, long)
         if contract.key is not None:
             _contract_cache.put(contract.key, what, sql)
     contract.plans[key] = sql
@@ -117,6 +120,7 @@ def _plan(
     fields: dict[str, str],
     carry: tuple[str, ...],
     lean: bool,
+    long: bool,
 ) -> str:
     import ibis
 
@@ -126,7 +130,8 @@ def _plan(
 
     cols = columns_of(schema) if schema is not None else []
     strict = schema.strict if schema is not None else False
-    plan = QueryPlan(kind, source, dtypes={c.name: c.dtype for c in cols}, carry=carry, lean=lean)
+    dtypes = {c.name: c.dtype for c in cols}
+    plan = QueryPlan(kind, source, dtypes=dtypes, carry=carry, lean=lean, long=long)
     if schema is not None:
         plan.checks = _checks.row_checks(schema, ibis.table(plan.dtypes, name=_checks.TYPED))
     for c in cols:

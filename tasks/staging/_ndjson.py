@@ -17,7 +17,13 @@ from tasks.contract.check import contract_of
 from tasks.engine.db import Connection, quote, scalar
 from tasks.run import deadline, progress
 from tasks.run.summary import Counts
-from tasks.sources.files.json_lines import is_plain, numbered_sql, plain_sql, split_sql
+from tasks.sources.files.json_lines import (
+    has_long_numbers,
+    is_plain,
+    numbered_sql,
+    plain_sql,
+    split_sql,
+)
 from tasks.sources.files.listing import SourceFile
 
 # (con, spec, run folder, staged files' name, high-water mark) -> the round's counts
@@ -45,6 +51,9 @@ def stage_blocks(
         "(_row BIGINT, _raw VARCHAR, _parse_error VARCHAR, _batch BIGINT, _size BIGINT)"
     )
     records = staged = emitted = 0  # records read so far, batches staged, rows shown
+    # A block that may hold a long number makes the rest of the file read each number's text
+    # (json_numbers): its last batch may run on into the next block.
+    long = False
     for block in itertools.chain(blocks, [END]):
         deadline.check()
         if block is None or (
@@ -52,6 +61,7 @@ def stage_blocks(
         ):
             progress.emit("rows", -emitted)
             return None
+        long = long or (isinstance(block, pa.Table) and has_long_numbers(block))
         if block is END:  # the file's last batch is complete
             upto = -(-scalar(con, "SELECT count(*) FROM __ph_lines") // rows) + staged
         else:
@@ -59,7 +69,15 @@ def stage_blocks(
             upto = records // rows
         if upto > staged:
             done = _stage_rows(
-                con, spec, contract, run, (index, file.url), (staged, upto), hwm, stage_checked
+                con,
+                spec,
+                contract,
+                run,
+                (index, file.url),
+                (staged, upto),
+                hwm,
+                stage_checked,
+                long,
             )
             if done is None:
                 progress.emit("rows", -emitted)
@@ -106,10 +124,12 @@ def _stage_rows(
     batches: tuple[int, int],
     hwm: str | None,
     stage_checked: StageChecked,
+    long: bool,
 ) -> Counts | None:
     """Check and stage batches lo..hi-1 of __ph_lines, then drop them; None if a record is
     over max_record_bytes, or batch_bytes would have cut a batch short (the record reader
-    then rejects that record, or makes other batches)."""
+    then rejects that record, or makes other batches). `long`: a record may hold a number a
+    double does not keep."""
     (index, url), (lo, hi) = file, batches
     longest, widest = con.sql(
         "SELECT max(n), max(s) FROM (SELECT max(_size) AS n, sum(_size) AS s "
@@ -122,7 +142,9 @@ def _stage_rows(
     # `_source` is one URL for the whole file: a NULL while the rows are checked and kept in
     # a table, the URL put back by a view (1M copies of a URL cost ~40% of the check query).
     lines = "SELECT CAST(NULL AS VARCHAR) AS _source, * FROM __ph_lines WHERE _batch "
-    fields = [batch_fields(con, contract, f"({lines}= {b})", "json") for b in range(lo, hi)]
+    fields = [
+        batch_fields(con, contract, f"({lines}= {b})", "json", long=long) for b in range(lo, hi)
+    ]
     counts = Counts()
     b = lo
     # Batches with the same fields are checked together, when every check is a row's own
@@ -135,7 +157,9 @@ def _stage_rows(
             end += 1
         # Under one name, the query is the same for every file and round: built once, cached.
         con.execute(f"CREATE OR REPLACE TEMP VIEW __ph_round AS {lines}>= {b} AND _batch < {end}")
-        sql = plan_sql(contract, "__ph_round", "json", fields[b - lo], carry=("_batch",), lean=True)
+        sql = plan_sql(
+            contract, "__ph_round", "json", fields[b - lo], carry=("_batch",), lean=True, long=long
+        )
         con.execute(f"CREATE OR REPLACE TEMP TABLE __ph_checked AS {sql}")
         con.execute(
             "CREATE OR REPLACE TEMP VIEW checked AS "

@@ -35,17 +35,18 @@ from tasks.sources.files.read import Batch, ndjson_blocks, read_batches
 from tasks.sources.http import Resume, page_input, read_pages, resume_of, warnings_heard
 from tasks.staging import folder as staging
 from tasks.staging._ndjson import StageChecked, stage_blocks
-from tasks.state.known import changed_warning, entry_of, partial_warning
+from tasks.state.known import Measuring, changed_warning, entry_of, measuring, partial_warning
 from tasks.transform.sql import batch_sql, missing_column, projection, valid_rows_sql
 
 
 def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
     """stage_file, and for a files source what state keeps of the file (`content`, see
     tasks/state/known) and the warning of a file read whole again because it changed."""
-    counts = stage_file(spec, run_dir, index, file, hwm)
     source = spec.source
+    read = measuring(file) if isinstance(source, FilesSource) else None
+    counts = stage_file(spec, run_dir, index, file, hwm, read)
     if isinstance(source, FilesSource):
-        counts.content = entry_of(source, file)
+        counts.content = entry_of(source, file, read)
         if file.changed:
             counts.warnings = [*counts.warnings, changed_warning(file)]
         elif file.partial:
@@ -53,14 +54,22 @@ def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str
     return counts
 
 
-def stage_file(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
-    """Stage one file into `run_dir`: a folder, or a staging URL (see tasks/staging/folder)."""
+def stage_file(
+    spec: Spec,
+    run_dir: str,
+    index: int,
+    file: SourceFile,
+    hwm: str | None,
+    read: Measuring | None = None,
+) -> Counts:
+    """Stage one file into `run_dir`: a folder, or a staging URL (see tasks/staging/folder);
+    `read` measures the file's bytes as the block reader reads them (see tasks/state/known)."""
     # Staged batches that stay on this machine are read once, by the load step: compressing
     # them costs more CPU than it saves (orders-1m: stage and load ~0.15 CPU-s less). Those
     # uploaded to a staging URL travel: compressed.
     compression = "snappy" if staging.is_remote(run_dir) else "uncompressed"
     with staging.workspace(run_dir) as local:
-        return _stage_file(spec, run_dir, local, index, file, hwm, compression)
+        return _stage_file(spec, run_dir, local, index, file, hwm, compression, read)
 
 
 @contextlib.contextmanager
@@ -87,6 +96,7 @@ def _stage_file(
     file: SourceFile,
     hwm: str | None,
     compression: str,
+    read: Measuring | None,
 ) -> Counts:
     """Stage every batch of one file into the folder `local` (`run_dir`'s workspace); returns
     its counts. Safe to repeat: it overwrites its own output.
@@ -99,7 +109,7 @@ def _stage_file(
     # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
     with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
         blocks = (
-            ndjson_blocks(spec.source, file, spec.limits)
+            ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
             if isinstance(spec.source, FilesSource)
             else None
         )
@@ -109,6 +119,8 @@ def _stage_file(
                 stage_blocks(con, spec, run, index, file, hwm, blocks, checked) if blocks else None
             )
             if counts is None:
+                if read is not None:  # the record reader reads the file again: measured apart
+                    read.spoil()
                 _clear(run, index)
                 counts = _stage_batches(con, spec, run, index, file, hwm, checked)
         except InternalField as e:

@@ -22,16 +22,42 @@ EDGE = 4096  # bytes sampled at each end
 def measure(source: FilesSource, file: SourceFile) -> dict[str, Any]:
     """`hash` (sha256, with CPU support hashlib's fastest) and `lines` (newlines) of the
     file's first `size` bytes, and `ends` (see grew_from): what state keeps of a file read."""
-    digest, lines, first, last = hashlib.sha256(), 0, b"", b""
+    measuring = Measuring(file.size)
     with _opened(source, file.url) as raw:
-        left = file.size
-        while left > 0 and (data := raw.read(min(CHUNK, left))):
-            left -= len(data)
-            digest.update(data)
-            lines += data.count(b"\n")
-            first = first or data[:EDGE]
-            last = (last + data)[-EDGE:]
-    return {"hash": digest.hexdigest(), "lines": lines, "ends": _ends(first, last)}
+        while measuring.left > 0 and (data := raw.read(min(CHUNK, measuring.left))):
+            measuring.update(data)
+    return measuring.result() or measuring.done()
+
+
+class Measuring:
+    """measure()'s answer taken from the bytes of the file as a reader reads them from its
+    start: staging a local file then needs no second read of it."""
+
+    def __init__(self, size: int) -> None:
+        self.left, self._digest, self._lines = size, hashlib.sha256(), 0
+        self._first, self._last, self._spoiled = b"", b"", False
+
+    def update(self, data: bytes | memoryview) -> None:
+        """The next bytes read (past the first `size`: not looked at)."""
+        data = bytes(data[: self.left])
+        self.left -= len(data)
+        self._digest.update(data)
+        self._lines += data.count(b"\n")
+        if len(self._first) < EDGE:
+            self._first += data[: EDGE - len(self._first)]
+        self._last = (self._last + data[-EDGE:])[-EDGE:]
+
+    def result(self) -> dict[str, Any] | None:
+        """measure()'s answer, or None if the first `size` bytes were not all read."""
+        return self.done() if self.left == 0 and not self._spoiled else None
+
+    def spoil(self) -> None:
+        """The bytes read are not the ones staged: result() is None."""
+        self._spoiled = True
+
+    def done(self) -> dict[str, Any]:
+        ends = _ends(self._first, self._last)
+        return {"hash": self._digest.hexdigest(), "lines": self._lines, "ends": ends}
 
 
 def hash_of(source: FilesSource, file: SourceFile) -> str:

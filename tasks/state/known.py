@@ -17,7 +17,7 @@ from schemas.spec import FilesSource
 from tasks.io.files import is_remote
 from tasks.sources.files.listing import SourceFile, safe_url
 from tasks.sources.files.read import appendable
-from tasks.state._content import grew_from, hash_of, measure
+from tasks.state._content import Measuring, grew_from, hash_of, measure
 from tasks.state.store import Manifest
 
 
@@ -61,11 +61,20 @@ def files_read(before: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
     return files
 
 
-def entry_of(source: FilesSource, f: SourceFile) -> dict[str, Any]:
+def entry_of(source: FilesSource, f: SourceFile, read: Measuring | None = None) -> dict[str, Any]:
     """State's entry for a file read to its listed size, its bytes measured (not for a file
-    in a store with etags: the etag tells its content)."""
-    content = measure(source, f) if _measured(f) else {}
+    in a store with etags: the etag tells its content); from `read` (see measuring) when it
+    saw them all, else by reading the file again."""
+    content = {}
+    if _measured(f):
+        content = (read.result() if read is not None else None) or measure(source, f)
     return {"size": f.size, "fp": f.fingerprint, **content}
+
+
+def measuring(f: SourceFile) -> Measuring | None:
+    """What takes entry_of's measures from the bytes staging reads, for a file read from its
+    start that gets them (None: entry_of reads the file again, or needs no measures)."""
+    return Measuring(f.size) if _measured(f) and not f.start else None
 
 
 def _measured(f: SourceFile) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tasks.engine.json_numbers import may_hold_long
 from tasks.sources.records import BOM
 
 BLOCK = 32 << 20  # bytes read at a time: a few batches of typical records
@@ -77,7 +78,11 @@ def _table(block: bytes, base: int) -> pa.Table | None:
         return None
     plain = base > 0 or not block.startswith(BOM)
     plain = plain and b"\r" not in block and not _has_blank(block)
-    metadata = {b"plain": b"1" if plain else b"0", b"end": str(lines).encode()}
+    metadata = {
+        b"plain": b"1" if plain else b"0",
+        b"long": b"1" if may_hold_long(block) else b"0",
+        b"end": str(lines).encode(),
+    }
     # Arrays from buffers and Table.from_arrays: pa.array and pa.table look for pandas (a
     # 0.3 s import) first.
     numbers = pa.Array.from_buffers(
@@ -90,6 +95,11 @@ def _table(block: bytes, base: int) -> pa.Table | None:
 def is_plain(block: pa.Table) -> bool:
     """No blank line, no CR, no BOM in the block: every line is a record, as it is."""
     return (block.schema.metadata or {}).get(b"plain") == b"1"
+
+
+def has_long_numbers(block: pa.Table) -> bool:
+    """The block may hold a number a double does not keep (json_numbers.may_hold_long)."""
+    return (block.schema.metadata or {}).get(b"long") != b"0"
 
 
 def _has_blank(block: bytes) -> bool:

@@ -6,7 +6,7 @@ JSON stays text in `_raw` (DuckDB parses it later); CSV becomes string columns; 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,18 +90,24 @@ def _lines_before(source: FilesSource, file: SourceFile, fmt: str) -> int:
 
 
 def ndjson_blocks(
-    source: FilesSource, file: SourceFile, limits: Limits
+    source: FilesSource,
+    file: SourceFile,
+    limits: Limits,
+    seen: Callable[[memoryview], None] | None = None,
 ) -> Iterator[pa.Table | None] | None:
     """An NDJSON file's whole lines in large blocks for DuckDB to split (see _json_lines.blocks),
-    opened, decompressed and guarded as read_batches does; None for any other format."""
+    opened, decompressed and guarded as read_batches does; None for any other format. `seen`
+    is given the file's bytes as stored (compressed or not), in order, as they are read."""
     if _format(source, file) != "ndjson":
         return None
-    return _ndjson_blocks(source, file, int(limits.max_record_bytes))
+    return _ndjson_blocks(source, file, int(limits.max_record_bytes), seen)
 
 
-def _ndjson_blocks(source: FilesSource, file: SourceFile, limit: int) -> Iterator[pa.Table | None]:
+def _ndjson_blocks(
+    source: FilesSource, file: SourceFile, limit: int, seen: Callable[[memoryview], None] | None
+) -> Iterator[pa.Table | None]:
     with _opened(source, file, "ndjson") as (raw, codec):
-        counted = Meter(raw, file.url)
+        counted = Meter(raw, file.url, seen=seen)
         with io.BufferedReader(decompressed(counted, codec, file), CHUNK) as stream:
             yield from blocks(stream, limit, _lines_before(source, file, "ndjson"))
 

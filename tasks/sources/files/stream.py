@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -96,10 +96,18 @@ def decompressed(raw: Any, codec: str, file: SourceFile) -> Meter:
 
 
 class Meter(io.RawIOBase):
-    """A raw stream over `src` that counts bytes and turns codec failures into DataError."""
+    """A raw stream over `src` that counts bytes and turns codec failures into DataError;
+    `seen` is given each piece read, in order."""
 
-    def __init__(self, src: Any, url: str, codec: str = "", cap: int | None = None) -> None:
-        self.src, self.url, self.codec, self.cap = src, url, codec, cap
+    def __init__(
+        self,
+        src: Any,
+        url: str,
+        codec: str = "",
+        cap: int | None = None,
+        seen: Callable[[memoryview], None] | None = None,
+    ) -> None:
+        self.src, self.url, self.codec, self.cap, self.seen = src, url, codec, cap, seen
         self.count = 0
 
     def readable(self) -> bool:
@@ -125,6 +133,8 @@ class Meter(io.RawIOBase):
                 "check source.compression or re-export the file"
             ) from None
         self.count += n
+        if self.seen is not None and n:
+            self.seen(memoryview(buffer)[:n])
         if self.cap is not None and self.count > self.cap:
             raise DataError(
                 f"{safe_url(self.url)}: decompresses to more than {self.cap} bytes, over "
