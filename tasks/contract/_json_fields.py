@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from tasks.engine import json_numbers
-from tasks.engine.db import Connection, quote, rows, scalar
+from tasks.engine.db import Connection, quote, rows, scalar, texts
 
 if TYPE_CHECKING:
     import ibis.expr.datatypes as dt
@@ -28,7 +28,7 @@ def extract(paths: list[str], need_json: bool, long: bool = True) -> str:
     """Select-list items: `__ph_s`, each key's value as text (or, with no keys, the record's
     keys), and with `need_json` `__ph_j`, each value's JSON; NULL for a row that is no object.
     `long`: a record may hold a number a double does not keep."""
-    keys = "[" + ", ".join(quote(_pointer(p)) for p in paths) + "]"
+    keys = texts(_pointer(p) for p in paths)
     # try(): invalid JSON is NULL, not a failed batch; one parse reads every field.
     parse = _strings(keys, long) if paths else "try(json_keys(_raw))"
     sel = f"CASE WHEN {OBJECT} THEN {parse} END AS __ph_s"
@@ -83,7 +83,7 @@ def _exact(con: Connection, source: str, numeric: dict[str, str]) -> dict[str, s
     BIGINT, or a double that is not the number written) retyped: DECIMAL(38, s) when every
     value is a plain decimal that fits, else text, which keeps the value as written."""
     names = list(numeric)
-    keys = "[" + ", ".join(quote(_pointer(k)) for k in names) + "]"
+    keys = texts(_pointer(k) for k in names)
     values = f"SELECT {_strings(keys)} AS __ph_s FROM {source} WHERE {OBJECT}"
     changed = ", ".join(
         f"bool_or({_changed(f'__ph_s[{i}]', numeric[k])})" for i, k in enumerate(names, 1)

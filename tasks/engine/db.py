@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -87,6 +87,11 @@ def literal_glob(path: str) -> str:
     """`path` as a glob pattern that matches only itself: DuckDB reads `*`, `?` and `[` in a
     path as a pattern (`out[1]` would match `out1`), each is put in a class of its own."""
     return re.sub(r"([*?\[])", r"[\1]", path)
+
+
+def texts(values: Iterable[str]) -> str:
+    """A SQL list literal of `values` as text: ['a', 'b']."""
+    return "[" + ", ".join(quote(v) for v in values) + "]"
 
 
 def ident(name: str) -> str:

@@ -132,7 +132,7 @@ def _csv(
     con: db.Connection, paths: list[str], codec: str, rows: int
 ) -> tuple[str, dict[str, Any], dict[str, str | None]]:
     """The reader of the sample, the `csv` section, the date and time formats found."""
-    nulls = "[" + ", ".join(db.quote(n) for n in NULLS) + "]"
+    nulls = db.texts(NULLS)
     found = db.rows(
         con,
         f"SELECT Delimiter, Quote, HasHeader, DateFormat, TimestampFormat FROM sniff_csv("
@@ -162,7 +162,7 @@ def _duck_codec(codec: str) -> str:
 
 
 def _list(paths: list[str]) -> str:
-    return "[" + ", ".join(db.quote(db.literal_glob(p)) for p in paths) + "]"
+    return db.texts(db.literal_glob(p) for p in paths)
 
 
 def _register(con: db.Connection, url: str) -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from schemas.errors import PumpError
 from schemas.spec import HttpSource, Spec
-from tasks.engine.db import Connection, column_types, connect, ident, quote, scalar
+from tasks.engine.db import Connection, column_types, connect, ident, quote, scalar, texts
 from tasks.internal import LINEAGE
 from tasks.run import deadline
 from tasks.sinks import registry as sinks
@@ -71,7 +71,7 @@ def load_run(
         valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
         if valid:
             refuse_rounding(valid)
-            staged = f"read_parquet({_list(valid)}, union_by_name = true)"
+            staged = f"read_parquet({texts(valid)}, union_by_name = true)"
             described = column_types(con, f"SELECT * FROM {staged} LIMIT 0")
             run_columns_known(spec, [n for n, _ in described if n not in LINEAGE])
             if spec.transform.incremental:
@@ -92,7 +92,7 @@ def load_run(
             sinks.write_rows(con, "out", out.batches, spec, run, run_id, seq_base, out.hwm_after)
         rejected = sorted(str(p) for p in (run / "rejected").glob("*.parquet"))
         if rejected and spec.on_invalid == "quarantine":
-            src = f"read_parquet({_list(rejected)}, union_by_name = true)"
+            src = f"read_parquet({texts(rejected)}, union_by_name = true)"
             con.execute(
                 f"CREATE TEMP TABLE rej AS {numbered_sql(f'SELECT * FROM {src}', spec.limits.batch_rows, ())}"
             )
@@ -213,7 +213,7 @@ def keep_rejected(spec: Spec, run_dir: str, state: str = ".") -> None:
     if not rejected or spec.on_invalid != "quarantine":
         return
     sinks.remove_run(spec, GATED, state)
-    src = f"read_parquet({_list(rejected)}, union_by_name = true)"
+    src = f"read_parquet({texts(rejected)}, union_by_name = true)"
     with closing(connect(memory_bytes=spec.limits.memory, temp_dir=str(run / "tmp"))) as con:
         con.execute(
             f"CREATE TEMP TABLE rej AS {numbered_sql(f'SELECT * FROM {src}', spec.limits.batch_rows, ())}"
@@ -233,7 +233,7 @@ def spec_culprit(run_dir: str, rows_read: int) -> str | None:
         top = con.sql(
             f"SELECT c, count(DISTINCT (_source, _row)) AS n FROM (SELECT {check} AS c, _source, "
             f"_row FROM (SELECT unnest(_errors) AS e, _source, _row FROM read_parquet("
-            f"{_list(rejected)}, union_by_name = true))) GROUP BY c ORDER BY n DESC, c LIMIT 1"
+            f"{texts(rejected)}, union_by_name = true))) GROUP BY c ORDER BY n DESC, c LIMIT 1"
         ).fetchall()
     if not top or top[0][1] < NEARLY_ALL * rows_read:
         return None
@@ -253,7 +253,3 @@ def spec_culprit(run_dir: str, rows_read: int) -> str | None:
 
 def _batches(con: Connection, table: str) -> int:
     return int(scalar(con, f"SELECT coalesce(max(_batch) + 1, 0) FROM {table}"))
-
-
-def _list(paths: list[str]) -> str:
-    return "[" + ", ".join(quote(p) for p in paths) + "]"

@@ -18,7 +18,9 @@ _state: dict[str, Any] = {}
 def parse(expr: str) -> dict[str, Any] | str:
     """The one select-list expression of `SELECT (expr)`, or why there is not exactly one."""
     try:
-        text = _duckdb.scalar(_con(), "SELECT json_serialize_sql('SELECT (' || ? || ')')", [expr])
+        text = _duckdb.scalar(
+            connection(), "SELECT json_serialize_sql('SELECT (' || ? || ')')", [expr]
+        )
         tree = json.loads(text)
     except _duckdb.Error as e:
         return not_sql(e)
@@ -49,7 +51,7 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
     """duckdb_functions() by lower-cased name, read once per process."""
     if "catalog" not in _state:
         rows = _duckdb.arrow(
-            _con(),
+            connection(),
             "SELECT function_name, function_type, stability, macro_definition, parameters "
             "FROM duckdb_functions()",
         ).to_pylist()
@@ -67,7 +69,7 @@ def reads_session(name: str) -> bool:
     key = name.lower()
     if key not in cache:
         try:
-            _duckdb.arrow(_con(), f"SELECT {_duckdb.ident(name)}")
+            _duckdb.arrow(connection(), f"SELECT {_duckdb.ident(name)}")
             cache[key] = True
         except _duckdb.Error:
             cache[key] = False
@@ -75,11 +77,7 @@ def reads_session(name: str) -> bool:
 
 
 def connection() -> _duckdb.Connection:
-    """The shared connection, to bind a filter on a typed row (under LOCK)."""
-    return _con()
-
-
-def _con() -> _duckdb.Connection:
+    """The catalog's one connection (used under LOCK; also to bind a filter on a typed row)."""
     if "con" not in _state:
         _state["con"] = _duckdb.connect(memory_bytes=64 * 2**20, threads=1)
     con: _duckdb.Connection = _state["con"]
