@@ -34,6 +34,7 @@ from schemas.spec import Spec
 from tasks.engine.db import connect
 from tasks.run.load import load_run
 from tasks.sinks import delta as sink_delta
+from tasks.sinks.load import Load
 
 TABLE_ROWS = 1_000_000
 CHANGED = 50_000
@@ -101,7 +102,7 @@ def pumphouse_sink(spec: Spec, work: Path) -> Callable[[], None]:
     con.execute(f"CREATE TEMP TABLE out AS SELECT *, 0 AS _batch FROM ({changes_sql()})")
 
     def run() -> None:
-        sink_delta.write_batches(con, "out", 1, spec, work / "run", "bench-run", 0)
+        sink_delta.write_batches(Load(con, "out", 1, spec, work / "run", "bench-run", 0))
         con.close()
 
     return run

@@ -25,6 +25,7 @@ from tasks.engine.db import connect
 from tasks.sinks import delta as sink_delta
 from tasks.sinks._delta_merge import match_predicate, update_predicate
 from tasks.sinks.delta_storage import delta_options
+from tasks.sinks.load import Load
 from tests._delta import (  # noqa: F401 (s3_endpoint is a fixture)
     S3_KEYS,
     as_oracle,
@@ -76,7 +77,7 @@ def load(
         marks = ", ".join("?" * len(values[0]))
         con.executemany(f"INSERT INTO out VALUES ({marks})", values)
     batches = max((r[-1] for r in rows), default=-1) + 1
-    sink_delta.write_batches(con, "out", batches, spec, run, "run-1", seq_base)
+    sink_delta.write_batches(Load(con, "out", batches, spec, run, "run-1", seq_base))
     con.close()
 
 

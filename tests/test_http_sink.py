@@ -18,6 +18,7 @@ from schemas.errors import PumpError, RetriesSpent
 from schemas.spec import Spec
 from tasks.engine.db import connect
 from tasks.io.http import HttpFailure
+from tasks.sinks.load import Load
 from tasks.sinks.webhook import PROGRESS, deliver
 from tests._http_servers import Answer, App, Receiver, Seen, hook_spec, serve
 from tests.conftest import run_cli
@@ -77,7 +78,7 @@ def send(spec: Spec, run: Path, n: int = 25, per_batch: int = 10) -> None:
     try:
         con.register("src", rows_table(n, per_batch))
         con.execute("CREATE TEMP TABLE out AS SELECT * FROM src")
-        deliver(con, "out", (n + per_batch - 1) // per_batch, spec, run, RUN)
+        deliver(Load(con, "out", (n + per_batch - 1) // per_batch, spec, run, RUN))
     finally:
         con.close()
 

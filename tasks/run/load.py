@@ -16,6 +16,7 @@ from tasks.engine.db import Connection, column_types, connect, ident, quote, sca
 from tasks.internal import LINEAGE
 from tasks.run import deadline
 from tasks.sinks import registry as sinks
+from tasks.sinks.load import Load
 from tasks.sources.files.listing import safe_url
 from tasks.staging.exact_union import refuse_rounding
 from tasks.transform.sql import (
@@ -89,7 +90,9 @@ def load_run(
             out.rows_written, out.batches = _number(con, spec, staged, ranks)
             total = int(scalar(con, f"SELECT count(*) FROM {staged}"))
             out.rows_duplicate = total - out.rows_written
-            sinks.write_rows(con, "out", out.batches, spec, run, run_id, seq_base, out.hwm_after)
+            sinks.write_rows(
+                Load(con, "out", out.batches, spec, run, run_id, seq_base, out.hwm_after)
+            )
         rejected = sorted(str(p) for p in (run / "rejected").glob("*.parquet"))
         if rejected and spec.on_invalid == "quarantine":
             src = f"read_parquet({texts(rejected)}, union_by_name = true)"

@@ -11,7 +11,6 @@ the table already holds is recognised on a replay and skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +26,7 @@ from tasks.run import faults
 from tasks.sinks import _delta_merge, _delta_schema
 from tasks.sinks import delta_storage as _delta_storage
 from tasks.sinks import parquet as sink_parquet
+from tasks.sinks.load import Load
 
 META = "pumphouse."  # prefix of the commit metadata keys pumphouse writes
 
@@ -35,17 +35,9 @@ def app_id(spec: Spec) -> str:
     return f"pumphouse:{spec.name}"
 
 
-def write_batches(
-    con: Connection,
-    table: str,
-    batches: int,
-    spec: Spec,
-    run: Path,
-    run_id: str,
-    seq_base: int,
-    hwm: str | None = None,
-) -> None:
-    """Commit each `_batch` k of `table` as table version with app transaction seq_base + k + 1
+def write_batches(load: Load) -> None:
+    """Commit each `_batch` k of the load's table as table version with app transaction
+    seq_base + k + 1
     (overwrite: all of them in one commit, seq_base + batches); skip the batches the table
     already holds (a replay of an interrupted run). Each commit records `hwm`, the high-water
     mark the run commits.
@@ -53,8 +45,9 @@ def write_batches(
     Storage and commit-conflict failures are transient: the load is retried, and the retry
     skips what got committed."""
     try:
-        _write_batches(con, table, batches, spec, run, run_id, seq_base, hwm)
+        _write_batches(load)
     except (OSError, DeltaError) as e:  # a commit conflict, or a read failing mid-write
+        spec = load.spec
         where = f"sink {spec.sink.url}"
         found = object_store_error(e, where, "writing", OPTIONS) if isinstance(e, OSError) else None
         if found is not None:
@@ -66,16 +59,9 @@ def write_batches(
         ) from e
 
 
-def _write_batches(
-    con: Connection,
-    table: str,
-    batches: int,
-    spec: Spec,
-    run: Path,
-    run_id: str,
-    seq_base: int,
-    hwm: str | None,
-) -> None:
+def _write_batches(load: Load) -> None:
+    con, table, batches, spec = load.con, load.table, load.batches, load.spec
+    run_id, seq_base, hwm = load.run_id, load.seq_base, load.hwm
     sink = _sink(spec)
     uri, options = _delta_storage.table_uri(sink), _delta_storage.storage_options(sink)
     dt = open_table(uri, options)

@@ -20,22 +20,13 @@ from tasks.io.files import is_remote, state_options
 from tasks.sinks import delta as sink_delta
 from tasks.sinks import parquet as sink_parquet
 from tasks.sinks import webhook as sink_http
+from tasks.sinks.load import Load
 
 
 class Sink(Protocol):
     """What a sink does for the load step and the flow; `spec.sink` is of its type."""
 
-    def write_rows(
-        self,
-        con: Connection,
-        table: str,
-        batches: int,
-        spec: Spec,
-        run: Path,
-        run_id: str,
-        seq_base: int,
-        hwm: str | None,
-    ) -> None: ...
+    def write_rows(self, load: Load) -> None: ...
 
     def files(self, spec: Spec, state: str) -> tuple[Any, str]:
         """The filesystem and folder of the pump's parquet files: data, rejected rows."""
@@ -57,21 +48,18 @@ class Sink(Protocol):
 class Parquet:
     """Parquet files under URL/data/ (and URL/rejected/), named per run and batch."""
 
-    def write_rows(
-        self,
-        con: Connection,
-        table: str,
-        batches: int,
-        spec: Spec,
-        run: Path,
-        run_id: str,
-        seq_base: int,
-        hwm: str | None,
-    ) -> None:
-        fs, root = _table_target(spec)
-        partition_by = cast(ParquetSink, spec.sink).partition_by
+    def write_rows(self, load: Load) -> None:
+        fs, root = _table_target(load.spec)
+        partition_by = cast(ParquetSink, load.spec.sink).partition_by
         sink_parquet.write_batches(
-            con, table, batches, fs, f"{root}/data", run_id, partition_by, run
+            load.con,
+            load.table,
+            load.batches,
+            fs,
+            f"{root}/data",
+            load.run_id,
+            partition_by,
+            load.run,
         )
 
     def files(self, spec: Spec, state: str) -> tuple[Any, str]:
@@ -90,18 +78,8 @@ class Parquet:
 class Delta(Parquet):
     """A Delta table at URL (rejected rows as parquet under URL/rejected/)."""
 
-    def write_rows(
-        self,
-        con: Connection,
-        table: str,
-        batches: int,
-        spec: Spec,
-        run: Path,
-        run_id: str,
-        seq_base: int,
-        hwm: str | None,
-    ) -> None:
-        sink_delta.write_batches(con, table, batches, spec, run, run_id, seq_base, hwm)
+    def write_rows(self, load: Load) -> None:
+        sink_delta.write_batches(load)
 
     def abandon_run(self, spec: Spec, run_id: str) -> None:
         sink_delta.abandon_run(spec, run_id)
@@ -117,18 +95,8 @@ class Webhook:
     """POSTs to a webhook; with no folder of its own, its files (rejected rows) go under the
     pump's state location. Deliveries cannot be unsent."""
 
-    def write_rows(
-        self,
-        con: Connection,
-        table: str,
-        batches: int,
-        spec: Spec,
-        run: Path,
-        run_id: str,
-        seq_base: int,
-        hwm: str | None,
-    ) -> None:
-        sink_http.deliver(con, table, batches, spec, run, run_id)
+    def write_rows(self, load: Load) -> None:
+        sink_http.deliver(load)
 
     def files(self, spec: Spec, state: str) -> tuple[Any, str]:
         options = state_options(settings.state_storage_options) if is_remote(state) else {}
@@ -152,19 +120,9 @@ def sink_of(spec: Spec) -> Sink:
     return SINKS[spec.sink.type]
 
 
-def write_rows(
-    con: Connection,
-    table: str,
-    batches: int,
-    spec: Spec,
-    run: Path,
-    run_id: str,
-    seq_base: int,
-    hwm: str | None,
-) -> None:
-    """Write `table` (numbered by `_batch`, 0..batches-1, lineage `_source`, `_row` still on);
-    `hwm` is the high-water mark the run will commit (a Delta commit records it)."""
-    sink_of(spec).write_rows(con, table, batches, spec, run, run_id, seq_base, hwm)
+def write_rows(load: Load) -> None:
+    """Write the run's rows (see tasks/sinks/load) to the sink of `load.spec`."""
+    sink_of(load.spec).write_rows(load)
 
 
 def write_rejected(

@@ -15,25 +15,27 @@ import decimal
 import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from schemas.errors import PumpError
 from schemas.loader import resolve_mapping
-from schemas.spec import HttpSink, Spec
+from schemas.spec import HttpSink
 from tasks.engine.db import Connection, ident
 from tasks.engine.db import batches as arrow_batches
 from tasks.internal import LOADED
 from tasks.io.files import LocalFiles
 from tasks.io.http import Client, HttpFailure, Manners, utc_iso
 from tasks.run import faults
+from tasks.sinks.load import Load
 
 PROGRESS = "http_delivered.txt"  # one delivered Idempotency-Key per line
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json"}
 
 
-def deliver(con: Connection, table: str, batches: int, spec: Spec, run: Path, run_id: str) -> None:
-    """POST every row of `table` (numbered by `_batch`) to `sink.url`, each exactly once per key."""
+def deliver(load: Load) -> None:
+    """POST every row of the load (numbered by `_batch`) to `sink.url`, each exactly once per
+    key."""
+    con, table, spec, run_id = load.con, load.table, load.spec, load.run_id
     sink = spec.sink
     assert isinstance(sink, HttpSink)
     manners = Manners(
@@ -45,12 +47,12 @@ def deliver(con: Connection, table: str, batches: int, spec: Spec, run: Path, ru
         cap_is_error=False,
         where="sink",
     )
-    notes = LocalFiles(run)
+    notes = LocalFiles(load.run)
     done = delivered(notes.read(PROGRESS))
     order = ", ".join([*(ident(p) for p in sink.partition_by), "_source", "_row"])
     with Client(sink.url, resolve_mapping(sink.headers), manners) as client:
         post = _Poster(client, sink, done, notes)
-        for k in range(batches):
+        for k in range(load.batches):
             sql = f"SELECT * EXCLUDE ({', '.join(LOADED)}) FROM {table} WHERE _batch = {k} ORDER BY {order}"
             for c, rows in enumerate(chunks(con, sql, sink.batch_rows)):
                 post.send(rows, f"{spec.name}-{run_id}-{k:05d}-{c:05d}")
