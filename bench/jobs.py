@@ -92,6 +92,7 @@ def pumphouse(work: Path, env: dict[str, str], method: str = "pumphouse") -> Run
     result.ok = result.ok and summary.get("status") == "ok"
     result.extra = {
         "flow": float(summary["seconds"]),
+        "flow_cpu": float(summary["cpu_seconds"]),
         "rows_written": float(summary["rows_written"]),
         "rows_rejected": float(summary["rows_rejected"]),
         **{f"step_{k}": float(v) for k, v in (summary.get("durations") or {}).items()},
