@@ -1,9 +1,10 @@
-"""`make bench`: the orders job five ways, alternating, medians; the 10M-row variant; the fixed
+"""`make bench`: the orders job five ways, alternating, medians; the same job on clean data (no
+malformed line) next to its own floor; the 10M-row variant; the fixed
 overhead of a small pump with no server configured; the webhook receiver under load. Prints
 the table, writes bench/results.md and bench/results.png (bench/results-receiver.md for the
 receiver).
 
-    python -m bench [--rounds N] [--dlt-rounds N] [--skip dlt,big,overhead,receiver]
+    python -m bench [--rounds N] [--dlt-rounds N] [--skip dlt,pandas,clean,big,overhead,receiver]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="runs of each method (alternating)")
     ap.add_argument("--dlt-rounds", type=int, default=1, help="runs of dlt (~2 minutes each)")
     ap.add_argument(
-        "--skip", default="", help="comma-separated: dlt, pandas, big, overhead, receiver"
+        "--skip", default="", help="comma-separated: dlt, pandas, clean, big, overhead, receiver"
     )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -52,9 +53,10 @@ def main() -> None:
                 _record(results, name, fn())
             if "dlt" not in skip and r < args.dlt_rounds:
                 _record(results, "dlt", jobs.dlt(data[0].parent))
+        clean = None if "clean" in skip else _clean(env, args.rounds)
         big = None if "big" in skip else _big(env)
     overhead = None if "overhead" in skip else _overhead()
-    report.write(results, big, overhead, ROWS)
+    report.write(results, big, overhead, ROWS, clean)
     if "receiver" not in skip:  # last: the Prefect server is down, the disk quiet
         receiver.write(receiver.run(), clients=16)
 
@@ -69,6 +71,23 @@ def _record(results: dict[str, list[Run]], name: str, run: Run) -> None:
     if not run.ok:
         print(run.stderr[-2000:], file=sys.stderr)
     results.setdefault(name, []).append(run)
+
+
+def _clean(env: dict[str, str], rounds: int) -> dict[str, list[Run]]:
+    """orders-1m-clean (no malformed line): its own floor and pumphouse, alternating."""
+    data = generate(jobs.REPO / "bench" / "data" / "orders-1m-clean", ROWS, 4, clean=True)
+    project = jobs.pump_project("pump-1m-clean", data[0].parent)
+    methods: list[tuple[str, Callable[[], Run]]] = [
+        ("clean floor", lambda: jobs.floor_clean(data[0].parent)),
+        ("pumphouse", lambda: jobs.pumphouse(project, env)),
+    ]
+    results: dict[str, list[Run]] = {}
+    for r in range(rounds):
+        for name, fn in methods if r % 2 == 0 else list(reversed(methods)):
+            run = fn()
+            _record({}, f"clean {name}", run)
+            results.setdefault(name, []).append(run)
+    return results
 
 
 def _big(env: dict[str, str]) -> dict[str, Run]:

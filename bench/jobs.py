@@ -56,6 +56,14 @@ def floor_checked(data: Path) -> Run:
     )
 
 
+def floor_clean(data: Path) -> Run:
+    work = _fresh(WORK / "floor-clean")
+    script = str(REPO / "bench/floor_clean.py")
+    return _rows(
+        run("clean floor", [str(PROJECT / "bin/python"), script, str(data), "out.parquet"], work)
+    )
+
+
 def pandas(data: Path) -> Run:
     work = _fresh(WORK / "pandas")
     argv = [str(BENCH / "bin/python"), str(REPO / "bench/pandas_job.py"), str(data), "out.parquet"]

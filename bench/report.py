@@ -44,6 +44,7 @@ def write(
     big: dict[str, Run] | None,
     overhead: dict[str, list[Run]] | None,
     n: int,
+    clean: dict[str, list[Run]] | None = None,
 ) -> None:
     rows = _rows(results, n)
     t = {name: sec for name, _, sec, _, _, _ in rows}
@@ -98,6 +99,8 @@ def write(
     pump_rss = next((rss for name, _, _, _, rss, _ in rows if name == "pumphouse (command)"), None)
     if pump_rss:
         lines.append(_target("peak RSS <= 1 GiB", pump_rss, pump_rss <= 1024, " MiB"))
+    if clean:
+        lines += _clean(clean)
     if big:
         lines += _big(big, flow)
     if overhead:
@@ -114,6 +117,41 @@ def _ratio(value: float, base: float | None) -> str:
 
 def _target(what: str, value: float, ok: bool, unit: str) -> str:
     return f"- {what}: {value:,.2f}{unit} - {'met' if ok else 'NOT met'}"
+
+
+def _clean(clean: dict[str, list[Run]]) -> list[str]:
+    """The clean-data job: the flow next to DuckDB's own typed read with the checks."""
+    out = ["", "## orders-1m-clean: the same job, no malformed line", ""]
+    out.append(
+        "The same orders with no truncated line and no order_id that is not a number (the "
+        "checks still reject negative amounts and unknown statuses). `clean floor` "
+        "(bench/floor_clean.py): DuckDB's typed `read_ndjson`, the checks as SQL, the rejected "
+        "rows written beside without their line text, filter, dedup, zstd Parquet."
+    )
+    out += ["", "| method | runs | median s | CPU s | rows written | rows rejected |"]
+    out.append("|---|---:|---:|---:|---:|---:|")
+    med: dict[str, tuple[float, float]] = {}
+    for name, runs in clean.items():
+        ok = [r for r in runs if r.ok]
+        if not ok:
+            out.append(f"| {name} | 0 | FAILED | | | |")
+            continue
+        flow = name == "pumphouse"
+        sec = statistics.median(r.extra["flow"] if flow else r.wall for r in ok)
+        cpu = statistics.median(r.extra["flow_cpu"] if flow else r.cpu for r in ok)
+        med[name] = (sec, cpu)
+        label = "pumphouse (flow)" if flow else name
+        x = ok[0].extra
+        out.append(
+            f"| {label} | {len(ok)} | {sec:.2f} | {cpu:.2f} | {x.get('rows_written', 0):,.0f} "
+            f"| {x.get('rows_rejected', 0):,.0f} |"
+        )
+    if "pumphouse" in med and "clean floor" in med:
+        (fs, fc), (bs, bc) = med["pumphouse"], med["clean floor"]
+        out.append("")
+        out.append(_target("pumphouse flow <= 1.5x clean floor", fs / bs, fs / bs <= 1.5, "x"))
+        out.append(f"- pumphouse flow CPU / clean floor CPU: {fc / bc:.2f}x")
+    return out
 
 
 def _big(big: dict[str, Run], flow_1m: float | None) -> list[str]:
