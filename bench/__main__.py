@@ -1,9 +1,11 @@
-"""`make bench`: the orders job five ways, alternating, medians; the 10M-row variant; the fixed
+"""`make bench`: the orders job five ways, alternating, medians; the same job on clean data (no
+malformed line) next to its own floor; the 10M-row variant; the fixed
 overhead of a small pump with no server configured; the webhook receiver under load. Prints
 the table, writes bench/results.md and bench/results.png (bench/results-receiver.md for the
 receiver).
 
-    python -m bench [--rounds N] [--dlt-rounds N] [--skip dlt,big,overhead,receiver]
+    python -m bench [--rounds N] [--dlt-rounds N]
+        [--skip dlt,pandas,clean,big,overhead,demo,receiver]
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from bench import jobs, receiver, report
 from bench.gen import generate
 from bench.measure import Run
+from bench.measure import run as measure
 from tests._prefect_server import prefect_server
 
 ROWS = 1_050_000
@@ -30,7 +34,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="runs of each method (alternating)")
     ap.add_argument("--dlt-rounds", type=int, default=1, help="runs of dlt (~2 minutes each)")
     ap.add_argument(
-        "--skip", default="", help="comma-separated: dlt, pandas, big, overhead, receiver"
+        "--skip",
+        default="",
+        help="comma-separated: dlt, pandas, clean, big, overhead, demo, receiver",
     )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -52,9 +58,11 @@ def main() -> None:
                 _record(results, name, fn())
             if "dlt" not in skip and r < args.dlt_rounds:
                 _record(results, "dlt", jobs.dlt(data[0].parent))
+        clean = None if "clean" in skip else _clean(env, args.rounds)
         big = None if "big" in skip else _big(env)
     overhead = None if "overhead" in skip else _overhead()
-    report.write(results, big, overhead, ROWS)
+    demo = None if "demo" in skip else first_demo()
+    report.write(results, big, overhead, ROWS, clean, demo)
     if "receiver" not in skip:  # last: the Prefect server is down, the disk quiet
         receiver.write(receiver.run(), clients=16)
 
@@ -69,6 +77,23 @@ def _record(results: dict[str, list[Run]], name: str, run: Run) -> None:
     if not run.ok:
         print(run.stderr[-2000:], file=sys.stderr)
     results.setdefault(name, []).append(run)
+
+
+def _clean(env: dict[str, str], rounds: int) -> dict[str, list[Run]]:
+    """orders-1m-clean (no malformed line): its own floor and pumphouse, alternating."""
+    data = generate(jobs.REPO / "bench" / "data" / "orders-1m-clean", ROWS, 4, clean=True)
+    project = jobs.pump_project("pump-1m-clean", data[0].parent)
+    methods: list[tuple[str, Callable[[], Run]]] = [
+        ("clean floor", lambda: jobs.floor_clean(data[0].parent)),
+        ("pumphouse", lambda: jobs.pumphouse(project, env)),
+    ]
+    results: dict[str, list[Run]] = {}
+    for r in range(rounds):
+        for name, fn in methods if r % 2 == 0 else list(reversed(methods)):
+            run = fn()
+            _record({}, f"clean {name}", run)
+            results.setdefault(name, []).append(run)
+    return results
 
 
 def _big(env: dict[str, str]) -> dict[str, Run]:
@@ -105,6 +130,32 @@ def _overhead() -> dict[str, list[Run]]:
         f"  1k repeat median: {statistics.median(r.wall for r in runs['repeat']):.2f}s",
         file=sys.stderr,
     )
+    return runs
+
+
+def first_demo() -> list[Run]:
+    """`make demo`'s three commands as on a fresh clone: a Prefect home no server ran from
+    (the first run starts one and makes its database), an empty contract cache."""
+    work = tempfile.mkdtemp(prefix="bench-demo-")
+    shutil.copytree(jobs.REPO / "pumps", f"{work}/pumps")
+    env = {"PREFECT_HOME": f"{work}/prefect-home", "PUMPHOUSE_CACHE_DIR": f"{work}/cache"}
+    os.environ.pop("PREFECT_API_URL", None)
+    pump = str(jobs.PROJECT / "bin" / "pumphouse")
+    query = "SELECT status, count(*) FROM demo GROUP BY status"
+    commands = [
+        ("validate", [pump, "validate", "pumps/demo.yaml"]),
+        ("run", [pump, "run", "pumps/demo.yaml"]),
+        ("query", [pump, "query", "pumps/demo.yaml", query]),
+    ]
+    runs = []
+    try:
+        for name, argv in commands:
+            runs.append(measure(name, argv, Path(work), env))
+            _record({}, f"demo {name}", runs[-1])
+    finally:
+        prefect = str(jobs.PROJECT / "bin" / "prefect")
+        subprocess.run([prefect, "server", "stop"], env={**os.environ, **env}, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
     return runs
 
 

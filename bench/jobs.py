@@ -56,6 +56,14 @@ def floor_checked(data: Path) -> Run:
     )
 
 
+def floor_clean(data: Path) -> Run:
+    work = _fresh(WORK / "floor-clean")
+    script = str(REPO / "bench/floor_clean.py")
+    return _rows(
+        run("clean floor", [str(PROJECT / "bin/python"), script, str(data), "out.parquet"], work)
+    )
+
+
 def pandas(data: Path) -> Run:
     work = _fresh(WORK / "pandas")
     argv = [str(BENCH / "bin/python"), str(REPO / "bench/pandas_job.py"), str(data), "out.parquet"]
@@ -92,6 +100,7 @@ def pumphouse(work: Path, env: dict[str, str], method: str = "pumphouse") -> Run
     result.ok = result.ok and summary.get("status") == "ok"
     result.extra = {
         "flow": float(summary["seconds"]),
+        "flow_cpu": float(summary["cpu_seconds"]),
         "rows_written": float(summary["rows_written"]),
         "rows_rejected": float(summary["rows_rejected"]),
         **{f"step_{k}": float(v) for k, v in (summary.get("durations") or {}).items()},

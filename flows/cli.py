@@ -360,7 +360,8 @@ def run(
     try:
         from flows.local_server import use_local_server
 
-        use_local_server(_say)  # no server configured: a local one, started once and reused
+        use_local_server(_server_starting)  # no server configured: one, started once, reused
+        progress.emit("prefect_up", 1)
         with _heartbeat_only_if_configured():
             summary = pump(
                 spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
@@ -511,7 +512,11 @@ def _progress_bar(progress: Any) -> Any:
     task_id = bar.add_task("starting Prefect", total=None, rows=0)
 
     def on_event(what: str, amount: int) -> None:
-        if what == "total_files":
+        if what == "prefect_starting":  # a first run: Prefect's server makes its database
+            bar.update(task_id, description="first run: starting Prefect's server")
+        elif what == "prefect_up":
+            bar.update(task_id, description="starting the flow run")
+        elif what == "total_files":
             bar.update(task_id, total=amount, description="pumping")
         elif what == "files":
             bar.advance(task_id, amount)
@@ -526,6 +531,14 @@ def _progress_bar(progress: Any) -> Any:
         bar.stop()
 
     return stop
+
+
+def _server_starting(text: str) -> None:
+    """Say that the local Prefect server starts; the progress bar names the wait."""
+    from tasks.run import progress
+
+    _say(text)
+    progress.emit("prefect_starting", 1)
 
 
 def _print_table(table: Table) -> None:

@@ -254,6 +254,7 @@ def test_run_json_prints_one_object_with_exact_counts(pumped: dict[str, Any]) ->
     assert summary["rows_rejected"] == sum(1 for r in records if not is_valid(r))
     assert summary["rows_written"] == len(want)
     assert isinstance(summary["seconds"], int | float) and summary["seconds"] >= 0
+    assert isinstance(summary["cpu_seconds"], int | float) and summary["cpu_seconds"] > 0
     assert summary["error"] is None
     assert landed(str(pumped["project"] / "out" / "orders")) == want
     assert plain_lines(done.stderr) == []  # a quiet success: the summary is the output

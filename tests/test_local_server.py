@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -64,6 +65,35 @@ def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(tmp_p
         prefect = str(Path(PUMPHOUSE).with_name("prefect"))
         subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
     assert not (home / "server.pid").exists()
+
+
+def test_a_first_run_on_a_terminal_names_the_wait_for_the_server_with_elapsed_seconds(
+    tmp_path: Path,
+) -> None:
+    """The first run waits for the local server to start (its database made: tens of seconds
+    on a busy machine); the progress bar says so, with the seconds spent, then pumps."""
+    from tests.test_command import on_a_terminal
+
+    project, home = tmp_path / "project", tmp_path / "prefect-home"
+    (project / "pumps").mkdir(parents=True)
+    write_orders(project / "in", files=1, rows=50)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), COLUMNS="100", LINES="24", TERM="xterm")
+    try:
+        shown = re.sub(
+            r"\x1b\[[0-9;?]*[A-Za-z]",
+            "",
+            on_a_terminal("run", "pumps/orders.yaml", cwd=project, env=env),
+        )
+    finally:
+        env = {**os.environ, "PREFECT_HOME": str(home)}
+        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
+        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
+    assert "starting a local Prefect server at http://127.0.0.1:" in shown
+    waits = re.findall(r"first run: starting Prefect's server .*? (\d+:\d\d:\d\d)", shown)
+    assert waits, shown[-3000:]
+    assert "pumping" in shown and "pump orders: ok" in shown
 
 
 class _Stranger(App):

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 Listener = Callable[
     [str, int], None
-]  # (what, how much): "files" | "rows" | "bytes" | "total_files"
+]  # (what, how much): "files" | "rows" | "bytes" | "total_files"; the CLI's own:
+# "prefect_starting" | "prefect_up"
 
 _listeners: list[Listener] = []
 _lock = threading.Lock()

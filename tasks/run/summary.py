@@ -71,6 +71,7 @@ class Summary:
     inputs_left: int = 0  # left for the next run by limits.max_rows_per_run
     output: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the flow process's, all its threads (not Dask workers')
     started_at: str = ""
     error: str | None = None
     durations: dict[str, float] = field(default_factory=dict)  # seconds per step
@@ -109,6 +110,7 @@ class Summary:
             "rejected_sample": list(c.errors_sample[:3]),  # file:row: problem (spec line)
             "output": self.output,
             "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
             "durations": {k: round(v, 3) for k, v in self.durations.items()},
             "started_at": self.started_at,
             "error": self.error,
