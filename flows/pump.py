@@ -54,14 +54,16 @@ def pump(
     store = StateStore(spec.name)
     summary = Summary(pump=spec.name, run_id="-", output=spec.sink.url)
     summary.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    clock = Deadline(spec.limits.max_run_seconds, settings.max_max_run_seconds)
+    limits = spec.limits
+    clock = Deadline(limits.max_run_seconds, settings.max_max_run_seconds, int(limits.memory))
     try:
         with store.lock(), one_run_at_a_time(spec.name), clock.running():
             _locked_run(
                 spec, store, summary, full_refresh, (started, cpu), run_on, column_lines(spec_path)
             )
     except Exception as e:
-        # Past the deadline, whatever stopped the run (an interrupted query) is the deadline.
+        # Past the deadline (or the memory ceiling), whatever stopped the run (an interrupted
+        # query) is the deadline.
         clean = masked(clock.error() if clock.expired.is_set() else resource_error(e) or e)
         summary.status, summary.error = "failed", str(clean)
         summary.seconds = time.perf_counter() - started

@@ -92,7 +92,8 @@ class DiskFull(ResourceError):
 
 
 class OutOfMemory(ResourceError):
-    """DuckDB or the process ran out of memory: raise limits.memory or lower batch sizes."""
+    """DuckDB or the process ran out of memory, or the run went over its memory ceiling
+    (tasks/run/memory.py): raise limits.memory or lower batch sizes."""
 
 
 class PathTooLong(ResourceError):

@@ -1,6 +1,8 @@
 """limits.max_record_bytes holds for parquet sources too: a record over it is found from the
 file's metadata and a scan of the lengths of its row groups that could hold one, and
-rejected with its reason while the rest of the file and the run go on."""
+rejected with its reason while the rest of the file and the run go on. Decoding such a record
+takes memory outside DuckDB's limit: the run's memory ceiling (limits.memory plus what the
+process holds besides) bounds it, and stops a run that goes over it."""
 
 from __future__ import annotations
 
@@ -135,3 +137,61 @@ def test_a_parquet_row_group_that_decodes_to_more_than_memory_stays_within_it(
 
     # Before, the row group was one 100 MB Arrow batch, held several times over: ~+260 MiB.
     assert peak <= base + (64 + 128) * 2**20, (peak >> 20, base >> 20)
+
+
+@pytest.mark.reliability(
+    "limits",
+    "limits.memory: 64MiB on a run over a parquet file of a few KB whose second row holds a "
+    "300 MB string (over max_record_bytes, but pyarrow decodes it, several times its size, to "
+    "find that out); `pumphouse run --json`",
+    "the run stops once its process is over the memory ceiling (its memory at the run's start "
+    "+ limits.memory + 256 MiB): exit 1, an error with the MiB used, the ceiling and the fix; "
+    "the run stays open as a crash leaves it, and the rerun with limits.memory 2GiB finishes "
+    "it: the other rows land exactly once, the big one is rejected",
+)
+def test_a_run_over_its_memory_ceiling_stops_and_the_next_run_finishes_it(project: Path) -> None:
+    import json
+    import re
+
+    from tests.conftest import run_cli
+
+    (project / "in").mkdir()
+    big = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "body": ["a", "x" * 300_000_000, "b"]})
+    pq.write_table(big, project / "in" / "a.parquet", compression="zstd")
+    del big
+    spec = project / "pumps" / "blobs.yaml"
+    limits = "{max_record_bytes: 1MiB, max_invalid_ratio: 0.5, batch_rows: 3}"
+    spec.write_text(SPEC.replace(limits, "{max_invalid_ratio: 0.5, memory: 64MiB}"))
+
+    first = run_cli("run", "pumps/blobs.yaml", "--json", cwd=project)
+
+    assert first.returncode == 1, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["status"] == "failed"
+    said = re.fullmatch(
+        r"the run used ([\d,]+) MiB, over its memory ceiling of ([\d,]+) MiB \(the process's "
+        r"([\d,]+) MiB at the run's start \+ limits.memory 64 MiB \+ 256 MiB outside the "
+        r"engine's limit\), and was stopped; nothing is lost: the next run finishes it. Raise "
+        r"limits.memory, or lower limits.batch_rows or limits.batch_bytes so that less is "
+        r"held at once",
+        summary["error"],
+    )
+    assert said, summary["error"]
+    used, ceiling, start = (int(n.replace(",", "")) for n in said.groups())
+    assert ceiling == start + 64 + 256 < used
+    assert (project / ".pumphouse/blobs/manifest.json").exists()  # open, as after a crash
+    assert not list(project.glob("out/blobs/data/**/*.parquet"))
+
+    spec.write_text(SPEC.replace(limits, "{max_invalid_ratio: 0.5, memory: 2GiB}"))
+    second = run_cli("run", "pumps/blobs.yaml", "--json", cwd=project)
+    third = run_cli("run", "pumps/blobs.yaml", "--json", cwd=project)
+
+    assert second.returncode == 0, second.stderr
+    done = json.loads(second.stdout)
+    assert (done["resumed"], done["rows_written"], done["rows_rejected"]) == (True, 2, 1)
+    con = duckdb.connect()
+    got = con.sql("SELECT id, body FROM read_parquet('out/blobs/data/**/*.parquet') ORDER BY id")
+    assert got.fetchall() == [(1, "a"), (3, "b")]
+    rejected = con.sql("SELECT _row FROM read_parquet('out/blobs/rejected/*.parquet')")
+    assert rejected.fetchall() == [(2,)]
+    assert (third.returncode, json.loads(third.stdout)["rows_written"]) == (0, 0), third.stderr

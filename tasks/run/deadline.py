@@ -6,6 +6,9 @@ once, so that steps blocked in other threads end too: Prefect waits for them bef
 command can exit. Anything else that blocks (an HTTP read) says how to stop it with
 `on_expiry`.
 
+The same watchdog keeps the run under its memory ceiling (tasks/run/memory.py): once the
+process is over it, the run stops the same way, with an OutOfMemory error.
+
 Steps find their run's deadline through a context variable: Prefect's thread task runner
 runs each task in a copy of the flow's context. Stage steps on Dask workers do not see it:
 there the run stops once the flow has the step back.
@@ -19,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from schemas.errors import OutOfTime
+from schemas.errors import OutOfMemory, OutOfTime
 from tasks.engine.db import Connection, interrupt
+from tasks.run.memory import SAMPLE_SECONDS, Ceiling, resident
 
 AGAIN_SECONDS = 1.0  # how often the interrupt is repeated once the deadline has passed
 
@@ -30,12 +34,15 @@ _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
 
 
 class Deadline:
-    """One run's deadline, `seconds` after its `running()` block starts."""
+    """One run's deadline, `seconds` after its `running()` block starts, and its memory
+    ceiling: `memory` bytes (limits.memory) over the process's memory at that start."""
 
-    def __init__(self, seconds: float, ceiling: float) -> None:
-        self.seconds, self.ceiling = seconds, ceiling
+    def __init__(self, seconds: float, ceiling: float, memory: int | None = None) -> None:
+        self.seconds, self.ceiling, self.memory = seconds, ceiling, memory
         self.expired = threading.Event()
         self.terminated = False
+        self.room: Ceiling | None = None
+        self.used: int | None = None  # resident bytes when the memory ceiling stopped the run
         self._ended = threading.Event()
         self._stops: dict[object, Callable[[], None]] = {}
         self._lock = threading.Lock()
@@ -44,6 +51,8 @@ class Deadline:
     def running(self) -> Iterator[None]:
         """The run: the deadline counts from here, for the steps started in this context."""
         token = _current.set(self)
+        start = resident() if self.memory is not None else None
+        self.room = None if start is None or self.memory is None else Ceiling(start, self.memory)
         watchdog = threading.Thread(target=self._watchdog, name="pumphouse-deadline", daemon=True)
         watchdog.start()
         try:
@@ -79,9 +88,15 @@ class Deadline:
             with self._lock:
                 del self._stops[key]
 
-    def error(self) -> OutOfTime:
+    def error(self) -> OutOfTime | OutOfMemory:
         if self.terminated:
             return OutOfTime("the run was stopped (SIGTERM or Ctrl-C); the next run finishes it")
+        if self.room is not None and self.used is not None:
+            return OutOfMemory(
+                f"{self.room.explain(self.used)}; nothing is lost: the next run finishes it. "
+                "Raise limits.memory, or lower limits.batch_rows or limits.batch_bytes so "
+                "that less is held at once"
+            )
         return OutOfTime(
             f"the run took longer than limits.max_run_seconds ({self.seconds:g} s) and was "
             "stopped; nothing is lost: the next run finishes it. Raise limits.max_run_seconds "
@@ -90,12 +105,20 @@ class Deadline:
         )
 
     def _watchdog(self) -> None:
-        if self._ended.wait(self.seconds):
-            return
-        while True:
-            self._expire()
-            if self._ended.wait(AGAIN_SECONDS):
-                return
+        due = time.monotonic() + self.seconds
+        while not self._ended.wait(self._pause(due)):
+            if self.expired.is_set() or time.monotonic() >= due:
+                self._expire()
+            elif self.room is not None and self.room.over(used := resident()):
+                self.used = used
+                self._expire()
+
+    def _pause(self, due: float) -> float:
+        """Seconds until the watchdog looks again."""
+        if self.expired.is_set():
+            return AGAIN_SECONDS
+        left = max(0.0, due - time.monotonic())
+        return left if self.room is None else min(left, SAMPLE_SECONDS)
 
     def _expire(self) -> None:
         self.expired.set()
