@@ -46,9 +46,10 @@ def csv_records(
 ) -> tuple[list[str], Iterator[Record]]:
     """The column names (from the header; without one, `positional` in order, then
     column<N>) and an iterator of the records."""
-    # csv's own per-field cap (128 KiB by default, process-wide) would reject records our
-    # limit allows; only ever raise it.
-    csv.field_size_limit(max(csv.field_size_limit(), limit))
+    # csv's own per-field cap is process-wide (128 KiB by default): left as found, whether it
+    # or our limit cuts a long record (and what its error says) would depend on what ran
+    # before in the process. CsvBlocks bounds what is held; csv's cap goes out of the way.
+    csv.field_size_limit(max(csv.field_size_limit(), limit, 2**31 - 1))
     rows = _csv_rows(CsvBlocks(stream, limit), opts)
     first = next(rows, None)
     if first is None:
