@@ -61,15 +61,19 @@ class KeyStore:
             "CREATE TABLE IF NOT EXISTS counts (answer TEXT PRIMARY KEY, n INTEGER NOT NULL)"
         )
         self._expired_at = 0.0
+        # Lookups on their own connection: in WAL mode a read never waits for a commit
+        # on its way to the disk, so the next group is planned meanwhile.
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._read_lock = threading.Lock()
 
     def file_of(self, key: str, now: float | None = None) -> str | None:
         """The file a body with `key` went into within the TTL, if a row says so."""
         now = time.time() if now is None else now
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:  # fetchall: the read ends here, a later one sees new commits
+            rows = self._reader.execute(
                 "SELECT file FROM keys WHERE key = ? AND at > ?", (digest(key), now - self.ttl)
-            ).fetchone()
-        return None if row is None else str(row[0])
+            ).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def claim(
         self, keys: list[str], file: str, now: float | None = None, counts: Counts | None = None
@@ -116,6 +120,8 @@ class KeyStore:
             return int(self._db.execute("SELECT count(*) FROM keys").fetchone()[0])
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 
