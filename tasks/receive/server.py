@@ -6,6 +6,7 @@ storing rule (tasks/receive/keys.py) reads in one place.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hmac
@@ -16,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from schemas.errors import BusyError
 from schemas.spec import Spec, WebhookSource
@@ -202,7 +203,8 @@ MAX_GROUP_BYTES = 16 * 2**20
 GROUPS_AT_ONCE = 4  # groups on their way to the disk together (their fsyncs overlap)
 COUNTS_EVERY = 1.0  # seconds idle before the writer saves the answers' counts
 
-_Body = tuple[bytes, str | None, Future[tuple[str, str]]]
+_Answer = asyncio.Future[tuple[str, str]]
+_Body = tuple[bytes, str | None, _Answer]
 
 
 @dataclass
@@ -229,7 +231,8 @@ class Grouper:
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self._queue: queue.SimpleQueue[_Body] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Body]] = queue.SimpleQueue()
+        self._arriving: list[_Body] = []  # bodies of this turn of the event loop
         self._staged: queue.SimpleQueue[_Staged] = queue.SimpleQueue()
         self._slots = threading.Semaphore(GROUPS_AT_ONCE)
         self._busy: dict[str, list[_Body]] = {}  # key in a group on its way -> bodies held
@@ -239,19 +242,25 @@ class Grouper:
         threading.Thread(target=self._plan, name=f"writer-{name}", daemon=True).start()
         threading.Thread(target=self._sync, name=f"syncer-{name}", daemon=True).start()
 
-    def submit(self, data: bytes, key: str | None) -> Future[tuple[str, str]]:
-        """The answer for one body, once its group is durable (or the error)."""
-        answer: Future[tuple[str, str]] = Future()
-        self._queue.put((data, key, answer))
+    def submit(self, data: bytes, key: str | None) -> _Answer:
+        """The answer for one body, once its group is durable (or the error). Called on
+        the event loop: the bodies of one turn of the loop go to the writer together."""
+        answer: _Answer = asyncio.get_running_loop().create_future()
+        if not self._arriving:
+            answer.get_loop().call_soon(self._hand_over)
+        self._arriving.append((data, key, answer))
         return answer
+
+    def _hand_over(self) -> None:
+        self._queue.put(self._arriving)
+        self._arriving = []
 
     def _plan(self) -> None:
         while True:
             self._slots.acquire()  # released once a group is answered
             group = self._take()
             # A body whose request is gone (its sender hung up) is not written: nobody is told.
-            # (A body held for its key was taken before: its answer is already running.)
-            group = [g for g in group if g[2].running() or g[2].set_running_or_notify_cancel()]
+            group = [g for g in group if not g[2].cancelled()]
             with self._busy_lock:
                 held = [g for g in group if g[1] is not None and g[1] in self._busy]
                 for body in held:
@@ -260,34 +269,35 @@ class Grouper:
             if not group:
                 self._slots.release()
                 continue
-            futures = [answer for *_, answer in group]
+            answers = [answer for *_, answer in group]
             try:
                 planned = self.receiver.plan([(data, key) for data, key, _ in group])
             except Exception as e:
-                self._staged.put(_Staged(futures, None, None, e))
+                self._staged.put(_Staged(answers, None, None, e))
                 continue
             with self._busy_lock:
                 for key in planned.keys:
                     self._busy[key] = []
             written = self._writers.submit(self.receiver.write, planned)
-            self._staged.put(_Staged(futures, planned, written, None))
+            self._staged.put(_Staged(answers, planned, written, None))
 
     def _take(self) -> list[_Body]:
         """Every body waiting (at least one; saving the counts while idle)."""
         while True:
             try:
-                group = [self._queue.get(timeout=COUNTS_EVERY)]
+                group = self._queue.get(timeout=COUNTS_EVERY)
                 break
             except queue.Empty:  # idle: save the counts of answers given meanwhile
                 with contextlib.suppress(Exception):  # a broken key store fails the next body
                     self.receiver.save_counts()
-        size = len(group[0][0])
+        size = sum(len(data) for data, *_ in group)
         while len(group) < MAX_GROUP_BODIES and size < MAX_GROUP_BYTES:
             try:
-                group.append(self._queue.get_nowait())
+                more = self._queue.get_nowait()
             except queue.Empty:
                 break
-            size += len(group[-1][0])
+            group += more
+            size += sum(len(data) for data, *_ in more)
         return group
 
     def _sync(self) -> None:
@@ -314,14 +324,16 @@ class Grouper:
                     self.receiver.inbox.sync(folder)
                 except Exception as e:
                     failed = e  # every group here may have relied on it: none is answered
+            settled: dict[asyncio.AbstractEventLoop, list[tuple[_Answer, Any]]] = {}
             for g in groups:
                 error = g.error or failed
-                for i, answer in enumerate(g.futures):
-                    if error is not None:
-                        answer.set_exception(error)
-                    else:
-                        assert g.group is not None
-                        answer.set_result(g.group.answers[i])
+                for i, answer in enumerate(g.answers):
+                    outcome = error if error is not None or g.group is None else g.group.answers[i]
+                    settled.setdefault(answer.get_loop(), []).append((answer, outcome))
+            for loop, outcomes in settled.items():  # one wake-up of the loop, not one a body
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, outcomes)
+            for g in groups:
                 self._done(g)
 
     def _done(self, staged: _Staged) -> None:
@@ -329,16 +341,27 @@ class Grouper:
         if staged.group is not None:
             with self._busy_lock:
                 held = [b for key in staged.group.keys for b in self._busy.pop(key, [])]
-            for body in held:
-                self._queue.put(body)
+            if held:
+                self._queue.put(held)
         self._slots.release()
+
+
+def _settle(outcomes: list[tuple[_Answer, Any]]) -> None:
+    """On the event loop: each answer its result, or its exception."""
+    for answer, outcome in outcomes:
+        if answer.done():  # its request was cancelled meanwhile
+            continue
+        if isinstance(outcome, BaseException):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
 
 
 @dataclass
 class _Staged:
     """A group the writer planned: its answers wait for its file and its folder's fsync."""
 
-    futures: list[Future[tuple[str, str]]]
+    answers: list[_Answer]
     group: Group | None
     written: Future[Path | None] | None  # the hidden file, once written (Receiver.write)
     error: Exception | None
