@@ -20,8 +20,9 @@ The rule that makes a kill -9 safe at any point:
 - killed after the file, before the answer: row and file are there; the retry gets 200 and
   the body stays stored once.
 One receiver per buffer (its lock) and one writer thread per pump (tasks/receive/server.Grouper:
-groups are stored one after another, and a key twice in one group is stored once) keep
-two writers of one key apart.
+groups are planned one after another, a key twice in one group is stored once, and a body
+whose key is in a group still being written waits for that group's answer) keep two
+writers of one key apart, though several groups are written at once.
 """
 
 from __future__ import annotations
