@@ -9,7 +9,6 @@ a key seen before, 503 when the buffer cannot take it. The token is never logged
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -63,7 +62,7 @@ def _endpoint(pump: Receiver) -> Callable[[Request], Any]:
             pump.count("accepted")
             return JSONResponse({"status": "accepted", "records": 0}, status_code=202)
         try:
-            outcome, _ = await asyncio.wrap_future(writer.submit(data, key))
+            outcome, _ = await writer.submit(data, key)
         except Exception as e:
             pump.count("refused")
             log.error(redact(f"pump {pump.name}: 503, body not stored: {e}"))

@@ -470,6 +470,35 @@ def test_one_key_sent_many_times_at_once_is_stored_once(project: Path) -> None:
     assert buffered(project) == [{"n": 1}]
 
 
+def test_keys_sent_again_while_their_group_is_on_its_way_are_stored_once(project: Path) -> None:
+    """Sixteen senders post the same 40 keyed bodies, four at a time from the same starting
+    point, so a key often arrives while the group holding it is still being written (groups
+    are written several at once; the body waits for that group): each key is answered 202
+    once, 200 every other time, and stored once."""
+    write_specs(project)
+    keys = 40
+    with receiving(project, "pumps/partner.yaml") as r:
+
+        def send(sender: int) -> list[tuple[int, int]]:
+            with httpx.Client(timeout=60) as client:
+                order = [(sender // 4 + i) % keys for i in range(keys)]
+                return [
+                    (n, client.post(
+                        f"{r.url}/ingest/partner",
+                        headers={**JSON, "Idempotency-Key": f"key-{n}"},
+                        content=json.dumps({"n": n}).encode(),
+                    ).status_code)
+                    for n in order
+                ]  # fmt: skip
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = [a for sent in pool.map(send, range(16)) for a in sent]
+    assert Counter(status for n, status in answers if status == 202) == Counter({202: keys})
+    assert Counter(n for n, status in answers if status == 202) == Counter(range(keys))
+    assert Counter(status for _, status in answers) == Counter({202: keys, 200: 15 * keys})
+    assert sorted(int(str(rec["n"])) for rec in buffered(project)) == list(range(keys))
+
+
 def test_status_shows_the_receivers_counts_kept_across_restarts(project: Path) -> None:
     """`status` shows the answers the receiver gave (accepted, duplicate, refused), saved
     beside its keys: they survive a stop and add up over restarts."""

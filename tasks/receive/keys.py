@@ -20,8 +20,9 @@ The rule that makes a kill -9 safe at any point:
 - killed after the file, before the answer: row and file are there; the retry gets 200 and
   the body stays stored once.
 One receiver per buffer (its lock) and one writer thread per pump (tasks/receive/server.Grouper:
-groups are stored one after another, and a key twice in one group is stored once) keep
-two writers of one key apart.
+groups are planned one after another, a key twice in one group is stored once, and a body
+whose key is in a group still being written waits for that group's answer) keep two
+writers of one key apart, though several groups are written at once.
 """
 
 from __future__ import annotations
@@ -61,15 +62,19 @@ class KeyStore:
             "CREATE TABLE IF NOT EXISTS counts (answer TEXT PRIMARY KEY, n INTEGER NOT NULL)"
         )
         self._expired_at = 0.0
+        # Lookups on their own connection: in WAL mode a read never waits for a commit
+        # on its way to the disk, so the next group is planned meanwhile.
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._read_lock = threading.Lock()
 
     def file_of(self, key: str, now: float | None = None) -> str | None:
         """The file a body with `key` went into within the TTL, if a row says so."""
         now = time.time() if now is None else now
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:  # fetchall: the read ends here, a later one sees new commits
+            rows = self._reader.execute(
                 "SELECT file FROM keys WHERE key = ? AND at > ?", (digest(key), now - self.ttl)
-            ).fetchone()
-        return None if row is None else str(row[0])
+            ).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def claim(
         self, keys: list[str], file: str, now: float | None = None, counts: Counts | None = None
@@ -116,6 +121,8 @@ class KeyStore:
             return int(self._db.execute("SELECT count(*) FROM keys").fetchone()[0])
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 
