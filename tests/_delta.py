@@ -89,7 +89,7 @@ def s3_endpoint() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a bound on a hang: a busy machine starts it slowly
     while True:
         try:
             httpx.get(f"{url}/moto-api/", timeout=2)

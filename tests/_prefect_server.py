@@ -51,7 +51,9 @@ def prefect_server(venv: Path, home: str | None = None, port: int | None = None)
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 120
+        # A bound on a hang, not on speed: on a machine busy with other work a first start
+        # (its database migrated) has taken minutes.
+        deadline = time.monotonic() + 300
         # Our own server (its settings name `home`), not a neighbour's that took the port.
         while not serves(url, Path(home)):
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,8 +110,10 @@ def run_in_process(
 ) -> subprocess.CompletedProcess[str]:
     """`pumphouse ARGS` through the command's own main() in this process, in `cwd`, with `env`
     as the whole environment when given: its exit code and what it printed, as run_cli gives
-    them. For commands that start no flow (validate, status, query, reset), where a subprocess
-    would prove nothing more and only add seconds of imports; `run` and signals stay real.
+    them. For a test of what the command prints, exits with and leaves behind, where a
+    subprocess would prove nothing more and only add seconds of imports (a `run` records on
+    the `prefect_server` fixture's server). run_cli where the process is the point: signals,
+    kill -9 (PUMPHOUSE_FAULT), the real binary's imports, Prefect's own console output.
     Settings (PUMPHOUSE_*, PREFECT_*) are read once a process: a call that changes them needs
     run_cli."""
     from flows.cli import main
@@ -123,6 +127,7 @@ def run_in_process(
         assert not changed, f"{changed} need a process of their own: use run_cli"
 
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    saved_sigterm = signal.getsignal(signal.SIGTERM)  # `run` sets its own
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     try:
@@ -136,6 +141,8 @@ def run_in_process(
     except SystemExit as e:
         code = e.code
     finally:
+        signal.signal(signal.SIGTERM, saved_sigterm)
+        gc.unfreeze()  # `run` freezes what its imports made: for its process's life, not ours
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()

@@ -1,10 +1,11 @@
 """The `pumphouse` command as users type it (CONTRACT §3, §4).
 
-`run` (and help, usage errors, signals) is the real command in a subprocess. The commands
-that start no flow (validate, status, query, reset) run through the command's own main() in
-this process (`command`): the same exit codes, stdout and stderr, without a subprocess's
-seconds of imports; a few exit-0 checks of output content use typer's CliRunner. No call may
-ever print a traceback.
+Help, usage errors, signals, and the runs whose whole console output is asserted (a quiet
+success, a failure's one error line, secrets) are the real command in a subprocess. Where a
+test asserts only what a command prints, exits with and lands, it runs through the command's
+own main() in this process (`command`): the same exit codes, stdout and stderr, without a
+subprocess's seconds of imports; a few exit-0 checks of output content use typer's
+CliRunner. No call may ever print a traceback.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def cli(
 def command(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`pumphouse ARGS` (not `run`) through main() in this process, as `cli` gives it."""
+    """`pumphouse ARGS` through main() in this process, as `cli` gives it: where only what the
+    command prints, exits with and lands is asserted."""
     done = run_in_process(*args, cwd=cwd, env=env)
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     return done
@@ -432,7 +434,7 @@ def test_status_reads_the_pumps_folder(prefect_server: str, tmp_path: Path) -> N
     write_orders(project / "in", files=3, rows=100, seed=21)
     text = spec_text(name="status_probe", out="./out/status_probe", batch_rows=80)
     (project / "pumps" / "probe.yaml").write_text(text)
-    run = cli("run", "pumps/probe.yaml", "--json", cwd=project)
+    run = command("run", "pumps/probe.yaml", "--json", cwd=project)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = one_json_object(run.stdout)
     done = command("status", cwd=project)
@@ -618,7 +620,7 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
     assert "reset: pump orders" in in_process("reset", "pumps/orders.yaml", "--yes")
     assert not state.exists()
 
-    again = cli("run", "pumps/orders.yaml", cwd=project)  # the summary for people
+    again = command("run", "pumps/orders.yaml", cwd=project)  # the summary for people
     assert again.returncode == 0, again.stderr
     assert re.search(rf"rows read\W+{first['rows_read']}\b", again.stdout), again.stdout
     assert re.search(rf"rows written\W+{first['rows_written']}\b", again.stdout), again.stdout
@@ -630,7 +632,7 @@ def test_reset_asks_then_forgets_and_full_refresh_rebuilds(
     doubled = duckdb.sql(count).fetchall()[0][0]
     assert doubled == 2 * first["rows_written"]  # reset keeps the output: append adds again
 
-    rebuilt = cli("run", "pumps/orders.yaml", "--json", "--full-refresh", cwd=project)
+    rebuilt = command("run", "pumps/orders.yaml", "--json", "--full-refresh", cwd=project)
     assert rebuilt.returncode == 0, rebuilt.stderr
     summary = one_json_object(rebuilt.stdout)
     assert summary["rows_read"] == first["rows_read"]
@@ -790,7 +792,7 @@ def test_a_failed_run_shows_what_it_did_and_json_is_one_object_even_for_a_spec_e
     assert line.startswith("error: 41 of 90 rows (45.6%) are invalid")  # one order is too
 
     (project / "pumps" / "bad.yaml").write_text("name: Bad\n")
-    bad = cli("run", "pumps/bad.yaml", "--json", cwd=project)
+    bad = command("run", "pumps/bad.yaml", "--json", cwd=project)
     assert bad.returncode == 2
     summary = one_json_object(bad.stdout)
     assert (summary["status"], summary["rows_read"], summary["pump"]) == ("failed", 0, "bad")

@@ -1,6 +1,8 @@
 """The command as a new user meets it (issue 21, items 6 and 7): nothing goes silent, a host
 that cannot be reached is named at once, and `--version`, `status` and a failed first run
-behave on a terminal, in a pipe and in a folder that is not a project.
+behave on a terminal, in a pipe and in a folder that is not a project. What a command prints
+and leaves behind is checked in this process (run_in_process); a terminal, `--version` and
+another environment's server need the real command.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests._http_servers import App, api_spec, hook_spec, serve
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 from tests.data import spec_text, write_orders
 from tests.test_cli import cli, in_process
 
@@ -31,7 +33,7 @@ def test_a_source_host_that_refuses_is_named_at_once(project: Path, prefect_serv
     # Retries as a throttling server gets them would take minutes: a refusal is not one.
     spec = api_spec(base, batch_rows=100, source_extra="  retries: 8\n  retry_max_wait: 60s\n")
     (project / "pumps" / "api.yaml").write_text(spec)
-    done = run_cli("run", "pumps/api.yaml", cwd=project)
+    done = run_in_process("run", "pumps/api.yaml", cwd=project)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: GET {base}/v1/orders: 127.0.0.1:{port} refused the connection "
@@ -258,11 +260,11 @@ def test_a_missing_folder_is_a_warning_line_of_run_and_an_error_of_validate(
 ) -> None:
     spec = spec_text(name="nofolder")
     (project / "pumps" / "orders.yaml").write_text(spec)
-    ran = run_cli("run", "pumps/orders.yaml", cwd=project)
+    ran = run_in_process("run", "pumps/orders.yaml", cwd=project)
     assert ran.returncode == 0, ran.stderr
     assert f"warning: {NO_FOLDER}" in ran.stderr.splitlines()
 
-    checked = run_cli("validate", "pumps/orders.yaml", cwd=project)
+    checked = run_in_process("validate", "pumps/orders.yaml", cwd=project)
     line = spec.splitlines().index("  url: ./in/") + 1
     assert (checked.returncode, checked.stdout) == (2, "")
     assert checked.stderr.splitlines() == [
@@ -271,7 +273,7 @@ def test_a_missing_folder_is_a_warning_line_of_run_and_an_error_of_validate(
         "spec's)"
     ]
     (project / "in").mkdir()
-    assert run_cli("validate", "pumps/orders.yaml", cwd=project).returncode == 0
+    assert run_in_process("validate", "pumps/orders.yaml", cwd=project).returncode == 0
 
 
 def test_a_failed_run_from_the_wrong_folder_leaves_no_state_folder(
@@ -285,7 +287,7 @@ def test_a_failed_run_from_the_wrong_folder_leaves_no_state_folder(
     spec.write_text(spec_text(name="wrongdir", src="./in/orders.ndjson", glob=""))
     write_orders(project / "in", files=1, rows=10)
     (project / "in" / "orders-00-000.ndjson").rename(project / "in" / "orders.ndjson")
-    failed = run_cli("run", str(spec), cwd=elsewhere)
+    failed = run_in_process("run", str(spec), cwd=elsewhere)
     assert failed.returncode == 1, failed.stderr
     assert failed.stderr.splitlines()[-1] == (
         "error: source.url ./in/orders.ndjson: no such file or folder; check the path "
@@ -296,9 +298,9 @@ def test_a_failed_run_from_the_wrong_folder_leaves_no_state_folder(
     (elsewhere / "pumps").mkdir()
     (elsewhere / "pumps" / "bad.yaml").write_text(spec_text(name="wrongdir") + "bogus: 1\n")
     for args in (["pumps/x.yaml"], ["pumps/x.yaml", "--json"], ["pumps/bad.yaml"]):
-        assert run_cli("run", *args, cwd=elsewhere).returncode == 2
+        assert run_in_process("run", *args, cwd=elsewhere).returncode == 2
     assert sorted(p.name for p in elsewhere.iterdir()) == ["pumps"]
 
-    ran = run_cli("run", "pumps/orders.yaml", "--json", cwd=project)  # from the right folder
+    ran = run_in_process("run", "pumps/orders.yaml", "--json", cwd=project)  # from the right folder
     assert ran.returncode == 0, ran.stderr
     assert (project / ".pumphouse" / "wrongdir" / "state.json").exists()

@@ -585,18 +585,18 @@ def test_query_compact_and_full_refresh(project: Path) -> None:
     want = expected(records)
     assert as_oracle(table_rows(URL)) == want
 
-    q = run_cli("query", SPEC, "SELECT count(*) AS n, count(DISTINCT order_id) AS k FROM orders",
+    q = run_in_process("query", SPEC, "SELECT count(*) AS n, count(DISTINCT order_id) AS k FROM orders",
                 "--format", "json", cwd=project)  # fmt: skip
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout) == [{"n": len(want), "k": len(want)}]
-    q = run_cli("query", SPEC, "SELECT count(*) AS n FROM orders_rejected", "--format", "csv",
+    q = run_in_process("query", SPEC, "SELECT count(*) AS n FROM orders_rejected", "--format", "csv",
                 cwd=project)  # fmt: skip
     invalid = sum(1 for r in records if not is_valid(r))
     assert q.returncode == 0 and q.stdout.split() == ["n", str(invalid)], q.stderr
 
     rejected = sorted(p.name for p in (project / URL / "rejected").iterdir())
     before = len(DeltaTable(URL).file_uris())
-    c = run_cli("compact", SPEC, "--retention-hours", "0", cwd=project)
+    c = run_in_process("compact", SPEC, "--retention-hours", "0", cwd=project)
     assert c.returncode == 0, c.stderr
     dt = DeltaTable(URL)
     after = len(dt.file_uris())

@@ -21,7 +21,7 @@ from tasks.io.http import HttpFailure
 from tasks.sinks.load import Load
 from tasks.sinks.webhook import PROGRESS, deliver
 from tests._http_servers import Answer, App, Receiver, Seen, hook_spec, serve
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 from tests.data import expected, is_valid, write_orders
 
 RUN = "20260308T000000Z-abc123"
@@ -373,7 +373,7 @@ def test_a_trickling_webhook_fails_the_run_at_the_timeout(project: Path) -> None
             "  retry_max_wait: 0.05\n", "  retry_max_wait: 0.05\n  timeout: 1s\n  retries: 0\n"
         )
         (project / "pumps" / "orders.yaml").write_text(text)
-        done = run_cli("run", "pumps/orders.yaml", "--json", cwd=project, timeout=120)
+        done = run_in_process("run", "pumps/orders.yaml", "--json", cwd=project)
     assert done.returncode == 1, done.stderr
     (line,) = done.stdout.strip().splitlines()
     summary = json.loads(line)

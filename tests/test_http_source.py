@@ -39,7 +39,7 @@ from tests._http_servers import (
     self_signed,
     serve,
 )
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 from tests.data import expected, is_valid, landed
 
 RECORDS = api_orders(50, seed=3)
@@ -1097,7 +1097,7 @@ def test_a_trickling_api_fails_the_run_at_the_timeout(project: Path) -> None:
     with serve(app) as base:
         text = api_spec(base, 10, "  timeout: 1s\n  retries: 0\n")
         (project / "pumps" / "orders.yaml").write_text(text)
-        done = run_cli("run", "pumps/orders.yaml", "--json", cwd=project, timeout=120)
+        done = run_in_process("run", "pumps/orders.yaml", "--json", cwd=project)
     assert done.returncode == 1, done.stderr
     (line,) = done.stdout.strip().splitlines()
     summary = json.loads(line)

@@ -1,6 +1,9 @@
 """A new user's mistakes on real-looking files (issue 21): `validate` finds those the spec
 alone shows, with the line and the fix; a run names the value that failed, keeps the rows
-it rejected where `query` shows them, and says when the spec, not the data, is at fault."""
+it rejected where `query` shows them, and says when the spec, not the data, is at fault.
+
+The command runs in this process (run_in_process): these tests are about what it prints and
+lands, which a subprocess would not prove more of."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 
 from schemas.errors import DataError
 from tasks.sources.http import warnings_heard
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 from tests.test_read import read, records
 
 CARRIERS = ("UA", "DL", "AA", "WN")
@@ -80,7 +83,7 @@ def test_validate_refuses_what_would_fail_the_run(
     assert FLIGHTS_SPEC.count(old) == 1
     _spec(project, FLIGHTS_SPEC.replace(old, new))
 
-    done = run_cli("validate", "pumps/flights.yaml", cwd=project)
+    done = run_in_process("validate", "pumps/flights.yaml", cwd=project)
 
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [line]
@@ -102,7 +105,7 @@ def test_a_column_that_fails_in_every_row_blames_the_spec_and_keeps_the_rejected
     wrong = FLIGHTS_SPEC.replace("carrier: {type: string}", "carrier: {type: int64}")
     _spec(project, wrong.replace(FILTER, "filter: dep_delay > -100 OR dep_delay IS NULL"))
 
-    done = run_cli("run", "pumps/flights.yaml", "--json", cwd=project)
+    done = run_in_process("run", "pumps/flights.yaml", "--json", cwd=project)
 
     assert done.returncode == 1, done.stderr
     error = json.loads(done.stdout)["error"]
@@ -122,12 +125,12 @@ def test_a_column_that_fails_in_every_row_blames_the_spec_and_keeps_the_rejected
     assert [r["_row"] for r in rejected] == list(range(2, 42))
     assert rejected[4]["_errors"] == ["carrier: 'UA' is not int64"]
 
-    again = run_cli("run", "pumps/flights.yaml", "--json", cwd=project)  # stopped again
+    again = run_in_process("run", "pumps/flights.yaml", "--json", cwd=project)  # stopped again
     assert again.returncode == 1, again.stderr
     assert len(_query(project, "SELECT * FROM flights_rejected")) == 40  # not twice
 
     _spec(project, FLIGHTS_SPEC.replace(FILTER, "filter: dep_delay > -100 OR dep_delay IS NULL"))
-    fixed = run_cli("run", "pumps/flights.yaml", "--json", cwd=project)
+    fixed = run_in_process("run", "pumps/flights.yaml", "--json", cwd=project)
     assert fixed.returncode == 0, fixed.stderr
     assert json.loads(fixed.stdout)["rows_written"] == 40
     assert _query(project, "SELECT count(*) AS n FROM flights") == [{"n": 40}]
@@ -143,7 +146,7 @@ def test_a_run_shows_its_first_rejected_rows_with_the_spec_line_of_their_column(
     wrong = wrong.replace(FILTER, "filter: dep_delay > -100 OR dep_delay IS NULL")
     _spec(project, wrong + "limits: {max_invalid_ratio: 1}\n")
 
-    done = run_cli("run", "pumps/flights.yaml", cwd=project)
+    done = run_in_process("run", "pumps/flights.yaml", cwd=project)
 
     assert done.returncode == 0, done.stderr
     assert [x for x in done.stderr.splitlines() if x.startswith("rejected: ")] == [
@@ -156,7 +159,7 @@ def test_a_run_shows_its_first_rejected_rows_with_the_spec_line_of_their_column(
 
 
 def _query(project: Path, sql: str) -> list[dict[str, object]]:
-    done = run_cli("query", "pumps/flights.yaml", sql, "--format", "json", cwd=project)
+    done = run_in_process("query", "pumps/flights.yaml", sql, "--format", "json", cwd=project)
     assert done.returncode == 0, done.stderr
     rows: list[dict[str, object]] = json.loads(done.stdout)
     return rows
@@ -226,7 +229,7 @@ def test_a_semicolon_csv_asks_for_its_delimiter_and_auto_reads_it(project: Path)
     spec = WEATHER_SPEC
     (project / "pumps" / "weather.yaml").write_text(spec)
 
-    done = run_cli("run", "pumps/weather.yaml", "--json", cwd=project)
+    done = run_in_process("run", "pumps/weather.yaml", "--json", cwd=project)
 
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["error"] == (
@@ -238,12 +241,12 @@ def test_a_semicolon_csv_asks_for_its_delimiter_and_auto_reads_it(project: Path)
     (project / "pumps" / "weather.yaml").write_text(
         spec.replace('  glob: "*.csv"\n', '  glob: "*.csv"\n  csv: {delimiter: auto}\n')
     )
-    auto = run_cli("run", "pumps/weather.yaml", "--json", cwd=project)
+    auto = run_in_process("run", "pumps/weather.yaml", "--json", cwd=project)
     assert auto.returncode == 0, auto.stderr
     summary = json.loads(auto.stdout)
     assert (summary["rows_written"], summary["rows_rejected"]) == (3, 0)
     assert summary["warnings"] == [f"{project}/in/weather.csv: csv.delimiter auto found ';'"]
-    done = run_cli("query", "pumps/weather.yaml", "SELECT station FROM weather ORDER BY 1",
+    done = run_in_process("query", "pumps/weather.yaml", "SELECT station FROM weather ORDER BY 1",
                    "--format", "csv", cwd=project)  # fmt: skip
     assert done.stdout.split() == ["station", "Berlin", "Paris", "Roma"]
 
@@ -255,7 +258,7 @@ def test_validate_reads_a_local_csvs_first_line_for_its_delimiter(project: Path,
     text = WEATHER_SPEC.replace('  glob: "*.csv"\n', '  glob: "*.csv"\n' + csv)
     (project / "pumps" / "weather.yaml").write_text(text)
 
-    done = run_cli("validate", "pumps/weather.yaml", cwd=project)
+    done = run_in_process("validate", "pumps/weather.yaml", cwd=project)
 
     assert done.returncode == 2, done.stderr
     where = "6 source.csv.delimiter" if csv else "2 source"
@@ -266,7 +269,7 @@ def test_validate_reads_a_local_csvs_first_line_for_its_delimiter(project: Path,
     ]
     auto = text.replace('  glob: "*.csv"\n', '  glob: "*.csv"\n  csv: {delimiter: auto}\n')
     (project / "pumps" / "weather.yaml").write_text(auto.replace(csv, ""))
-    ok = run_cli("validate", "pumps/weather.yaml", cwd=project)
+    ok = run_in_process("validate", "pumps/weather.yaml", cwd=project)
     assert ok.returncode == 0, ok.stderr
 
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -69,8 +69,9 @@ def _run(folder: Path) -> dict[str, Any]:
         os.chdir(cwd)
 
 
-def _cli(folder: Path, **env: str) -> dict[str, Any]:
-    proc = run_cli("run", "pumps/logs.yaml", "--json", cwd=folder, env=env)
+def _cli(folder: Path) -> dict[str, Any]:
+    """`pumphouse run --json` (in this process: only its summary is asserted)."""
+    proc = run_in_process("run", "pumps/logs.yaml", "--json", cwd=folder)
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads([x for x in proc.stdout.splitlines() if x.startswith("{")][-1]))
 

@@ -1,5 +1,6 @@
 """A partition value too long for a folder name is rejected at staging, not a load that fails
-every run; `reset --run` abandons an open run cleanly."""
+every run; `reset --run` abandons an open run cleanly. The command runs in this process
+(run_in_process), but for the run killed with -9, which needs a process of its own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import duckdb
 import pytest
 
 from tasks.sinks.partitions import encoded_length
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -69,7 +70,7 @@ def test_encoded_length_matches_the_sinks_folder_names() -> None:
 def test_a_partition_value_too_long_for_a_folder_name_is_rejected(project: Path, sink: str) -> None:
     (project / "pumps" / "parts.yaml").write_text(SPEC.format(sink=sink))
     write(project, "a.ndjson", [(1, "open"), (2, LONG), (3, "paid"), (4, "open")])
-    first = summary(run_cli("run", "pumps/parts.yaml", "--json", cwd=project))
+    first = summary(run_in_process("run", "pumps/parts.yaml", "--json", cwd=project))
     assert first["rows_rejected"] == 1
     assert landed(project, sink) == [(1, "open"), (3, "paid"), (4, "open")]
     rejected = duckdb.sql(
@@ -82,7 +83,7 @@ def test_a_partition_value_too_long_for_a_folder_name_is_rejected(project: Path,
     )
     assert "over the 255 a file name may have" in reason
     write(project, "b.ndjson", [(5, "paid"), (6, LONG + "x")])
-    second = summary(run_cli("run", "pumps/parts.yaml", "--json", cwd=project))
+    second = summary(run_in_process("run", "pumps/parts.yaml", "--json", cwd=project))
     assert second["rows_rejected"] == 1
     assert landed(project, sink) == [(1, "open"), (3, "paid"), (4, "open"), (5, "paid")]
 
@@ -103,9 +104,9 @@ def test_reset_run_abandons_the_open_run_only(
         (folder / "pumps").mkdir(exist_ok=True)
         (folder / "pumps" / "parts.yaml").write_text(SPEC.format(sink=sink))
         write(folder, "a.ndjson", early)
-        summary(run_cli("run", "pumps/parts.yaml", "--json", cwd=folder))
+        summary(run_in_process("run", "pumps/parts.yaml", "--json", cwd=folder))
         write(folder, "b.ndjson", late)
-    none = run_cli("reset", "pumps/parts.yaml", "--run", "--yes", cwd=project)
+    none = run_in_process("reset", "pumps/parts.yaml", "--run", "--yes", cwd=project)
     assert none.returncode == 0 and "no open run" in none.stdout
 
     killed = run_cli(
@@ -113,12 +114,12 @@ def test_reset_run_abandons_the_open_run_only(
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(landed(project, sink)) > len(early)  # the killed run wrote a batch
-    reset = run_cli("reset", "pumps/parts.yaml", "--run", "--yes", cwd=project)
+    reset = run_in_process("reset", "pumps/parts.yaml", "--run", "--yes", cwd=project)
     assert reset.returncode == 0, reset.stderr
     assert "abandoned" in reset.stdout
     assert landed(project, sink) == early  # nothing of the abandoned run
     assert not (project / ".pumphouse" / "parts" / "manifest.json").exists()
 
-    summary(run_cli("run", "pumps/parts.yaml", "--json", cwd=project))
-    summary(run_cli("run", "pumps/parts.yaml", "--json", cwd=clean))
+    summary(run_in_process("run", "pumps/parts.yaml", "--json", cwd=project))
+    summary(run_in_process("run", "pumps/parts.yaml", "--json", cwd=clean))
     assert landed(project, sink) == landed(clean, sink) == sorted(early + late)

@@ -159,11 +159,11 @@ def test_every_answer_of_the_receiver_then_a_run_lands_the_bodies_once(
         counts = httpx.get(f"{r.url}/healthz").json()["pumps"][0]
         assert (counts["accepted"], counts["duplicate"], counts["refused"]) == (3, 1, 8)
 
-    done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    done = run_in_process("run", "pumps/partner.yaml", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["rows_written"] == 5
     assert landed(project) == [1, 2, 3, 4, 5]
-    again = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    again = run_in_process("run", "pumps/partner.yaml", "--json", cwd=project)
     assert json.loads(again.stdout)["rows_written"] == 0
     assert landed(project) == [1, 2, 3, 4, 5]
 
@@ -195,7 +195,7 @@ def test_numbers_are_stored_as_written_and_a_body_the_run_would_refuse_gets_400(
         ours = httpx.post(post, headers=JSON, content=b'[{"n": 8}, {"n": 9, "_source": "x"}]')
         assert ours.status_code == 400
         assert ours.json()["error"].startswith("item 2: field '_source' has the name of one of")
-    done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    done = run_in_process("run", "pumps/partner.yaml", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     row = duckdb.sql(
         f"SELECT n, pi::VARCHAR AS pi, tiny::VARCHAR AS tiny FROM read_parquet('{project}/warehouse/partner/**/*.parquet')"
@@ -337,7 +337,7 @@ def test_kill_9_soak_stores_each_body_once(project: Path, prefect_server: str) -
     assert sorted(numbers) == list(range(BODIES))
     assert set(numbers.values()) == {1}
 
-    done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+    done = run_in_process("run", "pumps/partner.yaml", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     assert landed(project) == list(range(BODIES))
 

@@ -164,14 +164,14 @@ def test_http_source_reloads_a_record_changed_at_the_mark(project: Path) -> None
 def test_lookback_needs_a_date_or_timestamp_cursor(project: Path) -> None:
     """Refused by validate when the schema types the cursor; else when the data does,
     before anything loads, so a corrected spec runs at once (no open run is left)."""
-    from tests.conftest import run_cli
+    from tests.conftest import run_in_process
 
     spec = project / "pumps" / "readings.yaml"
     typed = _spec(SINKS["parquet"], lookback="2h").replace(
         "value: {type: float64}", "seq: {type: int64}"
     )
     spec.write_text(typed.replace("cursor: at", "cursor: seq"))
-    checked = run_cli("validate", str(spec), cwd=project)
+    checked = run_in_process("validate", str(spec), cwd=project)
     assert checked.returncode == 2
     assert "transform.incremental.lookback: needs a date or timestamp cursor ('seq' is int64" in (
         checked.stdout + checked.stderr

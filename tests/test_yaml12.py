@@ -13,7 +13,7 @@ import pytest
 from schemas.errors import SpecError
 from schemas.loader import parse_spec
 from schemas.spec import HttpSource, ParquetSink, SchemaSpec
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 
 SPEC = """\
 name: codes
@@ -136,7 +136,7 @@ def test_country_no_passes_an_isin_check_in_a_run(project: Path) -> None:
         "sink: {type: parquet, url: ./out/codes}\n"
         "limits: {max_invalid_ratio: 1}\n"
     )
-    done = run_cli("run", "pumps/codes.yaml", "--json", cwd=project)
+    done = run_in_process("run", "pumps/codes.yaml", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["rows_written"], summary["rows_rejected"]) == (3, 3)

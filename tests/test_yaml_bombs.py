@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 from tests.data import spec_text
 
 # The real command: a bomb that went off would take a process down, not the test run.
@@ -29,7 +29,7 @@ def _bomb(levels: int) -> str:
 def _validate(project: Path, text: str) -> tuple[int, str]:
     (project / "pumps" / "orders.yaml").write_text(text)
     (project / "in").mkdir(exist_ok=True)
-    done = run_cli("validate", "pumps/orders.yaml", cwd=project)
+    done = run_in_process("validate", "pumps/orders.yaml", cwd=project)
     return done.returncode, done.stderr
 
 
