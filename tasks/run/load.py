@@ -25,6 +25,7 @@ from tasks.transform.sql import (
     batch_of,
     dedup_sql,
     keyed_sql,
+    lineage_sql,
     numbered_sql,
     run_columns_known,
     starts_sql,
@@ -182,17 +183,18 @@ def _number(
     con.execute(f"CREATE TEMP TABLE __ph_dedup AS {dedup}")
     rows, partition_by = spec.limits.batch_rows, spec.sink.partition_by
     n = int(scalar(con, "SELECT count(*) FROM __ph_dedup"))
+    lineage = lineage_sql(ranks)
     if not partition_by and n <= rows * MAX_CASE:
         starts = [k for (k,) in con.sql(starts_sql("__ph_dedup", rows)).fetchall()]
         con.execute(
-            f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) REPLACE ({ARRIVAL_KEY} AS _row), "
+            f"CREATE TEMP VIEW out AS SELECT * EXCLUDE ({ARRIVAL_KEY}), {lineage}, "
             f"{batch_of(starts)} AS _batch FROM __ph_dedup"
         )
         return n, len(starts)
     numbered = numbered_sql("SELECT * FROM __ph_dedup", rows, partition_by, (ARRIVAL_KEY,))
     con.execute(
-        f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}) "
-        f"REPLACE ({ARRIVAL_KEY} AS _row) FROM ({numbered})"
+        f"CREATE TEMP TABLE out AS SELECT * EXCLUDE ({ARRIVAL_KEY}, _batch), {lineage}, _batch "
+        f"FROM ({numbered})"
     )
     return n, _batches(con, "out")
 

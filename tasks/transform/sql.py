@@ -119,14 +119,29 @@ def keyed_sql(relation: str, ranks: Mapping[str, int] | None) -> str:
     file (`ranks`: `_source` -> rank, see arrival_ranks) times 2^40, plus the record number;
     with `ranks` None, the record number alone (an http source numbers the records of all
     its pages in the order they came). A number sorts and compares far faster than a file
-    name (records per file stay below 2^40). Every `_source` must be in `ranks`."""
+    name (records per file stay below 2^40). Every `_source` must be in `ranks`.
+
+    The key stands in for `_row`, and with `ranks` for `_source` too: dedup then sorts and
+    keeps no URL per row; lineage_sql puts both back."""
     if ranks is None:
-        return f"SELECT *, _row AS {ARRIVAL_KEY} FROM {relation}"
+        return f"SELECT * EXCLUDE (_row), _row AS {ARRIVAL_KEY} FROM {relation}"
     pairs = ", ".join(f"({quote(s)}, {int(r)})" for s, r in ranks.items()) or "(NULL, 0)"
     return (
-        f"SELECT r.*, (f.__ph_file::BIGINT << 40) + r._row AS {ARRIVAL_KEY} FROM {relation} "
-        f"AS r JOIN (VALUES {pairs}) AS f(_source, __ph_file) USING (_source)"
+        f"SELECT r.* EXCLUDE (_source, _row), (f.__ph_file::BIGINT << 40) + r._row AS "
+        f"{ARRIVAL_KEY} FROM {relation} AS r JOIN (VALUES {pairs}) AS f(_source, __ph_file) "
+        "USING (_source)"
     )
+
+
+def lineage_sql(ranks: Mapping[str, int] | None) -> str:
+    """Select-list items for rows of keyed_sql: `_source` (with `ranks`: the file the key's
+    rank names) and `_row`, the arrival key itself."""
+    row = f"{ARRIVAL_KEY} AS _row"
+    if ranks is None:
+        return row
+    files = " ".join(f"WHEN {int(r)} THEN {quote(s)}" for s, r in ranks.items())
+    source = f"CASE {ARRIVAL_KEY} >> 40 {files} END" if files else "CAST(NULL AS VARCHAR)"
+    return f"{source} AS _source, {row}"
 
 
 def arrival_ranks(files: Mapping[str, float]) -> dict[str, int]:
