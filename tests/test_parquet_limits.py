@@ -172,8 +172,8 @@ def test_a_run_over_its_memory_ceiling_stops_and_the_next_run_finishes_it(projec
         r"the run used ([\d,]+) MiB, over its memory ceiling of ([\d,]+) MiB \(the process's "
         r"([\d,]+) MiB at the run's start \+ limits.memory 64 MiB \+ 256 MiB outside the "
         r"engine's limit\), and was stopped; nothing is lost: the next run finishes it. Raise "
-        r"limits.memory, or lower limits.batch_rows or limits.batch_bytes so that less is "
-        r"held at once",
+        r"limits.memory, or lower limits.max_concurrency, limits.batch_rows or "
+        r"limits.batch_bytes so that less is held at once",
         summary["error"],
     )
     assert said, summary["error"]

@@ -94,8 +94,8 @@ class Deadline:
         if self.room is not None and self.used is not None:
             return OutOfMemory(
                 f"{self.room.explain(self.used)}; nothing is lost: the next run finishes it. "
-                "Raise limits.memory, or lower limits.batch_rows or limits.batch_bytes so "
-                "that less is held at once"
+                "Raise limits.memory, or lower limits.max_concurrency, limits.batch_rows or "
+                "limits.batch_bytes so that less is held at once"
             )
         return OutOfTime(
             f"the run took longer than limits.max_run_seconds ({self.seconds:g} s) and was "
