@@ -108,10 +108,12 @@ async def _refusal(request: Request, pump: Receiver) -> Response | tuple[bytes, 
             413, f"the body is over max_body_bytes ({pump.max_body_bytes} bytes); send less at once"
         )
     try:
-        records = records_of(body, kind)
+        return as_ndjson(records_of(body, kind)), key
     except BodyError as e:
         return _error(400, str(e))
-    return as_ndjson(records), key
+    except Exception as e:  # a bug of the receiver's, not the sender's: one line, no traceback
+        log.error(redact(f"pump {pump.name}: 500, body not stored: {type(e).__name__}: {e}"))
+        return _error(500, "the receiver failed on this body; nothing was kept")
 
 
 def build_app(pumps: Sequence[Receiver]) -> Starlette:

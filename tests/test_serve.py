@@ -203,6 +203,64 @@ def test_numbers_are_stored_as_written_and_a_body_the_run_would_refuse_gets_400(
     assert row == [(7, "3.141592653589793238462643383279", "0.12345678901234567890123")]
 
 
+def test_bodies_the_run_could_not_land_get_400_store_nothing_and_keep_no_key(
+    project: Path,
+) -> None:
+    """Nesting deeper than the parser can follow (was a 500, a RecursionError in the log), a
+    lone surrogate (was a 500 and a reset), an empty key and keys equal ignoring case (were
+    202, then every run failed): each is a 400 naming where, nothing is stored, its key is
+    not kept (the same key with a good body is stored), and the log has no traceback."""
+    (project / "pumps" / "partner.yaml").write_text(SPEC.format(rate=1000).replace("1KiB", "64KiB"))
+    deep = "[" * 256 + "1.5" + "]" * 256  # 256 levels inside the record: 257 in all
+    bad = [
+        ("json", "[" * 2040 + "]" * 2040),
+        ("json", '{"n": 1, "x": ' + deep + "}"),
+        ("ndjson", '{"n": 1}\n\n{"n": 2, "x": ' + deep + "}"),
+        ("json", '{"n": 1, "x": "\\ud800"}'),
+        ("ndjson", '{"n": 1}\n{"n": 2, "y": ["\\udc00"]}'),
+        ("json", '{"n": 1, "": 2}'),
+        ("json", '[{"n": 1}, {"n": 2, "Name": "a", "name": "b"}]'),
+    ]
+    good = [
+        {"n": 1, "x": json.loads(deep[2:-2])},  # in an array: 256 levels, the most there may be
+        {"n": 2, "name": "\U0001f600", "pair": "\U0001f600"},  # a pair is one character
+        {"n": 3, "Name": "a"},  # keys differing in case across records: the run's to handle
+    ]
+    with receiving(project, "pumps/partner.yaml") as r:
+        post = f"{r.url}/ingest/partner"
+        answers = []
+        for i, (kind, body) in enumerate(bad):
+            headers = {**JSON, "Content-Type": f"application/{kind}", "Idempotency-Key": f"k{i}"}
+            refused = httpx.post(post, headers=headers, content=body.encode())
+            answers.append((refused.status_code, refused.json()["error"]))
+            assert buffered(project) == []
+        good_body = (
+            '[{"n": 1, "x": ' + deep[2:-2] + '}, {"n": 2, "name": "\U0001f600", '
+            '"pair": "\\ud83d\\ude00"}, {"n": 3, "Name": "a"}]'
+        )
+        for i in range(len(bad)):  # no key was kept: each is stored now, once
+            keyed = {**JSON, "Idempotency-Key": f"k{i}"}
+            assert httpx.post(post, headers=keyed, content=good_body.encode()).status_code == 202
+    nesting = "nesting deeper than 256 levels of arrays and objects"
+    surrogate = "not valid UTF-8 text: a lone surrogate"
+    assert answers == [
+        (400, f"line 1: {nesting} (column 257); flatten the record"),
+        (400, f"line 1: {nesting} (column 270); flatten the record"),
+        (400, f"line 3: {nesting} (column 270); flatten the record"),
+        (400, f"item 1: key 'x': {surrogate} \\ud800 (one half of a \\uXXXX pair without "
+              "the other); send the pair, or the character itself in UTF-8"),
+        (400, f"line 2: key 'y': {surrogate} \\udc00 (one half of a \\uXXXX pair without "
+              "the other); send the pair, or the character itself in UTF-8"),
+        (400, 'item 1: a key is empty (""); the run names a column by its key, so give each '
+              "field a name"),
+        (400, "item 2: keys 'Name' and 'name' differ only in case; the run's columns are not "
+              "case-sensitive, so rename one of them"),
+    ]  # fmt: skip
+    assert buffered(project) == good * len(bad)
+    log = (project / "serve.log").read_text()
+    assert "Traceback" not in log and "Error" not in log, log
+
+
 @pytest.mark.reliability(
     "secrets",
     "the receiver's token (${env:}) sent right and wrong, bodies stored, duplicates, refusals",
