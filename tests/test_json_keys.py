@@ -106,3 +106,18 @@ def test_a_record_with_an_empty_key_is_rejected_and_the_pump_goes_on(project: Pa
     ]
     again = _run(project)
     assert (again["status"], again["rows_read"]) == ("ok", 0)  # the file is done
+
+
+def test_spellings_in_different_batches_land_in_one_column(project: Path) -> None:
+    _land(project, '{"id": 1, "a": "lower"}', '{"id": 2, "A": "upper"}')
+    (project / "pumps" / "keys.yaml").write_text(SPEC.replace("0.9}", "0.9, batch_rows: 1}"))
+
+    done = run_in_process("run", "pumps/keys.yaml", "--json", cwd=project)
+
+    # Each batch names the column as it spells it; the sink takes them as one column.
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows_written"] == 2
+    rows = duckdb.sql(
+        f"SELECT id, a FROM read_parquet('{project}/out/data/**/*.parquet') ORDER BY id"
+    ).fetchall()
+    assert rows == [(1, "lower"), (2, "upper")]
