@@ -1,6 +1,7 @@
-"""JSON keys DuckDB cannot take as column names as written, end to end with `pumphouse run`:
-keys that differ only by case (DuckDB's names ignore case) and the empty key. No value may
-be lost from a run that says ok: a key lands in its column or its record is rejected."""
+"""JSON keys (and a CSV header) DuckDB cannot take as column names as written, end to end
+with `pumphouse run`: keys that differ only by case (DuckDB's names ignore case) and the
+empty key. No value may be lost from a run that says ok: a key lands in its column or its
+record is rejected."""
 
 from __future__ import annotations
 
@@ -121,3 +122,21 @@ def test_spellings_in_different_batches_land_in_one_column(project: Path) -> Non
         f"SELECT id, a FROM read_parquet('{project}/out/data/**/*.parquet') ORDER BY id"
     ).fetchall()
     assert rows == [(1, "lower"), (2, "upper")]
+
+
+def test_a_csv_header_spelled_like_a_declared_column_but_for_case_rejects_its_rows(
+    project: Path,
+) -> None:
+    (project / "land").mkdir()
+    (project / "land" / "a.csv").write_text("id,A\n1,x\n2,\n")
+    spec = SPEC.replace("ndjson", "csv") + (
+        "schema:\n  columns:\n    id: {type: int64}\n    a: {type: string, nullable: true}\n"
+    )
+    (project / "pumps" / "keys.yaml").write_text(spec)
+
+    done = run_in_process("run", "pumps/keys.yaml", "--json", cwd=project)
+
+    # Old code: row 1 landed as (1, None), "x" lost. A row with no value in it loses none.
+    assert done.returncode == 0, done.stderr
+    assert _landed(project) == [{"id": 2, "a": None}]
+    assert _rejected(project) == [(2, ["_record: field 'A' differs from column 'a' only in case"])]
