@@ -427,9 +427,10 @@ def test_strict_false_keeps_the_batchs_extra_fields_as_text_sorted_by_name() -> 
         (None, '{"n":1}', "1"),
         ("true", None, None),
     ]
-    # "ID" differs from "id" only by case, which DuckDB cannot tell apart: it stays in _raw.
+    # "ID" differs from "id" only by case, which DuckDB cannot tell apart: rather than its
+    # value being lost, its record is invalid.
     assert rows[1]["_original"] == {"id": "2", "Alpha": "true", "a/b": None, "zeta": None}
-    assert errors(rows) == [[], []]
+    assert errors(rows) == [[], ["_record: field 'ID' differs from column 'id' only in case"]]
 
 
 def test_strict_true_makes_each_unknown_field_an_error() -> None:
@@ -439,7 +440,7 @@ def test_strict_true_makes_each_unknown_field_an_error() -> None:
     assert errors(rows) == [
         [],
         ["_record: unknown column 'b'", "_record: unknown column 'x'"],
-        ["_record: unknown column 'Id'"],
+        ["_record: field 'Id' differs from column 'id' only in case"],
     ]
     # "Id" differs from "id" only by case: an error, but not a field of _original.
     assert rows[1]["_original"] == {"id": "2", "b": None, "x": "1"}

@@ -3,6 +3,7 @@ flags) and put together as one SELECT that lists each row's failed checks in `_e
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,30 +93,49 @@ class QueryPlan:
         if c.unique:
             self.flags.append((f"{c.name}: unique", _duplicate([c.name], c.unique, self.carry)))
 
-    def add_extra(
-        self, name: str, source_type: str, *, keep: bool, unknown: bool, named: bool
-    ) -> None:
-        """A field the schema does not name: kept as an output column, kept in `_original`
-        (`named`), and/or flagged as an unknown column (`unknown`, strict schemas)."""
+    def add_extra(self, names: list[str], source_type: str, *, keep: bool, unknown: bool) -> None:
+        """A field the schema does not name, in `_original`, kept as an output column (`keep`)
+        and/or flagged as an unknown column (`unknown`, strict schemas). `names`: its spellings
+        (DuckDB's names ignore case, so keys differing only by case are one field, named by the
+        first); a record holding two of them is invalid."""
         x = f"__ph_x{len(self.typed)}"
+        name = names[0]
         if self.kind == "json":
-            i = self._path(name)
-            text, present = f"__ph_s[{i}]", f"__ph_j[{i}] IS NOT NULL"  # JSON null is present
+            at = [self._path(n) for n in names]
+            parts = [f"__ph_s[{i}]" for i in at]
+            text = parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
+            present = [f"__ph_j[{i}] IS NOT NULL" for i in at]  # JSON null is present
             value = f"TRY_CAST({text} AS {source_type})" if source_type else text
-        else:
+        else:  # a relation's names already differ in more than case
             text, value = as_text(ident(name), source_type), ident(name)
-            present = f"{value} IS NOT NULL"
-        if named:
-            self.typed.append((text, x))
-            self.original.append((name, x))
+            present = [f"{value} IS NOT NULL"]
+        self.typed.append((text, x))
+        self.original.append((name, x))
         if keep:
             self.typed.append((value, name))
             self.outputs.append(name)
         if unknown:
-            self.need_json = self.need_json or self.kind == "json"
-            u = f"__ph_u{len(self.typed)}"
-            self.typed.append((present, u))
-            self.flags.append((f"_record: unknown column {name!r}", u))
+            for n, p in zip(names, present, strict=True):
+                self._flag_present(f"_record: unknown column {n!r}", p)
+        elif len(names) > 1:
+            for (a, pa_), (b, pb) in itertools.combinations(zip(names, present, strict=True), 2):
+                self._flag_present(
+                    f"_record: fields {a!r} and {b!r} differ only in case", f"{pa_} AND {pb}"
+                )
+
+    def reject_present(self, name: str, label: str) -> None:
+        """A field that makes the record holding it invalid, with the error `label`."""
+        if self.kind == "json":
+            present = f"__ph_j[{self._path(name)}] IS NOT NULL"
+        else:
+            present = f"{ident(name)} IS NOT NULL"
+        self._flag_present(label, present)
+
+    def _flag_present(self, label: str, present: str) -> None:
+        self.need_json = self.need_json or self.kind == "json"
+        u = f"__ph_u{len(self.typed)}"
+        self.typed.append((present, u))
+        self.flags.append((label, u))
 
     def add_table_rules(self, schema: pa.DataFrameSchema) -> None:
         """The schema's table-level checks and unique column groups."""

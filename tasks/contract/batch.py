@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from tasks.contract import _cache as _contract_cache
 from tasks.contract._json_fields import first_with, json_fields
 from tasks.engine.db import Connection, column_types
-from tasks.internal import CHECKED, InternalField, first_internal, problem
+from tasks.internal import CHECKED, InternalField, first_internal, is_internal, problem
 
 if TYPE_CHECKING:  # imported where a query is built: a cached query needs neither
     import pandera.ibis as pa
+
+    from tasks.contract._query_plan import QueryPlan
 
 # The batch's own columns and the two the contract adds: never a data column's name.
 _UNSET: Any = object()
@@ -137,25 +139,29 @@ def _plan(
     for c in cols:
         plan.add_column(c, fields.get(c.name, ""))
     if strict != "filter":
-        extras = sorted(k for k in fields if k not in plan.dtypes)
-        named = _nameable(extras, list(plan.dtypes))
-        for k in extras:
-            if k in named or strict is True:
-                keep = k in named and strict is not True
-                plan.add_extra(k, fields[k], keep=keep, unknown=strict is True, named=k in named)
+        _add_extras(plan, fields, strict is True)
     if schema is not None:
         plan.add_table_rules(schema)
     return plan.sql()
 
 
-def _nameable(extras: list[str], names: list[str]) -> set[str]:
-    """Extra fields that can be columns (and `_original` fields). DuckDB names are case-insensitive,
-    so one differing from a taken name only by case stays in `_raw` only (one named like ours
-    never gets here: tasks/internal.py refuses it)."""
-    taken = {n.lower() for n in (*names, *CHECKED)}
-    kept = set()
-    for k in extras:
-        if k.lower() not in taken and not k.startswith("__ph_"):
-            kept.add(k)
-            taken.add(k.lower())
-    return kept
+def _add_extras(plan: QueryPlan, fields: dict[str, str], strict: bool) -> None:
+    """The fields the schema does not declare. DuckDB's names ignore case, so a field spelled
+    like a declared column but for case, or with an empty name, makes its record invalid
+    (rather than its value being lost); an extra field's spellings that differ only by case
+    are one column, named by the first in sort order."""
+    declared = {n.lower(): n for n in plan.dtypes}
+    spellings: dict[str, list[str]] = {}
+    for k in sorted(k for k in fields if k not in plan.dtypes):
+        if not k:
+            plan.reject_present(k, "_record: a field has an empty name")
+        elif (column := declared.get(k.lower())) is not None:
+            plan.reject_present(
+                k, f"_record: field {k!r} differs from column {column!r} only in case"
+            )
+        elif not is_internal(k):  # refused by name before anything lands
+            spellings.setdefault(k.lower(), []).append(k)
+    for names in spellings.values():
+        kinds = {fields[n] for n in names}
+        source_type = kinds.pop() if len(kinds) == 1 else ""  # types that disagree: text
+        plan.add_extra(names, source_type, keep=not strict, unknown=strict)
