@@ -18,7 +18,7 @@ import pytest
 
 from tasks.engine.db import connect, scalar
 from tests._http_servers import Answer, PagedAPI, Seen, api_orders, api_spec, serve
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -107,6 +107,58 @@ def test_every_kind_of_bad_record_is_rejected_and_the_rest_loads(project: Path) 
     assert "max_record_bytes" in reasons[("g-big.ndjson", 1)]
     assert summary["rows_rejected"] == len(rejected) == 7
     assert summary["rows_read"] == 16
+
+
+QUOTES_SPEC = """\
+name: people
+source: {type: files, url: ./in/, format: csv}
+schema:
+  columns:
+    id: {type: int64, nullable: false}
+    name: {type: string}
+sink: {type: parquet, url: ./out/people}
+limits: {max_record_bytes: 1KiB, max_invalid_ratio: 0.5}
+"""
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "`pumphouse run` over a CSV file whose quote never closes (60 lines, within "
+    "max_record_bytes) and one with a quoted field of 1,000 lines over it in its middle",
+    "each is one rejected row, saying the line its quote opened on or its exact size; the rows "
+    "before them and after the closing quote land, none of the quoted lines does",
+)
+def test_csv_quotes_decide_where_records_end_in_a_run(project: Path) -> None:
+    (project / "in").mkdir()
+    open_quote = 'id,name\n1,alice\n2,"bob\n' + "".join(f"{i},name{i}\n" for i in range(3, 61))
+    (project / "in" / "a.csv").write_text(open_quote)
+    quoted = '4,"' + "y\n" * 1000 + 'y"'
+    (project / "in" / "b.csv").write_text(f'id,name\n3,carol\n{quoted}\n5,"e\nf"\n6,g\n')
+    (project / "pumps" / "people.yaml").write_text(QUOTES_SPEC)
+
+    done = run_in_process("run", "pumps/people.yaml", "--json", cwd=project)
+
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["status"], summary["rows_read"], summary["rows_written"]) == ("ok", 6, 4)
+    assert summary["rows_rejected"] == 2
+    con = duckdb.connect()
+    got = con.sql("SELECT id, name FROM read_parquet('out/people/data/*.parquet') ORDER BY id")
+    assert got.fetchall() == [(1, "alice"), (3, "carol"), (5, "e\nf"), (6, "g")]
+    rejected = [(f, r, " ".join(e)) for f, r, e in _rejected("out/people")]
+    assert rejected == [
+        (
+            "a.csv",
+            3,
+            "_record: not valid CSV: the quote opened on line 3 is never closed, so the record "
+            "runs to the end of the file",
+        ),
+        (
+            "b.csv",
+            3,
+            f"_record: record is {len(quoted)} bytes, over limits.max_record_bytes (1024)",
+        ),
+    ]
 
 
 @pytest.mark.reliability(

@@ -570,24 +570,114 @@ def test_csv_record_over_max_record_bytes(tmp_path: Path) -> None:
 
 @pytest.mark.reliability(
     "bad data",
-    "a CSV field with an unclosed quote",
-    "cut at max_record_bytes and rejected; no unbounded read",
+    "a CSV field whose quote never closes, in a file of 300k lines, with max_record_bytes of 64B and 4KiB",
+    "one rejected record from the quote's line to the end of the file, saying where the quote "
+    "opened and the record's exact size; the rows before it land; no unbounded read, no row guessed",
 )
-def test_csv_unclosed_quote_is_cut_at_the_limit(tmp_path: Path) -> None:
-    # A quote left open swallows line after line: reading stops holding it once it is over
-    # the limit (at the next read block), then goes on with the next line.
-    data = b'a,b\n1,"' + b"y\n" * 600_000 + b'y"\n5,6\n'
+@pytest.mark.parametrize("limit", [64, 4096])
+def test_csv_unclosed_quote_is_cut_at_the_limit(tmp_path: Path, limit: int) -> None:
+    # By CSV's grammar every line after the open quote is inside it: none may land as a row.
+    rest = b"".join(b"%d,name%d\n" % (i, i) for i in range(3, 300_001))
+    data = b'id,name\n1,alice\n2,"bob\n' + rest
+    rows = records(read(write(tmp_path / "x.csv", data), Limits(max_record_bytes=limit)), "id")
+    text = (data[16:-1]).decode()
+    assert rows == [
+        (2, "1,alice", None, "1"),
+        (
+            3,
+            text[:1024] + "…",
+            "not valid CSV: the quote opened on line 3 is never closed, so the record runs to "
+            f"the end of the file; record is {len(text)} bytes, over limits.max_record_bytes ({limit})",
+            None,
+        ),
+    ]
+
+
+def test_csv_quote_never_closed_is_rejected(tmp_path: Path) -> None:
+    # csv.reader (not strict) closes a quote at the end of the file without a word.
+    data = b'id,name\n1,alice\n2,"bob\n3,carol\n4,dave\n'
+    rows = records(read(write(tmp_path / "x.csv", data)), "id", "name")
+    assert rows == [
+        (2, "1,alice", None, "1", "alice"),
+        (
+            3,
+            '2,"bob\n3,carol\n4,dave',
+            "not valid CSV: the quote opened on line 3 is never closed, so the record runs to "
+            "the end of the file",
+            None,
+            None,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("end", [b"\n", b""])
+def test_csv_quoted_lines_and_stray_quotes_at_the_end_land(tmp_path: Path, end: bytes) -> None:
+    data = b'id,name\n1,ab"c\n2,"x ""y""\nz"\n3,"p\nq"' + end
+    rows = records(read(write(tmp_path / "x.csv", data)), "id", "name")
+    assert rows == [
+        (2, '1,ab"c', None, "1", 'ab"c'),
+        (3, '2,"x ""y""\nz"', None, "2", 'x "y"\nz'),
+        (5, '3,"p\nq"', None, "3", "p\nq"),
+    ]
+
+
+@pytest.mark.reliability(
+    "bad data",
+    "a legit multi-line quoted CSV field of 1.2 MB (600k lines, one of them a 3 MB line holding "
+    "quotes) in the middle of a file, with max_record_bytes 64B",
+    "that record alone rejected with its exact size; every row after its closing quote lands "
+    "and none of its inner lines does",
+)
+def test_csv_quoted_field_over_the_limit_in_the_middle(tmp_path: Path) -> None:
+    inner = b"y\n" * 300_000 + b'y""' * 1_000_000 + b"\n" + b'y\n"",' * 300_000
+    quoted = b'1,"' + inner + b'y"'
+    data = b"a,b\n0,x\n" + quoted + b'\n5,"6\n7"\n8,9\n'
     rows = records(read(write(tmp_path / "x.csv", data), Limits(max_record_bytes=64)), "a", "b")
-    first, resumed = rows[0], rows[1][0]
-    assert first[0] == 2
-    assert first[1] == '1,"' + ("y\n" * 600)[:1021] + "…"
-    assert first[2] == (
-        f"record is more than {3 + 2 * (resumed - 2) - 1} bytes, over limits.max_record_bytes (64)"
+    end = 3 + quoted.count(b"\n")
+    assert rows == [
+        (2, "0,x", None, "0", "x"),
+        (
+            3,
+            quoted[:1024].decode() + "…",
+            f"record is {len(quoted)} bytes, over limits.max_record_bytes (64)",
+            None,
+            None,
+        ),
+        (end + 1, '5,"6\n7"', None, "5", "6\n7"),
+        (end + 3, "8,9", None, "8", "9"),
+    ]
+
+
+@pytest.mark.parametrize("size", [200, 3 * 2**20])  # within a read block, and drained
+def test_csv_over_long_lines_open_and_close_quotes_as_written(tmp_path: Path, size: int) -> None:
+    # An over-long line is not held, but its quotes still say where records end.
+    z = b"z" * size
+    data = (
+        b'a,b\n1,"p\n'
+        + z
+        + b'"\n2,3\n'  # closes the quote opened on the line before
+        + z
+        + b',"q\nr"\n4,5\n'  # opens a quote closed on the next line
+        + b'6,"s\n'
+        + z
+        + b'",7,"t\nu"\n8,9\n'  # closes one quote and opens another
+        + z
+        + b'\n10,"11\n'
+        + z
+        + b'"\n12,13\n'
     )
-    assert rows[1:] == [
-        *[(n, "y", "expected 2 fields, got 1", None, None) for n in range(resumed, 600_002)],
-        (600_002, 'y"', "expected 2 fields, got 1", None, None),
-        (600_003, "5,6", None, "5", "6"),
+    rows = records(read(write(tmp_path / "x.csv", data), Limits(max_record_bytes=64)), "a", "b")
+    big = "record is {} bytes, over limits.max_record_bytes (64)"
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [
+        (2, big.format(size + 6), None, None),
+        (4, None, "2", "3"),
+        (5, big.format(size + 6), None, None),
+        (7, None, "4", "5"),
+        (8, big.format(size + 14), None, None),
+        (11, None, "8", "9"),
+        (12, big.format(size), None, None),
+        (13, big.format(size + 8), None, None),
+        (15, None, "12", "13"),
     ]
 
 

@@ -69,10 +69,9 @@ def table(url: str, group: Group, names: list[str], nulls: Sequence[str]) -> pa.
     return pa.Table.from_arrays(arrays, names=[*RECORD, *names])
 
 
-def too_big(size: int, limit: int, cut: bool = False) -> str:
-    """The parse error of a record over limits.max_record_bytes (`cut`: its size is a minimum)."""
-    more = "more than " if cut else ""
-    return f"record is {more}{size} bytes, over limits.max_record_bytes ({limit})"
+def too_big(size: int, limit: int) -> str:
+    """The parse error of a record over limits.max_record_bytes."""
+    return f"record is {size} bytes, over limits.max_record_bytes ({limit})"
 
 
 def head(text: str) -> str:
@@ -88,10 +87,15 @@ def decode(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "replace"), NOT_UTF8
 
 
-def drain(readline: Any, first: bytes) -> tuple[bytes, int]:
-    """Read the rest of an over-long line in bounded pieces: (its first bytes, its size)."""
+def drain(readline: Any, first: bytes, see: Any = None) -> tuple[bytes, int]:
+    """Read the rest of an over-long line in bounded pieces: (its first bytes, its size).
+    `see`, if given, is called with each piece (the line's start first)."""
     size, keep = len(first), 4 * HEAD_CHARS  # enough bytes for HEAD_CHARS characters
+    if see:
+        see(first)
     while more := readline(CHUNK):
+        if see:
+            see(more)
         size += len(more)
         if len(first) < keep:
             first += more[: keep - len(first)]

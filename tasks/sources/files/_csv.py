@@ -17,7 +17,8 @@ from schemas.errors import DataError
 from schemas.spec import CsvOptions, FilesSource
 from tasks.engine import db as _duckdb
 from tasks.internal import is_internal, problem
-from tasks.sources.files._csvblocks import CsvBlocks, Oversize
+from tasks.sources.files._csvblocks import CsvBlocks, Unfinished
+from tasks.sources.files._csvquotes import Quotes
 from tasks.sources.files.listing import SourceFile, safe_url
 from tasks.sources.files.stream import SUFFIX_CODECS, replayed
 from tasks.sources.records import Group, Record
@@ -50,7 +51,7 @@ def csv_records(
     # or our limit cuts a long record (and what its error says) would depend on what ran
     # before in the process. CsvBlocks bounds what is held; csv's cap goes out of the way.
     csv.field_size_limit(max(csv.field_size_limit(), limit, 2**31 - 1))
-    rows = _csv_rows(CsvBlocks(stream, limit), opts)
+    rows = _csv_rows(CsvBlocks(stream, limit, Quotes(opts.delimiter, opts.quote)), opts)
     first = next(rows, None)
     if first is None:
         return [], iter(())
@@ -167,7 +168,7 @@ def csv_groups(
 
 def _csv_rows(blocks: CsvBlocks, opts: CsvOptions) -> Iterator[Record]:
     """(first line, text, error, bytes held, fields) per non-blank CSV record."""
-    while True:  # a new csv.reader after each record cut for its size
+    while True:  # a new csv.reader after each record cut (see CsvBlocks.cut)
         offset = blocks.loaded
         lines = itertools.chain.from_iterable(iter(blocks.next_block, []))
         reader = csv.reader(lines, delimiter=opts.delimiter, quotechar=opts.quote, strict=False)
@@ -176,8 +177,8 @@ def _csv_rows(blocks: CsvBlocks, opts: CsvOptions) -> Iterator[Record]:
                 fields = next(reader)
             except StopIteration:
                 return
-            except Oversize:
-                yield *blocks.take(blocks.loaded, cut=True), None
+            except Unfinished:
+                yield *blocks.cut(), None
                 break
             except csv.Error as e:
                 start, text, error, size = blocks.take(offset + reader.line_num)

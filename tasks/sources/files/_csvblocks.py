@@ -7,6 +7,7 @@ import io
 import re
 from typing import Any
 
+from tasks.sources.files._csvquotes import END, QUOTED, START, Quotes
 from tasks.sources.files.stream import CHUNK
 from tasks.sources.records import BOM, HEAD_CHARS, NOT_UTF8, decode, drain, head, too_big
 
@@ -14,8 +15,10 @@ _LINE = re.compile(r"[^\n]*\n|[^\n]+")
 _LINE_BYTES = re.compile(rb"[^\n]*\n|[^\n]+")
 
 
-class Oversize(Exception):
-    """The record in progress outgrew the limit while csv.reader was inside it."""
+class Unfinished(Exception):
+    """csv.reader is inside a quoted field that cannot be read through: the record in
+    progress outgrew the limit, or the file ended with the quote open (which csv.reader,
+    not strict, would close without a word)."""
 
 
 class CsvBlocks:
@@ -24,32 +27,38 @@ class CsvBlocks:
 
     Remembers the lines of the record in progress (so each record gets its text and first
     line number), lines that were not UTF-8, and lines over the limit (given to csv.reader
-    as empty lines, their head kept aside).
+    as a short stand-in with the same effect on its quotes, their head kept aside). A record
+    cut for its size is followed to its true end by its quotes alone (see cut).
     """
 
-    def __init__(self, stream: io.BufferedReader[Any], limit: int) -> None:
-        self.stream, self.limit = stream, limit
+    def __init__(self, stream: io.BufferedReader[Any], limit: int, quotes: Quotes) -> None:
+        self.stream, self.limit, self.quotes = stream, limit, quotes
         self.lines: list[str] = []  # lines base+1 .. loaded
         self.base = 0  # line number before lines[0]
         self.done = 0  # last line of the last record taken
         self.loaded = 0  # last line handed to csv.reader
         self.bad: set[int] = set()  # numbers of lines that were not UTF-8
         self.big: dict[int, tuple[str, int]] = {}  # number of a line over the limit: head, size
+        self.rest = b""  # bytes read past a cut record's end, to read first
 
     def next_block(self) -> list[str]:
-        """The next lines, [] at the end; Oversize if the record in progress is too long."""
+        """The next lines, [] at the end; Unfinished if the record in progress is too long or
+        the file ends inside it."""
         del self.lines[: self.done - self.base]
         self.base = self.done
+        # csv.reader wants more while a record is in progress only inside a quoted field
         if sum(map(len, self.lines)) > self.limit:
-            raise Oversize
+            raise Unfinished
         lines = self._read()
+        if not lines and self.done < self.loaded:
+            raise Unfinished
         self.lines += lines
         self.loaded += len(lines)
         return lines
 
-    def take(self, end: int, cut: bool = False) -> tuple[int, str, str | None, int]:
+    def take(self, end: int) -> tuple[int, str, str | None, int]:
         """The record on the lines after the last one taken, up to `end`:
-        (first line, text, error, bytes held). `cut`: csv.reader was stopped inside it."""
+        (first line, text, error, bytes held)."""
         start, lines = self.done + 1, self.lines[self.done - self.base : end - self.base]
         self.done = end
         extra, error = 0, None
@@ -57,11 +66,66 @@ class CsvBlocks:
             lines, extra, error = self._problems(start, lines)
         text = (lines[0] if len(lines) == 1 else "".join(lines)).rstrip("\r\n")
         size = len(text)
-        if cut or extra or size * 4 > self.limit:  # chars <= bytes <= 4 x chars
+        if extra or size * 4 > self.limit:  # chars <= bytes <= 4 x chars
             size = len(text.encode()) + extra
-            if cut or size > self.limit:
-                return start, head(text), too_big(size, self.limit, cut), HEAD_CHARS
+            if size > self.limit:
+                return start, head(text), too_big(size, self.limit), HEAD_CHARS
         return start, text, error, size
+
+    def cut(self) -> tuple[int, str, str, int]:
+        """The record in progress (on Unfinished), read on to its true end without holding
+        more of it: the end of the line after which its open quote is closed, or of the file.
+        (first line, text, error, bytes held)."""
+        start, held = self.done + 1, self.lines[self.done - self.base :]
+        data = "".join(held).encode()
+        _, _, at = self.quotes.scan(data, START)
+        opened = start + data.count(b"\n", 0, at) if at >= 0 else start
+        lines, extra, _ = self._problems(start, held)
+        text = "".join(lines)
+        read, state, at_line, ending = self._skip()
+        opened = at_line or opened
+        size = len(text.encode()) + extra + read
+        size -= ending if read else len(text) - len(text.rstrip("\r\n"))
+        self.lines, self.base = [], self.loaded
+        self.done = self.loaded
+        self.bad = {n for n in self.bad if n > self.done}
+        self.big = {n: v for n, v in self.big.items() if n > self.done}
+        error = too_big(size, self.limit) if size > self.limit else None
+        if state == QUOTED:
+            unclosed = (
+                f"not valid CSV: the quote opened on line {opened} is never closed, so the "
+                "record runs to the end of the file"
+            )
+            error = f"{unclosed}; {error}" if error else unclosed
+        assert error is not None  # cut only for a record over the limit or unclosed
+        if size > self.limit:
+            return start, head(text), error, HEAD_CHARS
+        text = text.rstrip("\r\n")
+        return start, text, error, len(text)
+
+    def _skip(self) -> tuple[int, int, int | None, int]:
+        """Read on, from inside a quoted field, to the end of the line that closes it (or of
+        the file), a block at a time: (bytes read, state there, the line its last quote
+        opened on if one did, bytes of the last line's ending)."""
+        read, state, opened, tail = 0, QUOTED, None, b""
+        while state != END and (block := self._block()):
+            state, end, at = self.quotes.scan(block, state)
+            if at >= 0:
+                opened = self.loaded + block.count(b"\n", 0, at) + 1
+            if state == END:  # at the line's \n (or a stray \r: csv.reader fails that line)
+                stop = block.find(b"\n", end) + 1 or end + 1
+                block, self.rest = block[:stop], block[stop:]
+            read += len(block)
+            self.loaded += block.count(b"\n")
+            tail = (tail + block)[-2:]
+        ending = 2 if tail.endswith(b"\r\n") else 1 if tail.endswith(b"\n") else 0
+        return read, state, opened, ending
+
+    def _block(self) -> bytes:
+        if self.rest:
+            block, self.rest = self.rest, b""
+            return block
+        return self.stream.read(CHUNK)
 
     def _problems(self, start: int, lines: list[str]) -> tuple[list[str], int, str | None]:
         """The lines with the heads of over-long ones put back, the bytes those heads leave
@@ -73,14 +137,14 @@ class CsvBlocks:
         for n, line in zip(numbers, lines, strict=True):
             if n in self.big:
                 first, size = self.big.pop(n)
-                out.append(first)
+                out.append(first + line[-1:])  # its line's end, if the stand-in has one
                 extra += size - len(first.encode())
             else:
                 out.append(line)
         return out, extra, NOT_UTF8 if bad else None
 
     def _read(self) -> list[str]:
-        block = self.stream.read(CHUNK)
+        block = self._block()
         if not self.loaded and block.startswith(BOM):
             block = block[3:]
         if not block:
@@ -92,7 +156,13 @@ class CsvBlocks:
                 block += tail
             else:
                 cut = block.rfind(b"\n") + 1
-                big = drain(self.stream.readline, block[cut:] + tail)
+                ends = (START, QUOTED)
+
+                def see(piece: bytes) -> None:
+                    nonlocal ends
+                    ends = self.quotes.ends(piece, ends)
+
+                big = drain(self.stream.readline, block[cut:] + tail, see)
                 block = block[:cut]
         try:
             lines = _LINE.findall(block.decode("utf-8"))
@@ -110,9 +180,9 @@ class CsvBlocks:
                 content = line.rstrip("\r\n")
                 if len(content.encode()) > self.limit:
                     self.big[self.loaded + i + 1] = (content[:HEAD_CHARS], len(content.encode()))
-                    lines[i] = "\n"
+                    lines[i] = self.quotes.stand_in(self.quotes.ends(line.encode()))
         if big:
             first = big[0].decode("utf-8", "replace")[:HEAD_CHARS]
             self.big[self.loaded + len(lines) + 1] = (first, big[1])
-            lines.append("\n")
+            lines.append(self.quotes.stand_in(ends))
         return lines
