@@ -140,3 +140,87 @@ def test_a_csv_header_spelled_like_a_declared_column_but_for_case_rejects_its_ro
     assert done.returncode == 0, done.stderr
     assert _landed(project) == [{"id": 2, "a": None}]
     assert _rejected(project) == [(2, ["_record: field 'A' differs from column 'a' only in case"])]
+
+
+FILTER = "schema:\n  strict: filter\n  columns:\n    id: {type: int64}\n    v: {type: int64}\n"
+
+
+def test_under_filter_a_declared_columns_other_spelling_rejects_its_record(
+    project: Path,
+) -> None:
+    _land(
+        project,
+        '{"id": 1, "V": 10}',
+        '{"id": 2, "v": 20, "x": 1, "X": 2, "": 3, "y\\u0000": 4}',
+        '{"id": 3, "v": 30, "V": 31}',
+    )
+
+    summary = _run(project, FILTER)
+
+    # Old code: record 1 landed as (1, None) and record 3 as (3, 30), 31 lost, both `ok`.
+    # Undeclared fields, empty or paired by case or holding a control character, are dropped.
+    assert (summary["status"], summary["rows_written"]) == ("ok", 1)
+    assert _landed(project) == [{"id": 2, "v": 20}]
+    assert _rejected(project) == [
+        (1, ["_record: field 'V' differs from column 'v' only in case"]),
+        (3, ["_record: field 'V' differs from column 'v' only in case"]),
+    ]
+
+
+def test_under_filter_a_csv_header_spelled_like_a_declared_column_rejects_its_rows(
+    project: Path,
+) -> None:
+    (project / "land").mkdir()
+    (project / "land" / "a.csv").write_text("id,V,x\n1,10,a\n2,,b\n")
+    (project / "pumps" / "keys.yaml").write_text(
+        SPEC.replace("ndjson", "csv") + FILTER.replace("int64}\n", "int64, nullable: true}\n")
+    )
+
+    done = run_in_process("run", "pumps/keys.yaml", "--json", cwd=project)
+
+    # Old code: row 1 landed as (1, None), 10 lost. A row with no value in it loses none.
+    assert done.returncode == 0, done.stderr
+    assert _landed(project) == [{"id": 2, "v": None}]
+    assert _rejected(project) == [(2, ["_record: field 'V' differs from column 'v' only in case"])]
+
+
+def test_a_key_holding_a_control_character_rejects_its_record(project: Path) -> None:
+    _land(
+        project,
+        '{"id": 22, "a\\u0000": 1, "a": 3}',
+        '{"\\u0000": 1}',
+        '{"id": 23, "a": 4}',
+        '{"id": 24, "b\\u001f": 1, "c\\u007f": 2, "d\\u001f": 3}',
+    )
+
+    summary = _run(project)
+
+    # Old code: a column named "a\0" landed (a delta sink failed on it every run).
+    assert (summary["status"], summary["rows_written"]) == ("ok", 1)
+    assert _landed(project) == [{"a": 4, "id": 23}]
+    assert _rejected(project) == [
+        (1, ["_record: a field name holds a control character (\\u0000)"]),
+        (2, ["_record: a field name holds a control character (\\u0000)"]),
+        (
+            4,
+            [
+                "_record: a field name holds a control character (\\u001f)",
+                "_record: a field name holds a control character (\\u007f)",
+            ],
+        ),
+    ]
+
+
+@pytest.mark.parametrize("strict", ["false", "true"])
+def test_with_a_schema_a_key_holding_a_control_character_rejects_its_record(
+    project: Path, strict: str
+) -> None:
+    _land(project, '{"id": 1, "v": 1, "v\\u0000": 2}', '{"id": 2, "v": 3}')
+
+    summary = _run(project, FILTER.replace("filter", strict))
+
+    assert (summary["status"], summary["rows_written"]) == ("ok", 1)
+    assert _landed(project) == [{"id": 2, "v": 3}]
+    assert _rejected(project) == [
+        (1, ["_record: a field name holds a control character (\\u0000)"])
+    ]

@@ -4,7 +4,7 @@ and their types, and the one parse that extracts every field's text (and JSON)."
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tasks.engine import json_numbers
 from tasks.engine.db import Connection, quote, rows, scalar, texts
@@ -47,13 +47,11 @@ def json_kind_matches(json_text: str, dtype: dt.DataType) -> str:
 
 
 def json_fields(
-    con: Connection, source: str, has_schema: bool, strict: Any, *, long: bool = True
+    con: Connection, source: str, has_schema: bool, *, long: bool = True
 ) -> dict[str, str]:
     """The batch's top-level JSON keys, sorted, each with a DuckDB type to read it as ("" =
-    text); types are inferred only without a schema; no keys when extras are dropped.
-    `long`: a record may hold a number a double does not keep."""
-    if strict == "filter":
-        return {}
+    text); types are inferred only without a schema. `long`: a record may hold a number a
+    double does not keep."""
     objects = f"FROM {source} WHERE {OBJECT}"
     if has_schema:
         keys = rows(con, f"SELECT DISTINCT unnest(try(json_keys(_raw))) {objects}")

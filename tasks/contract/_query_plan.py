@@ -123,13 +123,13 @@ class QueryPlan:
                     f"_record: fields {a!r} and {b!r} differ only in case", f"{pa_} AND {pb}"
                 )
 
-    def reject_present(self, name: str, label: str) -> None:
-        """A field that makes the record holding it invalid, with the error `label`."""
+    def reject_present(self, names: list[str], label: str) -> None:
+        """Fields that make the record holding any of them invalid, with the one error `label`."""
         if self.kind == "json":
-            present = f"__ph_j[{self._path(name)}] IS NOT NULL"
+            present = [f"__ph_j[{self._path(n)}] IS NOT NULL" for n in names]
         else:
-            present = f"{ident(name)} IS NOT NULL"
-        self._flag_present(label, present)
+            present = [f"{ident(n)} IS NOT NULL" for n in names]
+        self._flag_present(label, " OR ".join(present))
 
     def _flag_present(self, label: str, present: str) -> None:
         self.need_json = self.need_json or self.kind == "json"

@@ -31,8 +31,10 @@ class Contract:
         key: str | None = None,
         present: bool = True,
         strict: bool | str | None = None,
+        columns: tuple[str, ...] | None = None,
     ) -> None:
         self._load, self.key, self.present, self._strict = load, key, present, strict
+        self._columns = columns
         self._schema: Any = _UNSET
         self.plans: dict[Any, str] = {}
 
@@ -53,6 +55,14 @@ class Contract:
             schema = self.schema()
             self._strict = schema.strict if schema is not None else False
         return self._strict
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The declared columns' names."""
+        if self._columns is None:
+            schema = self.schema()
+            self._columns = tuple(schema.columns) if schema is not None else ()
+        return self._columns
 
 
 def batch_sql(
@@ -78,8 +88,11 @@ def batch_fields(
     """The batch's own fields and their types ("" = text): the JSON records' keys, or the
     relation's columns. `long`: a JSON record may hold a number a double does not keep."""
     if kind == "json":
-        strict = contract.strict if contract.present else False
-        fields = json_fields(con, source, contract.present, strict, long=long)
+        fields = json_fields(con, source, contract.present, long=long)
+        if contract.present and contract.strict == "filter":
+            # Only a declared column's other spellings count: the rest are dropped. A batch
+            # without one has no fields, so its query is the one every such batch shares.
+            return {k: t for k, t in fields.items() if _misspelled(k, contract.columns)}
         if (name := first_internal(fields)) is not None:
             raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
         return fields
@@ -138,30 +151,50 @@ def _plan(
         plan.checks = _checks.row_checks(schema, ibis.table(plan.dtypes, name=_checks.TYPED))
     for c in cols:
         plan.add_column(c, fields.get(c.name, ""))
-    if strict != "filter":
-        _add_extras(plan, fields, strict is True)
+    _add_extras(plan, fields, strict)
     if schema is not None:
         plan.add_table_rules(schema)
     return plan.sql()
 
 
-def _add_extras(plan: QueryPlan, fields: dict[str, str], strict: bool) -> None:
+def _misspelled(key: str, columns: tuple[str, ...]) -> bool:
+    """Whether `key` is a declared column's name in another case."""
+    return key not in columns and key.lower() in {c.lower() for c in columns}
+
+
+def _add_extras(plan: QueryPlan, fields: dict[str, str], strict: bool | str) -> None:
     """The fields the schema does not declare. DuckDB's names ignore case, so a field spelled
-    like a declared column but for case, or with an empty name, makes its record invalid
-    (rather than its value being lost); an extra field's spellings that differ only by case
-    are one column, named by the first in sort order."""
+    like a declared column but for case makes its record invalid (rather than its value being
+    lost), whatever `strict`; so does one that would be a column but whose name is empty or
+    holds a control character; an extra field's spellings that differ only by case are one
+    column, named by the first in sort order. With `strict: filter` the others are dropped."""
     declared = {n.lower(): n for n in plan.dtypes}
     spellings: dict[str, list[str]] = {}
+    control: dict[str, list[str]] = {}
     for k in sorted(k for k in fields if k not in plan.dtypes):
-        if not k:
-            plan.reject_present(k, "_record: a field has an empty name")
-        elif (column := declared.get(k.lower())) is not None:
-            plan.reject_present(
-                k, f"_record: field {k!r} differs from column {column!r} only in case"
-            )
+        if (column := declared.get(k.lower())) is not None:
+            label = f"_record: field {k!r} differs from column {column!r} only in case"
+            plan.reject_present([k], label)
+        elif strict == "filter":
+            continue
+        elif not k:
+            plan.reject_present([k], "_record: a field has an empty name")
+        elif (c := _control(k)) is not None:
+            control.setdefault(c, []).append(k)
         elif not is_internal(k):  # refused by name before anything lands
             spellings.setdefault(k.lower(), []).append(k)
+    for c, names in sorted(control.items()):
+        plan.reject_present(names, f"_record: a field name holds a control character ({c})")
     for names in spellings.values():
         kinds = {fields[n] for n in names}
         source_type = kinds.pop() if len(kinds) == 1 else ""  # types that disagree: text
-        plan.add_extra(names, source_type, keep=not strict, unknown=strict)
+        plan.add_extra(names, source_type, keep=strict is False, unknown=strict is True)
+
+
+def _control(name: str) -> str | None:
+    """The first control character in `name` (U+0000-U+001F, U+007F) as `\\u0000`, or None:
+    no sink takes it in a column's name as written."""
+    for ch in name:
+        if ch < " " or ch == "\x7f":
+            return f"\\u{ord(ch):04x}"
+    return None

@@ -66,8 +66,12 @@ def contract_of(spec: Spec) -> Contract:
         if len(_CONTRACTS) >= 64:
             _CONTRACTS.clear()
         s = spec.schema_
-        strict = s.strict if s is not None and not isinstance(s, str) else None
-        found = _CONTRACTS[key] = Contract(lambda: pandera_schema(spec), key=key, strict=strict)
+        inline = s if s is not None and not isinstance(s, str) else None
+        strict = inline.strict if inline is not None else None
+        columns = tuple(inline.columns) if inline is not None else None
+        found = _CONTRACTS[key] = Contract(
+            lambda: pandera_schema(spec), key=key, strict=strict, columns=columns
+        )
     return found
 
 
