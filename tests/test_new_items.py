@@ -279,3 +279,67 @@ def test_a_last_line_without_newline_is_read_again_only_if_it_was_partial(
     assert "its last line had no newline when a run read it" in warning
     # ndjson: the partial line went to rejected; csv: its first half parsed (`5,n`) and landed.
     assert _ids(folder) == sorted([*range(7), *([5] if fmt == "csv" else [])])
+
+
+def _names(folder: Path) -> list[tuple[int, str]]:
+    glob = folder / "out/logs/data/**/*.parquet"
+    rows = duckdb.sql(f"SELECT id, name FROM read_parquet('{glob}') ORDER BY id")
+    return [(int(i), str(n)) for i, n in rows.fetchall()]
+
+
+def _lenient(folder: Path) -> Path:
+    spec = folder / "pumps" / "logs.yaml"
+    spec.write_text(spec.read_text().replace("max_invalid_ratio: 0.5", "max_invalid_ratio: 1"))
+    return folder
+
+
+@pytest.mark.reliability(
+    "across runs",
+    "a CSV file that ends inside a record's open quote (`2,\"bob\\n`), then grows with the "
+    'rest of that record and more (`still bob"\\n3,c\\n4,d\\n`)',
+    "the open record is rejected, and once the file grows it is read again from its first "
+    "line and lands whole, with a warning; no row is made of the inside of its quote",
+)
+@pytest.mark.parametrize("rest", ["", ",x"])
+def test_a_csv_record_whose_quote_is_open_at_the_end_is_read_again_when_the_file_grows(
+    tmp_path: Path, rest: str
+) -> None:
+    folder = _lenient(_project(tmp_path))
+    path = folder / "in" / "a.csv"
+    path.write_text("id,name\n1,a\n")
+    if not rest:  # the open record comes in lines appended to a file read before
+        assert _cli(folder)["rows_written"] == 1
+    with path.open("a") as f:
+        f.write('2,"bob\n')
+    first = _cli(folder)
+    assert (first["status"], first["rows_written"], first["rows_rejected"]) == (
+        "ok",
+        1 if rest else 0,
+        1,
+    )
+    with path.open("a") as f:
+        f.write(f'still bob"{rest}\n3,c\n4,d\n')
+    grown = _cli(folder)
+    assert (grown["status"], grown["rows_read"]) == ("ok", 3)
+    (warning,) = grown["warnings"]
+    assert "a CSV record's quote was not closed yet" in warning
+    rejected = sorted((row, raw) for _, row, raw in _rejected(folder))
+    if rest:  # record 2 is whole but three fields wide: rejected as that, not cut into junk
+        assert _names(folder) == [(1, "a"), (3, "c"), (4, "d")]
+        assert rejected == [(3, '2,"bob'), (3, '2,"bob\nstill bob",x')]
+    else:
+        assert _names(folder) == [(1, "a"), (2, "bob\nstill bob"), (3, "c"), (4, "d")]
+        assert rejected == [(3, '2,"bob')]
+    assert _cli(folder)["rows_read"] == 0  # known now: nothing read again
+
+
+def test_a_csv_record_whose_quote_is_never_closed_stays_rejected_once(tmp_path: Path) -> None:
+    folder = _lenient(_project(tmp_path))
+    path = folder / "in" / "a.csv"
+    path.write_text('id,name\n1,a\n2,"bob\n')
+    first = _cli(folder)
+    assert (first["rows_written"], first["rows_rejected"]) == (1, 1)
+    again = _cli(folder)  # the file never grows: the record is not read (nor rejected) again
+    assert (again["status"], again["rows_read"], again["warnings"]) == ("ok", 0, [])
+    assert [(row, raw) for _, row, raw in _rejected(folder)] == [(3, '2,"bob')]
+    assert _names(folder) == [(1, "a")]

@@ -46,7 +46,7 @@ def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str
     read = measuring(file) if isinstance(source, FilesSource) else None
     counts = stage_file(spec, run_dir, index, file, hwm, read)
     if isinstance(source, FilesSource):
-        counts.content = entry_of(source, file, read)
+        counts.content = entry_of(source, file, read, counts.content.get("open_line", 0))
         if file.changed:
             counts.warnings = [*counts.warnings, changed_warning(file)]
         elif file.partial:
@@ -158,6 +158,8 @@ def _stage_batches(
             con.unregister("raw_batch")
             counts.add(stage_checked(con, spec, run, name, hwm))
             progress.emit("rows", batch.table.num_rows)
+            if batch.open_line:  # for stage_input: see tasks/state/known.entry_of
+                counts.content = {"open_line": batch.open_line}
     counts.warnings = heard
     if isinstance(spec.source, HttpSource):
         counts.rest = [page_input(spec.source, point) for point in left]

@@ -65,6 +65,35 @@ def hash_of(source: FilesSource, file: SourceFile) -> str:
     return str(measure(source, file)["hash"])
 
 
+def line_start(source: FilesSource, file: SourceFile, line: int) -> int:
+    """The offset at which the file's line `line` (1-based) starts, counting from
+    `file.start` (whose line is `file.lines` + 1) when it has one."""
+    at, left = file.start, line - 1 - (file.lines if file.start else 0)
+    with _opened(source, file.url) as raw:
+        raw.seek(at)
+        while left > 0 and (data := raw.read(CHUNK)):
+            newlines = data.count(b"\n")
+            if newlines < left:
+                left, at = left - newlines, at + len(data)
+                continue
+            found = -1
+            for _ in range(left):
+                found = data.index(b"\n", found + 1)
+            return at + found + 1
+    return at
+
+
+def same_start(source: FilesSource, file: SourceFile, size: int, ends: str) -> bool:
+    """Whether the file's first `size` bytes are still the ones sampled as `ends`, and are
+    not compressed."""
+    with _opened(source, file.url) as raw:
+        first = raw.read(min(EDGE, size))
+        raw.seek(max(0, size - EDGE))
+        last = raw.read(min(EDGE, size))
+    compressed = any(first.startswith(magic) for magic in MAGIC_CODECS)
+    return not compressed and _ends(first, last) == ends
+
+
 def grew_from(
     source: FilesSource, file: SourceFile, size: int, ends: str
 ) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ from schemas.spec import FilesSource
 from tasks.io.files import is_remote
 from tasks.sources.files.listing import SourceFile, safe_url
 from tasks.sources.files.read import appendable
-from tasks.state._content import Measuring, grew_from, hash_of, measure
+from tasks.state._content import Measuring, grew_from, hash_of, line_start, measure, same_start
 from tasks.state.store import Manifest
 
 
@@ -61,13 +61,19 @@ def files_read(before: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
     return files
 
 
-def entry_of(source: FilesSource, f: SourceFile, read: Measuring | None = None) -> dict[str, Any]:
+def entry_of(
+    source: FilesSource, f: SourceFile, read: Measuring | None = None, open_line: int = 0
+) -> dict[str, Any]:
     """State's entry for a file read to its listed size, its bytes measured (not for a file
     in a store with etags: the etag tells its content); from `read` (see measuring) when it
-    saw them all, else by reading the file again."""
-    content = {}
+    saw them all, else by reading the file again. A CSV file that ends inside the quote of
+    the record on line `open_line` also keeps `open`: where that record starts (offset,
+    lines before it), read again from there if the file grows."""
+    content: dict[str, Any] = {}
     if _measured(f):
         content = (read.result() if read is not None else None) or measure(source, f)
+    if open_line and "ends" in content and appendable(source, f):
+        content["open"] = [line_start(source, f, open_line), open_line - 1]
     return {"size": f.size, "fp": f.fingerprint, **content}
 
 
@@ -85,9 +91,10 @@ def _measured(f: SourceFile) -> bool:
 
 def partial_warning(f: SourceFile) -> str:
     return (
-        f"{safe_url(f.url)}: its last line had no newline when a run read it, and has been "
-        "written on since: that line is read again, whole; as it was read before it is in "
-        "rejected/ or, if it parsed, in an append sink"
+        f"{safe_url(f.url)}: its last line had no newline when a run read it (or a CSV "
+        "record's quote was not closed yet), and has been written on since: that record is "
+        "read again from its start, whole; as it was read before it is in rejected/ or, if "
+        "it parsed, in an append sink"
     )
 
 
@@ -108,6 +115,15 @@ def _grown(source: FilesSource, f: SourceFile, entry: dict[str, Any]) -> SourceF
     size, ends = int(entry["size"]), entry.get("ends")
     if not ends or "lines" not in entry or not 0 < size < f.size or not appendable(source, f):
         return None
+    if "open" in entry:  # it ended inside a CSV record's quote: read again from that record
+        if not same_start(source, f, size, ends):
+            return None
+        start, lines = map(int, entry["open"])
+        return (
+            replace(f, start=start, lines=lines, partial=True)
+            if start
+            else replace(f, partial=True)
+        )
     found = grew_from(source, f, size, ends)
     if found is None:
         return None

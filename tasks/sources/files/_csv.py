@@ -17,7 +17,7 @@ from schemas.errors import DataError
 from schemas.spec import CsvOptions, FilesSource
 from tasks.engine import db as _duckdb
 from tasks.internal import is_internal, problem
-from tasks.sources.files._csvblocks import CsvBlocks, Unfinished
+from tasks.sources.files._csvblocks import CsvBlocks, Unfinished, is_open
 from tasks.sources.files._csvquotes import Quotes
 from tasks.sources.files.listing import SourceFile, safe_url
 from tasks.sources.files.stream import SUFFIX_CODECS, replayed
@@ -164,6 +164,13 @@ def csv_groups(
         size += k
     if rows:
         yield rows, raws, bad, columns
+
+
+def open_at(group: Group) -> int:
+    """The line (of what was read) on which the group's last record starts if the file ends
+    inside its quote (such a record runs to the file's end); 0 if not."""
+    rows, _, bad, _ = group
+    return rows[-1] if rows and is_open(bad.get(len(rows) - 1)) else 0
 
 
 def _csv_rows(blocks: CsvBlocks, opts: CsvOptions) -> Iterator[Record]:

@@ -15,6 +15,16 @@ _LINE = re.compile(r"[^\n]*\n|[^\n]+")
 _LINE_BYTES = re.compile(rb"[^\n]*\n|[^\n]+")
 
 
+# How the error of a record whose quote the file ends inside begins (see is_open).
+UNCLOSED = "not valid CSV: the quote opened on line"
+
+
+def is_open(error: str | None) -> bool:
+    """Whether a record's error says the file ended inside its quote: the producer may not
+    have finished writing it (a file that grows is read again from its start)."""
+    return bool(error) and str(error).startswith(UNCLOSED)
+
+
 class Unfinished(Exception):
     """csv.reader is inside a quoted field that cannot be read through: the record in
     progress outgrew the limit, or the file ended with the quote open (which csv.reader,
@@ -93,8 +103,7 @@ class CsvBlocks:
         error = too_big(size, self.limit) if size > self.limit else None
         if state == QUOTED:
             unclosed = (
-                f"not valid CSV: the quote opened on line {opened} is never closed, so the "
-                "record runs to the end of the file"
+                f"{UNCLOSED} {opened} is never closed, so the record runs to the end of the file"
             )
             error = f"{unclosed}; {error}" if error else unclosed
         assert error is not None  # cut only for a record over the limit or unclosed

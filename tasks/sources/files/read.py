@@ -20,7 +20,13 @@ from schemas.errors import DataError, SpecError
 from schemas.loader import resolve, resolve_mapping
 from schemas.spec import FORMATS, FilesSource, Limits, source_format
 from tasks.internal import RECORD, refuse
-from tasks.sources.files._csv import csv_groups, csv_options, csv_records, sniffed_delimiter
+from tasks.sources.files._csv import (
+    csv_groups,
+    csv_options,
+    csv_records,
+    open_at,
+    sniffed_delimiter,
+)
 from tasks.sources.files._csv import first_line_problem as first_line_problem  # for validate
 from tasks.sources.files._json import json_records, ndjson_groups
 from tasks.sources.files._jsonsplit import JsonSplitter as _JsonSplitter  # noqa: F401  (tests use this name)
@@ -48,6 +54,9 @@ class Batch:
     kind: Literal["json", "columns"]
     seq: int  # 0-based batch number within this file
     source_bytes: int  # compressed bytes of the file this batch covers (approximate)
+    # The file's line on which its last record starts, when the file ends inside that CSV
+    # record's quote (rejected, and read again from there if the file grows); else 0.
+    open_line: int = 0
 
 
 def read_batches(
@@ -179,7 +188,9 @@ def _text_batches(
             batch = batch.set_column(1, "_row", pc.add(batch.column(1), before))
         # The compressed position runs ahead by a read buffer, so this is approximate;
         # after the last batch it is the whole file.
-        yield Batch(batch, "columns" if fmt == "csv" else "json", seq, counted.count - done)
+        opened = open_at(group) if fmt == "csv" else 0
+        kind: Literal["json", "columns"] = "columns" if fmt == "csv" else "json"
+        yield Batch(batch, kind, seq, counted.count - done, opened + before if opened else 0)
         done = counted.count
 
 
