@@ -570,6 +570,41 @@ def test_schema_evolution_and_lossy_drift_in_a_run(project: Path) -> None:
     assert [r["updated_at"].isoformat() for r in got] == ["2026-03-11T00:00:00+00:00"]
 
 
+CASE_SPEC = """\
+name: orders
+source: {type: files, url: ./src/, format: ndjson}
+sink: {type: delta, url: ./wh/r2, mode: MODE}
+"""
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(
+    ("mode", "table", "later", "third"),
+    [
+        ("append", "a", "A", '{"id":3,"A":3}'),
+        ("merge, key: [id]", "A", "a", '{"id":1,"a":9}'),  # run 3 updates id 1
+    ],
+)
+def test_a_field_spelled_in_another_case_lands_in_the_tables_column(
+    project: Path, mode: str, table: str, later: str, third: str
+) -> None:
+    """A field spelled `a` by one run and `A` by a later one (the run's columns are not
+    case-sensitive) lands in the table's column, under the table's spelling; was: every
+    later run failed with deltalake's "Duplicate field name (case-insensitive)"."""
+    (project / SPEC).write_text(CASE_SPEC.replace("MODE", mode))
+    (project / "src").mkdir()
+    (project / "src" / "1.ndjson").write_text(f'{{"id":1,"{table}":1}}\n')
+    _run()
+    (project / "src" / "2.ndjson").write_text(f'{{"id":2,"{later}":2}}\n')
+    _run()
+    (project / "src" / "3.ndjson").write_text(third + "\n")
+    _run()
+    data = DeltaTable("wh/r2").to_pyarrow_table()
+    assert [n for n in data.column_names if n.lower() == "a"] == [table]
+    got = dict(zip(data.column("id").to_pylist(), data.column(table).to_pylist(), strict=True))
+    assert got == ({1: 1, 2: 2, 3: 3} if mode == "append" else {1: 9, 2: 2})
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_query_compact_and_full_refresh(project: Path) -> None:
     """`pumphouse query` reads the table and its rejected rows; `compact` merges the small

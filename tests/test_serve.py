@@ -207,9 +207,10 @@ def test_bodies_the_run_could_not_land_get_400_store_nothing_and_keep_no_key(
     project: Path,
 ) -> None:
     """Nesting deeper than the parser can follow (was a 500, a RecursionError in the log), a
-    lone surrogate (was a 500 and a reset), an empty key and keys equal ignoring case (were
-    202, then every run failed): each is a 400 naming where, nothing is stored, its key is
-    not kept (the same key with a good body is stored), and the log has no traceback."""
+    lone surrogate (was a 500 and a reset), an empty key, keys equal ignoring case and a key
+    holding a control character (were 202, then every run failed): each is a 400 naming
+    where, nothing is stored, its key is not kept (the same key with a good body is stored),
+    and the log has no traceback."""
     (project / "pumps" / "partner.yaml").write_text(SPEC.format(rate=1000).replace("1KiB", "64KiB"))
     deep = "[" * 256 + "1.5" + "]" * 256  # 256 levels inside the record: 257 in all
     bad = [
@@ -220,6 +221,8 @@ def test_bodies_the_run_could_not_land_get_400_store_nothing_and_keep_no_key(
         ("ndjson", '{"n": 1}\n{"n": 2, "y": ["\\udc00"]}'),
         ("json", '{"n": 1, "": 2}'),
         ("json", '[{"n": 1}, {"n": 2, "Name": "a", "name": "b"}]'),
+        ("json", '{"id": 22, "a\\u0000": 1, "a": 3}'),
+        ("ndjson", '{"n": 1}\n{"n": 2, "del\\u007f": 2}'),
     ]
     good = [
         {"n": 1, "x": json.loads(deep[2:-2])},  # in an array: 256 levels, the most there may be
@@ -255,6 +258,8 @@ def test_bodies_the_run_could_not_land_get_400_store_nothing_and_keep_no_key(
               "field a name"),
         (400, "item 2: keys 'Name' and 'name' differ only in case; the run's columns are not "
               "case-sensitive, so rename one of them"),
+        (400, "item 1: key 'a\\u0000' holds a control character; rename it"),
+        (400, "line 2: key 'del\\u007f' holds a control character; rename it"),
     ]  # fmt: skip
     assert buffered(project) == good * len(bad)
     log = (project / "serve.log").read_text()

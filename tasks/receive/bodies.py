@@ -7,9 +7,10 @@ printed object is still one line of the buffer's ndjson. Numbers are kept as wri
 (a decimal is never passed through a double). What the run could not land faithfully is
 refused here, where the sender hears it, rather than by every later run of the pump: a key
 that repeats in one record, two keys of a record equal ignoring case (the run's columns are
-not case-sensitive), an empty key, a field named like one of pumphouse's own columns, text
-with a lone surrogate escape (not UTF-8), and nesting deeper than MAX_DEPTH, which is
-checked before parsing, so no body can exhaust the parser's stack.
+not case-sensitive), an empty key, a key holding a control character (U+0000-U+001F,
+U+007F), a field named like one of pumphouse's own columns, text with a lone surrogate
+escape (not UTF-8), and nesting deeper than MAX_DEPTH, which is checked before parsing, so
+no body can exhaust the parser's stack.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MAX_DEPTH = 256
 # A string (skipped; an unclosed one ends with its line) or a bracket.
 _TOKEN = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"?|[\[\]{}]')
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class BodyError(ValueError):
@@ -126,6 +128,9 @@ def _an_object(value: Any, where: str) -> dict[str, Any]:
             f'{where}: a key is empty (""); the run names a column by its key, so give '
             "each field a name"
         )
+    if _CONTROL.search("".join(value)):
+        key = next(k for k in value if _CONTROL.search(k))
+        raise BodyError(f"{where}: key {_escaped(key)} holds a control character; rename it")
     if len({k.lower() for k in value}) < len(value):
         seen: dict[str, str] = {}
         for key in value:
@@ -135,6 +140,11 @@ def _an_object(value: Any, where: str) -> dict[str, Any]:
                     "columns are not case-sensitive, so rename one of them"
                 )
     return value
+
+
+def _escaped(key: str) -> str:
+    """`key` quoted, each control character written as its JSON escape (\\u0000)."""
+    return "'" + _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", key) + "'"
 
 
 def _too_deep(text: str) -> int | None:

@@ -10,7 +10,7 @@ without order_by) every row ties: an upsert. The predicates are DataFusion SQL o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from schemas.spec import Dedup, Spec
 from tasks.engine.db import ident  # DataFusion quotes identifiers as DuckDB does
@@ -27,12 +27,14 @@ def match_predicate(keys: Sequence[str], null_safe: bool) -> str:
     return " AND ".join(f"t.{ident(k)} {op} s.{ident(k)}" for k in keys)
 
 
-def update_predicate(dedup: Dedup | None) -> str | None:
-    """When a matched source row replaces the table row: None = always, NEVER = never."""
+def update_predicate(dedup: Dedup | None, spelled: Callable[[str], str] = str) -> str | None:
+    """When a matched source row replaces the table row: None = always, NEVER = never.
+    `spelled` gives the table's spelling of a column name (it may differ in case)."""
     keep = dedup.keep if dedup else "latest"
     if dedup is None or dedup.order_by is None:
         return None if keep == "latest" else NEVER
-    s, t = f"s.{ident(dedup.order_by)}", f"t.{ident(dedup.order_by)}"
+    order_by = ident(spelled(dedup.order_by))
+    s, t = f"s.{order_by}", f"t.{order_by}"
     if keep == "latest":
         return f"({s} >= {t} OR {t} IS NULL)"  # s NULL vs t not NULL: NULL -> no update
     return f"({s} < {t} OR ({t} IS NULL AND {s} IS NOT NULL))"

@@ -3,6 +3,8 @@ and checked against the table's own schema (schema evolution and lossy drift).
 
 Timestamps become UTC (`timestamp`, not `timestamp_ntz`, which older readers do not know).
 A new column is added to the table; a column whose type would narrow or change is an error.
+A run's column equal to a table column but for case lands in it, under the table's spelling
+(the run's columns are not case-sensitive; Delta refuses two names equal ignoring case).
 """
 
 from __future__ import annotations
@@ -59,12 +61,20 @@ def select_list(columns: Sequence[tuple[str, str]]) -> str:
 
 @dataclass(frozen=True)
 class Fit:
-    """How a run's columns go into the table: casts (widening only) and whether the schema grows."""
+    """How a run's columns go into the table: renames (to the table's spelling of a name),
+    casts (widening only) and whether the schema grows."""
 
-    casts: dict[str, pa.DataType] = field(default_factory=dict)
+    renames: dict[str, str] = field(default_factory=dict)  # run's name -> table's
+    casts: dict[str, pa.DataType] = field(default_factory=dict)  # by the table's name
     schema_changes: bool = False  # the run adds columns or lacks some of the table's
 
+    def name(self, column: str) -> str:
+        """The table's spelling of the run's `column`."""
+        return self.renames.get(column, column)
+
     def apply(self, data: pa.Table) -> pa.Table:
+        if self.renames:
+            data = data.rename_columns([self.name(n) for n in data.column_names])
         for name, to in self.casts.items():
             i = data.schema.get_field_index(name)
             data = data.set_column(i, pa.field(name, to), data.column(i).cast(to))
@@ -86,20 +96,28 @@ def fit(
             f"{_names(table_partitions)}, or rebuild the table with `pumphouse run SPEC --full-refresh`"
         )
     have = {f.name: f.type for f in table}
+    spelled = {name.lower(): name for name in have}
+    renames = {
+        f.name: spelled[f.name.lower()]
+        for f in data
+        if f.name not in have and f.name.lower() in spelled
+    }
     casts: dict[str, pa.DataType] = {}
     for f in data:
-        old = have.get(f.name)
+        name = renames.get(f.name, f.name)
+        old = have.get(name)
         if old is None or old == f.type or _same(old, f.type):
             continue
         if not _widens(f.type, old):
             raise DataError(
-                f"column {f.name!r} is {delta_name(old)} in the Delta table at {where} but "
+                f"column {name!r} is {delta_name(old)} in the Delta table at {where} but "
                 f"{delta_name(f.type)} in this run; writing it would lose data or change the "
                 f"table's type. Fix: {_fix(old)}, or rebuild the table with "
                 "`pumphouse run SPEC --full-refresh`"
             )
-        casts[f.name] = old
-    return Fit(casts=casts, schema_changes=set(data.names) != have.keys())
+        casts[name] = old
+    names = {renames.get(n, n) for n in data.names}
+    return Fit(renames=renames, casts=casts, schema_changes=names != have.keys())
 
 
 def delta_name(t: pa.DataType) -> str:

@@ -176,7 +176,7 @@ def _commit_batch(
             commit_properties=commit,
         )
     elif sink.mode == "merge":
-        keys = spec.merge_key
+        keys = [fit.name(key) for key in spec.merge_key]
         null_keys = any(data.column(key).null_count for key in keys)
         merger = dt.merge(
             data,
@@ -187,7 +187,7 @@ def _commit_batch(
             streamed_exec=False,  # the batch is in memory: let deltalake prune by its key range
             commit_properties=commit,
         )
-        update = _delta_merge.update_predicate(spec.transform.dedup)
+        update = _delta_merge.update_predicate(spec.transform.dedup, fit.name)
         if update != _delta_merge.NEVER:
             merger = merger.when_matched_update_all(predicate=update)
         merger.when_not_matched_insert_all().execute()
