@@ -33,7 +33,7 @@ PID_FILE = "server.pid"  # Prefect's own name: `prefect server stop` reads it
 USE_FILE = "pumphouse-server.use"  # each run holds a shared lock on it, and touches it
 DEFAULT_PORT = 4200  # Prefect's
 DEFAULT_IDLE = 600.0
-START_TIMEOUT = 120.0
+START_TIMEOUT = 300.0  # a bound on a hang: a first start on a busy machine can take minutes
 _HELD: list[Any] = []  # this process's lock on USE_FILE, held until it exits
 
 
@@ -172,7 +172,8 @@ def _wait(url: str, pid: int, home: Path) -> str:
             break
         time.sleep(0.2)
     raise PumpError(
-        f"the local Prefect server ({url}) did not start; see {home / 'pumphouse-server.log'}, "
+        f"the local Prefect server ({url}) did not start within {START_TIMEOUT:g} s; see "
+        f"{home / 'pumphouse-server.log'}, "
         "or set PREFECT_API_URL to a running server"
     )
 
