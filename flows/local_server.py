@@ -165,16 +165,17 @@ def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
 
 def _wait(url: str, pid: int, home: Path) -> str:
     deadline = time.monotonic() + START_TIMEOUT
+    why = f"did not start within {START_TIMEOUT:g} s"
     while time.monotonic() < deadline:
         if serves(url, home):
             return url
-        if not _alive(pid):
+        if not _alive(pid):  # e.g. another server took the port first
+            why = "stopped while starting"
             break
         time.sleep(0.2)
     raise PumpError(
-        f"the local Prefect server ({url}) did not start within {START_TIMEOUT:g} s; see "
-        f"{home / 'pumphouse-server.log'}, "
-        "or set PREFECT_API_URL to a running server"
+        f"the local Prefect server ({url}) {why}; see {home / 'pumphouse-server.log'}, run "
+        "again, or set PREFECT_API_URL to a running server"
     )
 
 

@@ -967,6 +967,7 @@ def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_se
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("first_local_server")  # see tests/test_local_server.py
 def test_run_works_on_prefects_embedded_default(project: Path, tmp_path_factory: Any) -> None:
     records = write_orders(project / "in", files=2, rows=60, seed=23)
     (project / "pumps" / "orders.yaml").write_text(spec_text())

@@ -18,7 +18,10 @@ from tests._http_servers import Answer, App, Seen, serve
 from tests.conftest import PUMPHOUSE
 from tests.data import spec_text, write_orders
 
-pytestmark = pytest.mark.slow
+# A first run starts its server on Prefect's port 4200 when that is free: two such runs at
+# once on two xdist workers would race for it. These tests (and test_cli's embedded-default
+# one) run on one worker, one after another.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("first_local_server")]
 
 
 def _run(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
