@@ -105,10 +105,22 @@ def ensure_server(home: Path, say: object = None) -> str:
                 f"starting a local Prefect server at {url[:-4]} for this and later runs "
                 "(stop it with `prefect server stop`)"
             )
-        proc = _start(home, port)
-        (home / PID_FILE).write_text(str(proc.pid))
-        (home / RECORD).write_text(json.dumps({"url": url, "pid": proc.pid}))
-        return _wait(url, proc.pid, home)
+        try:
+            return _started(home, port, url)
+        except Stopped:  # a first start can fail by itself (seen under load): once more
+            port = _any_port()
+            return _started(home, port, f"http://127.0.0.1:{port}/api")
+
+
+class Stopped(PumpError):
+    """The server stopped while starting."""
+
+
+def _started(home: Path, port: int, url: str) -> str:
+    proc = _start(home, port)
+    (home / PID_FILE).write_text(str(proc.pid))
+    (home / RECORD).write_text(json.dumps({"url": url, "pid": proc.pid}))
+    return _wait(url, proc.pid, home)
 
 
 def healthy(url: str) -> bool:
@@ -173,7 +185,8 @@ def _wait(url: str, pid: int, home: Path) -> str:
             why = "stopped while starting"
             break
         time.sleep(0.2)
-    raise PumpError(
+    error = Stopped if why == "stopped while starting" else PumpError
+    raise error(
         f"the local Prefect server ({url}) {why}; see {home / 'pumphouse-server.log'}, run "
         "again, or set PREFECT_API_URL to a running server"
     )
