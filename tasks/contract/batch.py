@@ -92,7 +92,9 @@ def batch_fields(
         if contract.present and contract.strict == "filter":
             # Only a declared column's other spellings count: the rest are dropped. A batch
             # without one has no fields, so its query is the one every such batch shares.
-            return {k: t for k, t in fields.items() if _misspelled(k, contract.columns)}
+            declared = set(contract.columns)
+            lowered = {c.lower() for c in declared}
+            return {k: t for k, t in fields.items() if k not in declared and k.lower() in lowered}
         if (name := first_internal(fields)) is not None:
             raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
         return fields
@@ -155,11 +157,6 @@ def _plan(
     if schema is not None:
         plan.add_table_rules(schema)
     return plan.sql()
-
-
-def _misspelled(key: str, columns: tuple[str, ...]) -> bool:
-    """Whether `key` is a declared column's name in another case."""
-    return key not in columns and key.lower() in {c.lower() for c in columns}
 
 
 def _add_extras(plan: QueryPlan, fields: dict[str, str], strict: bool | str) -> None:
