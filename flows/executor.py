@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
@@ -26,6 +26,7 @@ from schemas.spec import Spec
 from tasks.run import progress
 from tasks.run.steps import stage_task
 from tasks.run.summary import Counts
+from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
 from tasks.staging.stage import one_engine
 
@@ -86,11 +87,11 @@ class Stager:
         self._runner = runner  # a started DaskTaskRunner; None: the flow's own task runner
         self._where: dict[int, tuple[str, str]] = {}  # index -> (staged at, input URL)
 
-    def submit(self, index: int, file: dict[str, Any], hwm: str | None) -> PrefectFuture[Counts]:
+    def submit(self, index: int, file: Input, hwm: str | None) -> PrefectFuture[Counts]:
         if self._runner is None:
             return stage_task.submit(self.spec, self.run_dir, index, file, hwm)
         where = staging.target(self.run_dir, index)
-        self._where[index] = (where, str(file["url"]))
+        self._where[index] = (where, file.url)
         params = {"spec": self.spec, "run_dir": where, "index": index, "file": file, "hwm": hwm}
         future: PrefectFuture[Counts] = self._runner.submit(stage_task, params)
         return future

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -30,7 +31,7 @@ from tasks.run.load import keep_rejected, spec_culprit
 from tasks.run.steps import commit_task, load_task, masked, plan_task
 from tasks.run.summary import Counts, Summary, located
 from tasks.sinks import registry as sinks
-from tasks.sources.files.listing import nothing_listed
+from tasks.sources.files.listing import SourceFile, nothing_listed
 from tasks.staging import folder as staging
 from tasks.state.store import Manifest, StateStore
 from tasks.transform.window import widened
@@ -115,7 +116,7 @@ def _locked_run(
         _freeze(store, manifest, summary.counts)
         faults.point("staged")
     elif store.staged_here(manifest.run_id):
-        summary.counts = Counts(**manifest.staged)
+        summary.counts = Counts.from_dict(manifest.staged)
     else:
         with summary.step("stage"):
             summary.counts = _restage(spec, store, manifest, run_dir, run_on)
@@ -197,8 +198,8 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
         i = pending.pop(fut)
         done[i] = stage.result(fut, i)
         total.add(done[i])
-        if done[i].content:  # for the commit: what state keeps of the file
-            manifest.inputs[i] = {**manifest.inputs[i], "read": done[i].content}
+        if done[i].content and isinstance(file := manifest.inputs[i], SourceFile):
+            manifest.inputs[i] = replace(file, read=done[i].content)  # state keeps it at commit
         faults.point("staged_file")
     # What the row limit let in; the rest goes first in the next run (tasks/run/plan.py).
     left = [f for i, f in enumerate(manifest.inputs) if i not in done]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from schemas.loader import parse_spec
 from tasks.run.load import load_run
 from tasks.sources.files.listing import SourceFile
+from tasks.sources.inputs import Input, input_json, input_of
 from tests._http_servers import PagedAPI, api_spec, serve
 from tests.conftest import examples
 from tests.data import landed
@@ -119,7 +120,7 @@ def test_a_resumed_run_orders_by_the_modification_times_frozen_at_its_start(
     _write(project / "in" / "a.ndjson", [(1, 5)], 1_700_000_600.0)
     spec = SPEC.format(src="./in/", out="./out/fix", keep="latest")
     manifest, _ = plan_run(parse_spec(spec), StateStore("fix"))  # a run killed after planning
-    assert {Path(f["url"]).name: f["mtime"] for f in manifest.inputs} == {
+    assert {Path(f.url).name: f.mtime for f in manifest.inputs if isinstance(f, SourceFile)} == {
         "a.ndjson": 1_700_000_600.0,
         "b.ndjson": 1_700_000_000.0,
     }
@@ -147,9 +148,9 @@ def test_a_delta_merge_without_dedup_keeps_the_later_arrival_per_key(project: Pa
 
 def test_a_manifest_from_before_modification_times_still_loads() -> None:
     old = {"url": "/in/a.ndjson", "size": 3, "fingerprint": "3:1.5"}
-    f = SourceFile.from_dict(old)
-    assert f.mtime == 0.0
-    assert SourceFile.from_dict(f.to_dict()) == f
+    f = input_of(old)
+    assert isinstance(f, SourceFile) and f.mtime == 0.0
+    assert input_of(input_json(f)) == f
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -221,11 +222,11 @@ def test_the_load_keeps_the_row_the_contracts_arrival_rule_keeps(
         spec = parse_spec(SPEC.format(src=str(root / "in"), out=str(out), keep=keep))
         run = root / "run"
         (run / "valid").mkdir(parents=True)
-        inputs = []
+        inputs: list[Input] = []
         # Staged as the stage step leaves them: one parquet per file, lineage `_source`, `_row`.
         for n, (path, (mtime, rows)) in enumerate(sorted(data.items())):
             url = str(root / "in" / f"{path}.ndjson")
-            inputs.append({**SourceFile(url, 1, "x", mtime).to_dict()})
+            inputs.append(SourceFile(url, 1, "x", mtime))
             if rows:
                 table = pa.table(
                     {

@@ -20,6 +20,7 @@ from schemas.secrets import redact
 from schemas.spec import HttpSource, Limits
 from tasks.io.http import Manners, backoff, retry_after, safe_url
 from tasks.sources.http import (
+    PageInput,
     Resume,
     cursor_value,
     page_input,
@@ -28,6 +29,7 @@ from tasks.sources.http import (
     resume_of,
     resumed,
 )
+from tasks.sources.inputs import input_json, input_of
 from tests._http_servers import (
     Answer,
     App,
@@ -197,13 +199,16 @@ def test_a_resume_point_is_for_the_source_the_spec_had_when_it_was_left(
     src = source("https://api.example.com", paginate="next_url")
     point = Resume("https://api.example.com/v1/orders?after=21", 3)
     held = page_input(src, point)
-    assert resume_of(src, held["url"], held["fingerprint"]) == point
-    assert resume_of(src, src.url, page_input(src)["fingerprint"]) is None  # the first page
-    # A point left before paginate had total_path and has_more_path is still this source's.
-    before = "resume:3:da097468753b7d52"
-    assert resume_of(src, point.url, before) == point
+    assert resume_of(src, held) == point
+    assert resume_of(src, page_input(src)) is None  # the first page
+    # A point left before paginate had total_path and has_more_path is still this source's
+    # (and, before records were counted, it has none: read as 0).
+    old = {"kind": "http", "url": point.url, "size": 0, "fingerprint": "resume:3:da097468753b7d52"}
+    before = input_of(old)
+    assert isinstance(before, PageInput)
+    assert resume_of(src, before) == dataclasses.replace(point, records=None)
     changed = source("https://api.example.com", paginate="next_url", records="items")
-    assert resume_of(changed, held["url"], held["fingerprint"]) is None
+    assert resume_of(changed, held) is None
     assert caplog.records[-1].getMessage() == (
         "https://api.example.com/v1/orders: the run before stopped at "
         "limits.max_rows_per_run, and source has changed since; this run reads from the "
@@ -465,8 +470,8 @@ def test_a_run_stopped_at_max_rows_per_run_goes_on_counting_toward_total_path() 
     url = f"{base}/v1/orders?limit=20&page="
     assert points == [Resume(f"{url}4", 3, 21), Resume(f"{url}7", 6, 42)]
     assert len(app.seen) == 8  # the count reaches meta.total on the last page: no empty one
-    held = page_input(src, points[0])
-    assert resume_of(src, held["url"], held["fingerprint"]) == points[0]
+    held = input_of(json.loads(json.dumps(input_json(page_input(src, points[0])))))
+    assert isinstance(held, PageInput) and resume_of(src, held) == points[0]
 
 
 # ---------------------------------------------------------------- the cursor

@@ -22,6 +22,7 @@ from schemas.errors import DataError, SpecError
 from schemas.spec import FilesSource, Limits
 from tasks.sources.files.listing import SourceFile, list_files, nothing_listed
 from tasks.sources.files.read import Batch, _JsonSplitter, read_batches
+from tasks.sources.inputs import input_json, input_of
 from tests.conftest import examples
 
 # ---------------------------------------------------------------- helpers
@@ -186,7 +187,7 @@ def test_fingerprint_changes_when_the_file_changes(tmp_path: Path) -> None:
 
 def test_source_file_round_trips_through_json() -> None:
     f = SourceFile(url="s3://b/k.ndjson", size=12, fingerprint="abc")
-    assert SourceFile.from_dict(json.loads(json.dumps(f.to_dict()))) == f
+    assert input_of(json.loads(json.dumps(input_json(f)))) == f
 
 
 # ---------------------------------------------------------------- ndjson

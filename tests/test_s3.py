@@ -399,6 +399,7 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tasks.run.plan import plan_run
+    from tasks.sources.files.listing import SourceFile
     from tasks.state.store import Committed, StateStore
 
     fs.pipe({f"{bucket}/in/d{i % 3}/f{i:05d}.ndjson": b'{"order_id": 1}\n' for i in range(1205)})
@@ -412,12 +413,13 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
         listings = [line for line in proxy.traffic.lines if "list-type=2" in line]
     assert len(listings) >= 2  # S3 pages at 1,000 keys: the listing followed the token
     assert not resumed and len(manifest.inputs) == 1205
-    assert [f["url"] for f in manifest.inputs] == sorted(
+    assert [f.url for f in manifest.inputs] == sorted(
         f"s3://{bucket}/in/d{i % 3}/f{i:05d}.ndjson" for i in range(1205)
     )
     etag = fs.info(f"{bucket}/in/d0/f00000.ndjson")["ETag"].strip('"')
-    assert {f["fingerprint"] for f in manifest.inputs} == {f"{etag}:16"}
-    store.commit(Committed(files={f["url"]: f["fingerprint"] for f in manifest.inputs}), {})
+    files = [f for f in manifest.inputs if isinstance(f, SourceFile)]
+    assert {f.fingerprint for f in files} == {f"{etag}:16"}
+    store.commit(Committed(files={f.url: f.fingerprint for f in files}), {})
     fs.pipe(
         {
             f"{bucket}/in/d1/f99999.ndjson": b'{"order_id": 2}\n',  # new
@@ -427,7 +429,7 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
     with FaultProxy(moto_server) as proxy:
         spec = parse_spec(s3_spec(bucket, proxy.url).replace('"*.ndjson"', '"**/*.ndjson"'))
         manifest, _ = plan_run(spec, store)
-    assert [f["url"] for f in manifest.inputs] == [
+    assert [f.url for f in manifest.inputs] == [
         f"s3://{bucket}/in/d0/f00003.ndjson",
         f"s3://{bucket}/in/d1/f99999.ndjson",
     ]

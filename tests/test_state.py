@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import BusyError, PumpError
+from tasks.sources.files.listing import SourceFile
 from tasks.state.store import Committed, Manifest, StateStore
 
 
@@ -20,7 +21,7 @@ def test_commit_then_read_back_and_manifest_goes(project: Path) -> None:
         Manifest(
             run_id="r1",
             started_at=1.0,
-            inputs=[{"url": "a", "size": 1, "fingerprint": "f"}],
+            inputs=[SourceFile("a", 1, "f")],
             hwm_before=None,
         )
     )

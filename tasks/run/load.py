@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -17,7 +16,8 @@ from tasks.internal import LINEAGE
 from tasks.run import deadline
 from tasks.sinks import registry as sinks
 from tasks.sinks.load import Load
-from tasks.sources.files.listing import safe_url
+from tasks.sources.files.listing import SourceFile, safe_url
+from tasks.sources.inputs import Input
 from tasks.staging.exact_union import refuse_rounding
 from tasks.transform.sql import (
     ARRIVAL_KEY,
@@ -53,7 +53,7 @@ def load_run(
     state: str = ".",
     window: Window | None = None,
     leaves_rest: bool = False,
-    inputs: Sequence[Mapping[str, Any]] = (),
+    inputs: Sequence[Input] = (),
 ) -> Loaded:
     """Write the run's rows and rejected rows to the sink; idempotent for the same run.
     The mark after it is the newest cursor loaded, never below `hwm_floor` (the mark before).
@@ -149,13 +149,13 @@ def _fresh(
 
 
 def _ranks(
-    con: Connection, spec: Spec, staged: str, inputs: Sequence[Mapping[str, Any]]
+    con: Connection, spec: Spec, staged: str, inputs: Sequence[Input]
 ) -> dict[str, int] | None:
     """Each staged file's rank in arrival order, by the modification times the run froze
     (a manifest from before them: 0.0, so by URL); None for an http source (see keyed_sql)."""
     if isinstance(spec.source, HttpSource):
         return None
-    frozen = {str(f["url"]): float(f.get("mtime") or 0.0) for f in inputs}
+    frozen = {f.url: f.mtime if isinstance(f, SourceFile) else 0.0 for f in inputs}
     sources = [s for (s,) in con.sql(f"SELECT DISTINCT _source FROM {staged}").fetchall()]
     unknown = sorted(s for s in sources if s not in frozen)
     if unknown:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 from schemas.spec import FilesSource, HttpSource, Spec
 from tasks.run.as_started import frozen_of
 from tasks.sinks import registry as sinks
-from tasks.sources.files.listing import list_files
-from tasks.sources.http import page_input
+from tasks.sources.files.listing import SourceFile, list_files
+from tasks.sources.http import PageInput, page_input
+from tasks.sources.inputs import Input
 from tasks.state.known import unread
 from tasks.state.store import Committed, Manifest, StateStore
 from tasks.transform.window import later, since
@@ -77,9 +79,7 @@ def plan_run(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     return manifest, False
 
 
-def _inputs(
-    spec: Spec, committed: Committed
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def _inputs(spec: Spec, committed: Committed) -> tuple[list[Input], dict[str, dict[str, Any]]]:
     """The run's inputs: the files to read, or for an http source the one endpoint (its
     pages are not known before they are read; the frozen cursor fixes what they hold);
     and the entries of files known already that state should hold anew (see tasks/state/known)."""
@@ -92,48 +92,49 @@ def _inputs(
     files, known = list_files(source), dict[str, dict[str, Any]]()
     if source.new_files_only:
         files, known = unread(source, files, committed.files)
-    return [f.to_dict() for f in files], known
+    return list(files), known
 
 
 def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
     """Give the interrupted run's files the size and fingerprint they have now: it reads
     them as they are now, and what it commits must say so (else the next run would read a
     file it has loaded again). A file since removed is left out. The modification time
-    stays as the run froze it: it orders the run's rows. True if any changed."""
+    stays as the run froze it (unless it has none: a manifest from before them): it orders
+    the run's rows. True if any changed."""
     if isinstance(spec.source, HttpSource) or not manifest.inputs:
         return False
     assert isinstance(spec.source, FilesSource)  # a webhook source runs as files
-    frozen = {f["url"]: f["mtime"] for f in manifest.inputs if "mtime" in f}
-    listed = [f.to_dict() for f in list_files(spec.source)]
-    listed = [{**f, "mtime": frozen.get(f["url"], f["mtime"])} for f in listed]
-    fresh = _as_now(manifest.inputs, listed)
+    files = [f for f in manifest.inputs if isinstance(f, SourceFile)]
+    frozen = {f.url: f.mtime for f in files}
+    listed = [replace(f, mtime=frozen.get(f.url) or f.mtime) for f in list_files(spec.source)]
+    fresh: list[Input] = list(_as_now(files, listed))
     changed = fresh != manifest.inputs
     manifest.inputs = fresh
     return changed
 
 
-def _still_there(
-    rest: list[dict[str, Any]], listed: list[dict[str, Any]], http: bool
-) -> list[dict[str, Any]]:
+def _still_there(rest: list[Input], listed: list[Input], http: bool) -> list[Input]:
     """What a run stopped at max_rows_per_run left that is still there, as it is now: a
     file since removed is not asked for, one since changed is read as it is now (against
     the same mark). An http source's resume point stays while the source is http (see
     `resume_of` for a source changed since)."""
     if http:
-        return [f for f in rest if f.get("kind") == "http"]
-    return _as_now([f for f in rest if f.get("kind") != "http"], listed)
+        return [f for f in rest if isinstance(f, PageInput)]
+    files = [f for f in listed if isinstance(f, SourceFile)]
+    return list(_as_now([f for f in rest if isinstance(f, SourceFile)], files))
 
 
-def _as_now(inputs: list[dict[str, Any]], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _as_now(inputs: list[SourceFile], listed: list[SourceFile]) -> list[SourceFile]:
     """`inputs` as `listed` has them now (size, fingerprint); those not listed left out. A
     grown file is still read from where the frozen input says (and whether it changed
     stays), unless it is now shorter than that: then it is read whole."""
-    now = {f["url"]: f for f in listed}
-    return [_still(f, now[f["url"]]) for f in inputs if f["url"] in now]
+    now = {f.url: f for f in listed}
+    return [_still(f, now[f.url]) for f in inputs if f.url in now]
 
 
-def _still(frozen: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
-    kept: dict[str, Any] = {k: frozen[k] for k in ("start", "lines", "changed") if k in frozen}
-    if int(frozen.get("start", 0)) > int(now["size"]):
-        kept = {"changed": True}
-    return {**now, **kept}
+def _still(frozen: SourceFile, now: SourceFile) -> SourceFile:
+    if frozen.start > now.size:
+        return replace(now, changed=True)
+    if frozen.start:
+        now = replace(now, start=frozen.start, lines=frozen.lines)
+    return replace(now, changed=True) if frozen.changed else now

@@ -19,7 +19,7 @@ from schemas.spec import Spec
 from tasks.run.load import Loaded, load_run
 from tasks.run.plan import plan_run
 from tasks.run.summary import Counts
-from tasks.sources.files.listing import SourceFile
+from tasks.sources.inputs import Input
 from tasks.staging.stage import stage_input
 from tasks.state.known import files_read
 from tasks.state.store import Committed, Manifest, StateStore
@@ -89,10 +89,8 @@ def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     retry_condition_fn=transient,
 )
 @secret_safe
-def stage_task(
-    spec: Spec, run_dir: str, index: int, file: dict[str, Any], hwm: str | None
-) -> Counts:
-    counts = stage_input(spec, run_dir, index, SourceFile.from_dict(file), hwm)
+def stage_task(spec: Spec, run_dir: str, index: int, file: Input, hwm: str | None) -> Counts:
+    counts = stage_input(spec, run_dir, index, file, hwm)
     for warning in counts.warnings:
         get_run_logger().warning(warning)
     return counts

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tasks.sources.inputs import Input, inputs_json, inputs_of
+
 # The steps of a run, in order, as `Summary.durations` names them.
 STEPS = ("refresh", "plan", "stage", "load", "commit")
 
@@ -31,7 +33,7 @@ class Counts:
     rows_staged: int = 0
     errors_sample: list[str] = field(default_factory=list)
     # Inputs left for the next run: where an http source stopped at max_rows_per_run.
-    rest: list[dict[str, Any]] = field(default_factory=list)
+    rest: list[Input] = field(default_factory=list)
     # What the run should tell its user (an http source stopped at max_pages), each once.
     warnings: list[str] = field(default_factory=list)
     # One file's: what state keeps of its bytes (see tasks/state/known); not added up.
@@ -54,7 +56,12 @@ class Counts:
         self.warnings = list(dict.fromkeys(self.warnings + other.warnings))[:WARNINGS]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As the manifest keeps it (`staged`)."""
+        return {**asdict(self), "rest": inputs_json(self.rest)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Counts:
+        return cls(**{**data, "rest": inputs_of(data.get("rest", []))})
 
 
 @dataclass

@@ -83,39 +83,45 @@ def read_pages(
 class Resume:
     """Where a run stopped at limits.max_rows_per_run: the next page (as `portable` keeps
     it), and how many pages (for max_pages) and records (for paginate.total_path) the runs
-    before read of this pagination."""
+    before read of this pagination; records None: a point left before they were counted
+    (read as 0)."""
 
     url: str
     pages: int
-    records: int = 0
+    records: int | None = 0
 
 
-def page_input(source: HttpSource, resume: Resume | None = None) -> dict[str, Any]:
-    """The run's one input (see tasks/run/plan): the endpoint, or where to go on from. The
-    fingerprint ties a resume point to the source as the spec says it then."""
+@dataclass(frozen=True)
+class PageInput:
+    """An http source's one input (see tasks/sources/inputs): its endpoint as the spec writes
+    it, or, with `resume`, where to go on from (`url` is then `resume.url`). `key` ties that
+    point to the source as the spec said it when the point was left."""
+
+    url: str
+    resume: Resume | None = None
+    key: str = ""
+
+
+def page_input(source: HttpSource, resume: Resume | None = None) -> PageInput:
+    """The run's one input (see tasks/run/plan): the endpoint, or where to go on from."""
     if resume is None:
-        endpoint = written(source.url, source.url)  # references as the spec writes them
-        return {"kind": "http", "url": endpoint, "size": 0, "fingerprint": ""}
-    fingerprint = f"resume:{resume.pages}:{_source_key(source)}:{resume.records}"
-    return {"kind": "http", "url": resume.url, "size": 0, "fingerprint": fingerprint}
+        return PageInput(written(source.url, source.url))  # references as the spec writes them
+    return PageInput(resume.url, resume, _source_key(source))
 
 
-def resume_of(source: HttpSource, url: str, fingerprint: str) -> Resume | None:
+def resume_of(source: HttpSource, page: PageInput) -> Resume | None:
     """The resume point an input holds; None for the first page: the endpoint, or a point
     left while the spec said another source (the run then reads from the first page, with
     the same mark: pages may come twice, no row is lost)."""
-    kind, _, rest = fingerprint.partition(":")
-    if kind != "resume":
+    if page.resume is None:
         return None
-    pages, _, rest = rest.partition(":")
-    key, _, records = rest.partition(":")  # no records in a point left before total_path
-    if key != _source_key(source):
+    if page.key != _source_key(source):
         _warn(
             f"{safe_url(source.url)}: the run before stopped at limits.max_rows_per_run, and "
             "source has changed since; this run reads from the first page (with the same mark)"
         )
         return None
-    return Resume(url, int(pages), int(records or 0))
+    return page.resume
 
 
 def _source_key(source: HttpSource) -> str:
@@ -208,7 +214,7 @@ def _pages(
     that the runs make progress."""
     url, done, reply, count = first, 0, None, 0
     if resume is not None:
-        url, done, count = resumed(source, resume.url), resume.pages, resume.records
+        url, done, count = resumed(source, resume.url), resume.pages, resume.records or 0
         try:
             reply = client.get_json(url)
         except HttpFailure as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from schemas.errors import DataError, FilterFailed
+from schemas.errors import DataError, FilterFailed, SpecError
 from schemas.spec import (
     FilesSource,
     HttpSource,
@@ -32,25 +32,27 @@ from tasks.run.summary import Counts
 from tasks.sinks import partitions as _partitions
 from tasks.sources.files.listing import SourceFile, safe_url
 from tasks.sources.files.read import Batch, ndjson_blocks, read_batches
-from tasks.sources.http import Resume, page_input, read_pages, resume_of, warnings_heard
+from tasks.sources.http import PageInput, Resume, page_input, read_pages, resume_of, warnings_heard
+from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
 from tasks.staging._ndjson import StageChecked, stage_blocks
 from tasks.state.known import Measuring, changed_warning, entry_of, measuring, partial_warning
 from tasks.transform.sql import batch_sql, missing_column, projection, valid_rows_sql
 
 
-def stage_input(spec: Spec, run_dir: str, index: int, file: SourceFile, hwm: str | None) -> Counts:
+def stage_input(spec: Spec, run_dir: str, index: int, file: Input, hwm: str | None) -> Counts:
     """stage_file, and for a files source what state keeps of the file (`content`, see
     tasks/state/known) and the warning of a file read whole again because it changed."""
     source = spec.source
-    read = measuring(file) if isinstance(source, FilesSource) else None
+    if not (isinstance(source, FilesSource) and isinstance(file, SourceFile)):
+        return stage_file(spec, run_dir, index, file, hwm)
+    read = measuring(file)
     counts = stage_file(spec, run_dir, index, file, hwm, read)
-    if isinstance(source, FilesSource):
-        counts.content = entry_of(source, file, read, counts.content.get("open_line", 0))
-        if file.changed:
-            counts.warnings = [*counts.warnings, changed_warning(file)]
-        elif file.partial:
-            counts.warnings = [*counts.warnings, partial_warning(file)]
+    counts.content = entry_of(source, file, read, counts.content.get("open_line", 0))
+    if file.changed:
+        counts.warnings = [*counts.warnings, changed_warning(file)]
+    elif file.partial:
+        counts.warnings = [*counts.warnings, partial_warning(file)]
     return counts
 
 
@@ -58,7 +60,7 @@ def stage_file(
     spec: Spec,
     run_dir: str,
     index: int,
-    file: SourceFile,
+    file: Input,
     hwm: str | None,
     read: Measuring | None = None,
 ) -> Counts:
@@ -93,7 +95,7 @@ def _stage_file(
     run_dir: str,
     local: str,
     index: int,
-    file: SourceFile,
+    file: Input,
     hwm: str | None,
     compression: str,
     read: Measuring | None,
@@ -110,13 +112,15 @@ def _stage_file(
     with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
         blocks = (
             ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
-            if isinstance(spec.source, FilesSource)
+            if isinstance(spec.source, FilesSource) and isinstance(file, SourceFile)
             else None
         )
         checked = functools.partial(_stage_checked, compression=compression)
         try:
             counts = (
-                stage_blocks(con, spec, run, index, file, hwm, blocks, checked) if blocks else None
+                stage_blocks(con, spec, run, index, file, hwm, blocks, checked)
+                if blocks and isinstance(file, SourceFile)
+                else None
             )
             if counts is None:
                 if read is not None:  # the record reader reads the file again: measured apart
@@ -141,11 +145,11 @@ def _stage_batches(
     spec: Spec,
     run: Path,
     index: int,
-    file: SourceFile,
+    file: Input,
     hwm: str | None,
     stage_checked: StageChecked,
 ) -> Counts:
-    counts = Counts(files=1, bytes=file.size)
+    counts = Counts(files=1, bytes=file.size if isinstance(file, SourceFile) else 0)
     left: list[Resume] = []  # where an http source stopped at max_rows_per_run
     with warnings_heard() as heard:
         for batch in _batches(spec, file, hwm, left):
@@ -166,14 +170,21 @@ def _stage_batches(
     return counts
 
 
-def _batches(spec: Spec, file: SourceFile, hwm: str | None, left: list[Resume]) -> Iterator[Batch]:
+def _batches(spec: Spec, file: Input, hwm: str | None, left: list[Resume]) -> Iterator[Batch]:
     source = spec.source
     if isinstance(source, HttpSource):
-        resume = resume_of(source, file.url, file.fingerprint)
+        # A file left by the run before, while the source was files: from the first page.
+        resume = resume_of(source, file) if isinstance(file, PageInput) else None
         return read_pages(source, hwm, spec.limits, resume, left)
     assert isinstance(
         source, FilesSource
     )  # a webhook source runs as files (tasks/receive/inbox.py)
+    if not isinstance(file, SourceFile):
+        raise SpecError(
+            f"the open run began with an http source ({safe_url(file.url)}), and the spec "
+            "now has a files source; put the http source back for this run to finish, or "
+            "run `pumphouse reset` to start over"
+        )
     return read_batches(source, file, spec.limits, _positional(spec))
 
 

@@ -52,12 +52,12 @@ def files_read(before: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
     the format before it go, renewed by the plan when their file is still there."""
     files = {k: v for k, v in before.items() if isinstance(v, dict)} | manifest.known
     for f in manifest.inputs:
-        if f.get("kind") == "http":
+        if not isinstance(f, SourceFile):
             continue
-        if "rel" in f:
-            files[f["rel"]] = f.get("read") or {"size": f["size"], "fp": f["fingerprint"]}
+        if f.rel:
+            files[f.rel] = f.read or {"size": f.size, "fp": f.fingerprint}
         else:  # frozen before relative paths: the next plan renews it
-            files[f["url"]] = f["fingerprint"]
+            files[f.url] = f.fingerprint
     return files
 
 

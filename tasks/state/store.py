@@ -39,6 +39,7 @@ from schemas.secrets import redact_all
 from schemas.settings import Settings, settings
 from tasks.io.files import LocalFiles, RemoteFiles, StateFiles, is_remote
 from tasks.run import faults
+from tasks.sources.inputs import Input, inputs_json, inputs_of
 
 STATE_VERSION = 2  # 2: files by path relative to the source, with their content's hash
 REFRESH = "refresh.pending"  # a --full-refresh that has not finished: the next run redoes it
@@ -58,7 +59,7 @@ class Committed:
     seq: int = 0  # load batches committed so far, over all runs: the sink's batch sequence
     # Inputs a run stopped at limits.max_rows_per_run left for the next, which reads them
     # before anything new, against the mark the stopped run started with (`rest_hwm`).
-    rest: list[dict[str, Any]] = field(default_factory=list)
+    rest: list[Input] = field(default_factory=list)
     rest_hwm: str | None = None
     # (cursor, value hash) of the rows at or above the next run's `since` that runs loaded
     # (tasks/transform/window.py); None in state written before windows were kept.
@@ -72,7 +73,7 @@ class Manifest:
 
     run_id: str
     started_at: float
-    inputs: list[dict[str, Any]]  # SourceFile.to_dict() values, in read order
+    inputs: list[Input]  # in read order (JSON: tasks/sources/inputs)
     hwm_before: str | None  # rows are new when their cursor is above it
     phase: str = "staging"  # staging -> loading
     staged: dict[str, Any] = field(default_factory=dict)  # filled when phase becomes loading
@@ -80,7 +81,7 @@ class Manifest:
     # The committed mark at the start. Above hwm_before when the run reads what a run stopped
     # at max_rows_per_run left (see Committed.rest); the mark after the run is never below it.
     hwm_committed: str | None = None
-    rest: list[dict[str, Any]] = field(default_factory=list)  # files the row limit kept out
+    rest: list[Input] = field(default_factory=list)  # files the row limit kept out
     # The incremental window (tasks/transform/window.py), frozen: rows with cursor >= `since` are new.
     # A manifest from before windows has no `since`: it read with `>` at hwm_before (`strict`).
     since: str | None = None
@@ -105,12 +106,25 @@ class Manifest:
         if "since" not in data:
             data = {**data, "since": data.get("hwm_before"), "strict": True}
         seen = data.get("seen")
-        return cls(**{**data, "seen": [(str(c), str(h)) for c, h in seen] if seen else seen})
+        return cls(
+            **{
+                **data,
+                "seen": [(str(c), str(h)) for c, h in seen] if seen else seen,
+                "inputs": inputs_of(data["inputs"]),
+                "rest": inputs_of(data.get("rest", [])),
+            }
+        )
 
-    def left(self) -> list[dict[str, Any]]:
+    def to_dict(self) -> dict[str, Any]:
+        """The inverse of from_dict: manifest.json."""
+        data = asdict(self)
+        data["inputs"], data["rest"] = inputs_json(self.inputs), inputs_json(self.rest)
+        return data
+
+    def left(self) -> list[Input]:
         """What this run leaves for the next (limits.max_rows_per_run): the files kept out,
         and where an http source stopped (in the staged counts, found again when re-staged)."""
-        return self.rest + list(self.staged.get("rest", []))
+        return self.rest + inputs_of(self.staged.get("rest", []))
 
     @property
     def hwm_floor(self) -> str | None:
@@ -162,7 +176,7 @@ class StateStore:
             hwm=data.get("hwm"),
             files=dict(data.get("files", {})),
             seq=int(data.get("seq", 0)),
-            rest=list(rest.get("inputs", [])),
+            rest=inputs_of(rest.get("inputs", [])),
             rest_hwm=rest.get("hwm"),
             seen=[(str(c), str(h)) for c, h in data["seen"]] if "seen" in data else None,
             seen_from=data.get("seen_from"),
@@ -179,7 +193,7 @@ class StateStore:
         if committed.seen is not None:
             data["seen"], data["seen_from"] = committed.seen, committed.seen_from
         if committed.rest:
-            data["rest"] = {"inputs": committed.rest, "hwm": committed.rest_hwm}
+            data["rest"] = {"inputs": inputs_json(committed.rest), "hwm": committed.rest_hwm}
         self._write_json("state.json", data)
         faults.point("state_written")
         self.record_run(summary)
@@ -214,7 +228,7 @@ class StateStore:
             marker = self.run_dir(manifest.run_id) / STAGED
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-        self._write_json("manifest.json", asdict(manifest))
+        self._write_json("manifest.json", manifest.to_dict())
 
     def drop_manifest(self) -> None:
         self._files.delete("manifest.json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,9 +34,12 @@ class SourceFile:
     writes them, resolved when the file is opened), size, change fingerprint and
     modification time (seconds since the epoch; 0.0 when unknown), which orders arrival.
 
-    `rel` is its path below the source's base (what state knows it by, see tasks/state/known);
+    `rel` is its path below the source's base (what state knows it by, see tasks/state/known;
+    "" in a manifest from before relative paths);
     `start` > 0 reads only the bytes from there (a file that grew), whose first line is
     line `lines` + 1; `changed`: it was read before with other content (the run warns).
+    `read`: once staged, what state keeps of it (see tasks/state/known).
+    Its manifest and state form: tasks/sources/inputs.
     """
 
     url: str
@@ -48,33 +51,7 @@ class SourceFile:
     lines: int = 0
     changed: bool = False
     partial: bool = False  # its last line, read before it was whole, is read again
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form, for the run manifest."""
-        d: dict[str, Any] = {"url": self.url, "size": self.size, "fingerprint": self.fingerprint}
-        d["mtime"], d["rel"] = self.mtime, self.rel
-        if self.start:
-            d["start"], d["lines"] = self.start, self.lines
-        if self.changed:
-            d["changed"] = True
-        if self.partial:
-            d["partial"] = True
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SourceFile:
-        """The inverse of to_dict; a manifest from before `mtime` gives 0.0."""
-        return cls(
-            url=str(d["url"]),
-            size=int(d["size"]),
-            fingerprint=str(d["fingerprint"]),
-            mtime=float(d.get("mtime") or 0.0),
-            rel=str(d.get("rel", "")),
-            start=int(d.get("start", 0)),
-            lines=int(d.get("lines", 0)),
-            changed=bool(d.get("changed", False)),
-            partial=bool(d.get("partial", False)),
-        )
+    read: dict[str, Any] | None = field(default=None, hash=False)
 
 
 def list_files(source: FilesSource) -> list[SourceFile]:
