@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from schemas.errors import DataError
+from tasks.field_names import fold
 
 PREFIX = "__ph_"
 SOURCE = "_source"  # the file (or URL) a row came from
@@ -36,7 +37,7 @@ NAMES = (*CHECKED, BATCH, KEEP_FILTER, KEEP_NEW)
 
 def is_internal(name: str) -> bool:
     """Whether a field of this name would be taken for one of pumphouse's own columns."""
-    low = name.lower()
+    low = fold(name)
     return low in NAMES or low.startswith(PREFIX)
 
 

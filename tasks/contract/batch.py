@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tasks import field_names
 from tasks.contract import _cache as _contract_cache
 from tasks.contract._json_fields import first_with, json_fields
 from tasks.engine.db import Connection, column_types
+from tasks.field_names import fold
 from tasks.internal import CHECKED, InternalField, first_internal, is_internal, problem
 
 if TYPE_CHECKING:  # imported where a query is built: a cached query needs neither
@@ -93,8 +95,8 @@ def batch_fields(
             # Only a declared column's other spellings count: the rest are dropped. A batch
             # without one has no fields, so its query is the one every such batch shares.
             declared = set(contract.columns)
-            lowered = {c.lower() for c in declared}
-            return {k: t for k, t in fields.items() if k not in declared and k.lower() in lowered}
+            folded = {fold(c) for c in declared}
+            return {k: t for k, t in fields.items() if k not in declared and fold(k) in folded}
         if (name := first_internal(fields)) is not None:
             raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
         return fields
@@ -165,33 +167,24 @@ def _add_extras(plan: QueryPlan, fields: dict[str, str], strict: bool | str) -> 
     lost), whatever `strict`; so does one that would be a column but whose name is empty or
     holds a control character; an extra field's spellings that differ only by case are one
     column, named by the first in sort order. With `strict: filter` the others are dropped."""
-    declared = {n.lower(): n for n in plan.dtypes}
+    declared = {fold(n): n for n in plan.dtypes}
     spellings: dict[str, list[str]] = {}
     control: dict[str, list[str]] = {}
     for k in sorted(k for k in fields if k not in plan.dtypes):
-        if (column := declared.get(k.lower())) is not None:
+        if (column := declared.get(fold(k))) is not None:
             label = f"_record: field {k!r} differs from column {column!r} only in case"
             plan.reject_present([k], label)
         elif strict == "filter":
             continue
         elif not k:
             plan.reject_present([k], "_record: a field has an empty name")
-        elif (c := _control(k)) is not None:
+        elif (c := field_names.control(k)) is not None:
             control.setdefault(c, []).append(k)
         elif not is_internal(k):  # refused by name before anything lands
-            spellings.setdefault(k.lower(), []).append(k)
+            spellings.setdefault(fold(k), []).append(k)
     for c, names in sorted(control.items()):
         plan.reject_present(names, f"_record: a field name holds a control character ({c})")
     for names in spellings.values():
         kinds = {fields[n] for n in names}
         source_type = kinds.pop() if len(kinds) == 1 else ""  # types that disagree: text
         plan.add_extra(names, source_type, keep=strict is False, unknown=strict is True)
-
-
-def _control(name: str) -> str | None:
-    """The first control character in `name` (U+0000-U+001F, U+007F) as `\\u0000`, or None:
-    no sink takes it in a column's name as written."""
-    for ch in name:
-        if ch < " " or ch == "\x7f":
-            return f"\\u{ord(ch):04x}"
-    return None

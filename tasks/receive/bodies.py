@@ -20,7 +20,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from tasks import internal
+from tasks import field_names, internal
 from tasks.engine.json_numbers import dumps
 
 MEDIA_TYPES = {
@@ -36,7 +36,6 @@ MAX_DEPTH = 256
 # A string (skipped; an unclosed one ends with its line) or a bracket.
 _TOKEN = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"?|[\[\]{}]')
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class BodyError(ValueError):
@@ -128,23 +127,17 @@ def _an_object(value: Any, where: str) -> dict[str, Any]:
             f'{where}: a key is empty (""); the run names a column by its key, so give '
             "each field a name"
         )
-    if _CONTROL.search("".join(value)):
-        key = next(k for k in value if _CONTROL.search(k))
-        raise BodyError(f"{where}: key {_escaped(key)} holds a control character; rename it")
-    if len({k.lower() for k in value}) < len(value):
-        seen: dict[str, str] = {}
-        for key in value:
-            if (other := seen.setdefault(key.lower(), key)) != key:
-                raise BodyError(
-                    f"{where}: keys {other!r} and {key!r} differ only in case; the run's "
-                    "columns are not case-sensitive, so rename one of them"
-                )
+    if field_names.CONTROL.search("".join(value)):
+        key = next(k for k in value if field_names.control(k))
+        raise BodyError(
+            f"{where}: key {field_names.escaped(key)} holds a control character; rename it"
+        )
+    if (twins := field_names.case_twins(value)) is not None:
+        raise BodyError(
+            f"{where}: keys {twins[0]!r} and {twins[1]!r} differ only in case; the run's "
+            "columns are not case-sensitive, so rename one of them"
+        )
     return value
-
-
-def _escaped(key: str) -> str:
-    """`key` quoted, each control character written as its JSON escape (\\u0000)."""
-    return "'" + _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", key) + "'"
 
 
 def _too_deep(text: str) -> int | None:
