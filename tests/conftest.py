@@ -54,8 +54,9 @@ def examples(n: int) -> int:
 
 # Module fixtures whose tests run on one xdist worker, in file order (`--dist loadgroup`):
 # test_cli's `pumped` (its last test changes the project), test_deploy's `site` (a deployed
-# project and a Prefect worker: costly to build twice).
-ONE_WORKER = ("pumped", "site")
+# project and a Prefect worker), test_dask's `world` (moto and a LocalCluster of 2 processes,
+# and its `reference` run): costly to build twice.
+ONE_WORKER = ("pumped", "site", "world")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,7 +2,7 @@
 `distributed.LocalCluster` of 2 worker processes, with the source, the sink and the staged
 batches in S3 (moto in server mode, every request's credentials checked).
 
-Every run is the real command in a subprocess, recorded on the session's Prefect server. Each
+Every run on the cluster is the real command in a subprocess, recorded on the session's Prefect server. Each
 outcome is compared with one local run of the same pump, row by row: the sink's rows, the
 rejected rows (every column), the files the sink holds (run ids masked) and the committed state.
 The workers resolve the S3 credentials from their own environment (`${env:NAME}` in the spec).
@@ -45,7 +45,7 @@ from tests._moto import (
     s3_spec,
     upload,
 )
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 from tests.data import expected, is_valid, spec_text, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -75,6 +75,12 @@ class World:
         env["PUMPHOUSE_STAGING_STORAGE_OPTIONS"] = options_json(self.endpoint)
         env["PUMPHOUSE_STAGING_URL"] = f"s3://{self.bucket}/staging" if staged else ""
         return env
+
+    def in_process_env(self) -> dict[str, str]:
+        """The test's environment and the credentials the spec names (no PUMPHOUSE_* change:
+        a local run, or one refused before it starts, can go in process)."""
+        named = {k: v for k, v in self.env().items() if not k.startswith("PUMPHOUSE_")}
+        return {**os.environ, **named}
 
     def worker_pids(self) -> dict[str, int]:
         return dict(self.client.run(os.getpid))
@@ -230,7 +236,10 @@ class Reference:
 def reference(world: World, tmp_path_factory: pytest.TempPathFactory) -> Reference:
     """One local run of the pump (no Dask, no staging URL): what every Dask run must equal."""
     project = new_project(world, tmp_path_factory.mktemp("local"), "local/orders")
-    summary = summary_of(pump_run(world, project, staged=False))
+    # a local run needs no staging URL: in this process
+    summary = summary_of(
+        run_in_process("run", SPEC, "--json", cwd=project, env=world.in_process_env())
+    )
     got = outcome(world, project, "local/orders")
     assert summary["files"] == FILES and summary["batches"] >= 2 * FILES
     assert len(got.rows) == len(expected(world.records))  # the oracle agrees
@@ -538,7 +547,9 @@ def test_a_cluster_that_cannot_be_reached_or_named_fails_clearly(
     world: World, tmp_path: Path
 ) -> None:
     project = new_project(world, tmp_path, "unreachable/orders")
-    missing = run_cli("run", SPEC, "--executor", "dask", cwd=project, env=world.env())
+    missing = run_in_process(
+        "run", SPEC, "--executor", "dask", cwd=project, env=world.in_process_env()
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
         "error: executor dask needs the Dask scheduler's address: pass --cluster "

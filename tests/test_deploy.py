@@ -35,7 +35,7 @@ from schemas.loader import load_spec
 from tasks.run.deployment import ENTRYPOINT, WORKDIR_STEP, describe, prefect_key, spec_parameter
 from tasks.run.summary import Counts, Summary
 from tests._prefect_worker import PREFECT, wait_for, worker
-from tests.conftest import PUMPHOUSE, REPO
+from tests.conftest import PUMPHOUSE, REPO, run_in_process
 from tests.data import expected, landed, spec_text, write_orders
 
 BERLIN = "Europe/Berlin"
@@ -68,6 +68,14 @@ def pumphouse(
         text=True,
         timeout=300,
     )
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    return done
+
+
+def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The same command through its main() in this process, with the test's settings: what it
+    prints and exits with, without a process start (`pumphouse` where the process matters)."""
+    done = run_in_process(*args, cwd=cwd)
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
     return done
 
@@ -252,7 +260,7 @@ def test_deploy_refusals_and_a_container_pool(
     write_orders(project / "in" / "dep_ok", files=1, rows=5)
     (project / "pumps" / "ok.yaml").write_text(pump_spec("dep_ok"))
     (project / "pumps" / "broken.yaml").write_text(pump_spec("dep_broken") + "sceduel: {}\n")
-    broken = pumphouse("deploy", cwd=project)
+    broken = in_process("deploy", cwd=project)
     assert (broken.returncode, broken.stdout) == (2, "")
     lines = broken.stderr.strip().splitlines()
     assert lines[0].startswith("pumps/broken.yaml:") and "sceduel" in lines[0]
@@ -369,7 +377,7 @@ def test_deploy_creates_one_deployment_per_pump(site: dict[str, Any]) -> None:
     # deploying again updates in place: the new schedule replaces the old one
     spec = project / "pumps" / "dep_orders.yaml"
     spec.write_text(pump_spec("dep_orders", ("0 7 1 1 *", BERLIN)))
-    again = pumphouse("deploy", "pumps/dep_orders.yaml", cwd=project)
+    again = in_process("deploy", "pumps/dep_orders.yaml", cwd=project)
     assert again.returncode == 0, again.stderr
     assert (
         "deployed pump/dep_orders on pool pumphouse, schedule 0 7 1 1 * (Europe/Berlin)"
@@ -406,7 +414,7 @@ def test_a_triggered_run_is_executed_by_the_worker_in_the_project_folder(
         assert re.search(rf"^\| {step} \| \d+(\.\d+)? \|$", markdown, re.M), markdown
 
     # status asks Prefect when a server is configured, local state otherwise: the same run
-    from_prefect = pumphouse("status", "pumps/dep_orders.yaml", cwd=project)
+    from_prefect = in_process("status", "pumps/dep_orders.yaml", cwd=project)
     assert from_prefect.returncode == 0, from_prefect.stderr
     assert "runs from Prefect at http://127.0.0.1:" in from_prefect.stdout
     cells = status_row(from_prefect.stdout, "dep_orders")
@@ -484,7 +492,7 @@ def test_a_run_that_finds_the_pump_busy_loads_nothing_and_says_why(site: dict[st
         assert not (project / "out" / "dep_busy").exists()
         assert not (state_dir / "state.json").exists()
         assert f"**error:** {why}" in str(summary_of(refused_id, "dep_busy").data)
-        status = pumphouse("status", "pumps/dep_busy.yaml", cwd=project)
+        status = in_process("status", "pumps/dep_busy.yaml", cwd=project)
         assert status_row(status.stdout, "dep_busy")[2].startswith(f"failed: {why}")
 
         with client() as c:
@@ -587,7 +595,7 @@ def test_prefect_deploy_all_creates_the_same_deployments(
         return seen
 
     try:
-        ours = pumphouse("deploy", cwd=project)
+        ours = in_process("deploy", cwd=project)
         assert ours.returncode == 0, ours.stderr
         by_pumphouse = {name: stored(name) for name in names}
         theirs = subprocess.run(

@@ -1,7 +1,8 @@
 """Every storage path on S3, against a real S3 API: moto in server mode on loopback.
 
 Credentials are checked (moto's IAM auth is on for this module), runs are the real
-`pumphouse` command, rows are read back with plain DuckDB over the bucket, and a fault
+`pumphouse` command (in this process unless the run is killed, changes pumphouse's settings,
+or is searched for leaked secrets in all it prints), rows are read back with plain DuckDB over the bucket, and a fault
 proxy in front of moto answers 503 SlowDown, drops connections, or fails every request.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +34,7 @@ from tests._moto import (
     storage_options,
     upload,
 )
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 from tests.data import expected, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -109,7 +111,12 @@ def landed_s3(fs: Any, url: str) -> dict[int, tuple[Any, ...]]:
 
 
 def run(project: Path, spec: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
-    done = run_cli("run", spec, "--json", *extra, cwd=project, env=env)
+    """`pumphouse run SPEC --json` with `env` added to the environment: in this process when
+    `env` only holds what the spec names (${env:...}), in its own when it sets PUMPHOUSE_*."""
+    if any(name.startswith("PUMPHOUSE_") for name in env):
+        done = run_cli("run", spec, "--json", *extra, cwd=project, env=env)
+    else:
+        done = run_in_process("run", spec, "--json", *extra, cwd=project, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -197,14 +204,14 @@ def test_env_credentials_land_exact_rows_and_a_replaced_file_is_read_again(
     assert (third["files"], third["rows_read"]) == (1, ROWS)
     assert landed_s3(fs, sink) == {**expected(records), **expected(replaced, hwm(records))}
 
-    done = run_cli(
+    done = run_in_process(
         "query",
         "pumps/orders.yaml",
         "SELECT count(*) AS n FROM orders",
         "--format",
         "json",
         cwd=project,
-        env=env,
+        env={**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"n": len(landed_s3(fs, sink))}]

@@ -457,7 +457,7 @@ def test_serve_refuses_a_spec_it_cannot_serve(project: Path) -> None:
         "name: files\nsource: {type: files, url: ./in/, format: ndjson}\n"
         "sink: {type: parquet, url: ./warehouse/files}\n"
     )
-    not_webhook = run_cli("serve", "pumps/files.yaml", cwd=project)
+    not_webhook = run_in_process("serve", "pumps/files.yaml", cwd=project)
     assert not_webhook.returncode == 2
     assert "serve receives for source.type webhook only" in not_webhook.stderr
     env = {k: v for k, v in os.environ.items() if k != "PARTNER_TOKEN"}
@@ -508,7 +508,7 @@ def test_a_bucket_buffer_takes_bodies_and_a_run_reads_them(
         bodies = [p for p in fs.find("drop/partner") if p.endswith(".ndjson")]
         assert len(bodies) == 1 and fs.cat_file(bodies[0]) == b'{"n":1}\n{"n":2}\n'
         assert TOKEN.encode() not in b"".join(fs.cat_file(p) for p in fs.find("drop"))
-        done = run_cli("run", "pumps/partner.yaml", "--json", cwd=project)
+        done = run_in_process("run", "pumps/partner.yaml", "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     assert landed(project) == [1, 2]
 
