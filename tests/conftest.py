@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests._prefect_server import free_port
+from tests._prefect_server import QUIET, free_port
 from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
 PUMPHOUSE = str(Path(sys.executable).with_name("pumphouse"))
+VENV = Path(sys.executable).parent.parent
 
 
 # Prefect reads its settings when it is first imported, which may be while pytest
@@ -54,17 +55,20 @@ def examples(n: int) -> int:
 
 # Module fixtures whose tests run on one xdist worker, in file order (`--dist loadgroup`):
 # test_cli's `pumped` (its last test changes the project), test_deploy's `site` (a deployed
-# project and a Prefect worker: costly to build twice).
+# project and a Prefect worker: costly to build twice). The tests of `prefect_server_full`,
+# of every module, are one group too, so that one worker starts that server.
 ONE_WORKER = ("pumped", "site")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the Prefect server is marked `server` (`make check` leaves it out);
-    the tests of a ONE_WORKER fixture are one xdist group."""
+    """A test that uses a Prefect server is marked `server` (`make check` leaves it out);
+    the tests of a ONE_WORKER fixture are one xdist group, those of the full server one."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "prefect_server" in names:
+        if "prefect_server" in names or "prefect_server_full" in names:
             item.add_marker(pytest.mark.server)
+        if "prefect_server_full" in names:
+            item.add_marker(pytest.mark.xdist_group("prefect_server_full"))
         for name in ONE_WORKER:
             if name in names:
                 item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
@@ -74,13 +78,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def prefect_server() -> Iterator[str]:
     """A real Prefect server, started once for the session by the first test that asks for it.
 
-    In-process flows and CLI subprocesses of the tests record there.
+    In-process flows and CLI subprocesses of the tests record there. It runs without the
+    services that only some tests read from (tests/_prefect_server.py QUIET): it keeps no
+    task runs and no events, and schedules no runs. A test that reads those asks for
+    `prefect_server_full`.
     """
-    with server_of(Path(sys.executable).parent.parent, PREFECT_HOME, PREFECT_PORT) as url:
+    with server_of(VENV, PREFECT_HOME, PREFECT_PORT, QUIET) as url:
         yield url
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # ship the last log lines before the server goes away
+
+
+@pytest.fixture(scope="session")
+def _full_server() -> Iterator[str]:
+    with server_of(VENV, tempfile.mkdtemp(prefix="prefect-home-full-")) as url:
+        yield url
+
+
+@pytest.fixture
+def prefect_server_full(_full_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A second real Prefect server, with all its services (task runs, events, schedules),
+    for the test's CLI subprocesses and its own Prefect client calls; its URL.
+
+    Prefect's settings are read once a process, so the session server stays this process's:
+    the test's subprocesses get this one's address in their environment (PREFECT_API_URL),
+    and this process's client calls for the test's length (Prefect's temporary_settings).
+    Its pumps run with run_cli: an in-process flow's log and event workers outlive the test.
+    The tests that use it are one xdist group, so only one worker starts it.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("PREFECT_API_URL", _full_server)
+    with temporary_settings(updates={PREFECT_API_URL: _full_server}):
+        yield _full_server
 
 
 @pytest.fixture
