@@ -1,4 +1,13 @@
-"""Shared fixtures: one real `prefect server` on loopback for the session, a fresh project folder per test."""
+"""Shared fixtures: one real `prefect server` on loopback for the session, a fresh project folder per test.
+
+The session's server (`prefect_server`, one per xdist worker) records only what the API
+writes itself (flow runs, logs, artifacts, deployments): its services cost about as much CPU
+as the flows it records, and few tests read what they keep. The tests that read task runs or
+events (test_dask, test_cli's heartbeats) ask for `prefect_server_full` instead, a second
+server with every service that one worker starts for all of them. A per-test server would be
+simpler to reason about but costs a server start each; a process-wide switch is not possible,
+as Prefect reads its settings once a process, hence the full server's pumps run in subprocesses.
+"""
 
 from __future__ import annotations
 
