@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,10 +24,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The server's services that only a few tests need, off: the API itself writes flow runs,
+# logs, artifacts, deployments and work pools, but task runs are written by the task-run
+# recorder (from the runs' events), events by the event persister, a schedule's runs by the
+# scheduler; the rest is housekeeping on a timer (late runs, leases, workers' health). On a
+# small machine the CPU they take is the tests'.
+QUIET = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "TASK_RUN_RECORDER",
+        "EVENT_PERSISTER",
+        "TRIGGERS",
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "PAUSE_EXPIRATIONS",
+        "CANCELLATION_CLEANUP",
+        "REPOSSESSOR",
+        "CLEANUP_RECONCILER",
+    )
+}
+
+
 @contextmanager
-def prefect_server(venv: Path, home: str | None = None, port: int | None = None) -> Iterator[str]:
+def prefect_server(
+    venv: Path,
+    home: str | None = None,
+    port: int | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Yield the API URL of a fresh server of `venv`'s Prefect: PREFECT_HOME `home` (a new
-    temporary folder by default), `port` (a free one by default)."""
+    temporary folder by default), `port` (a free one by default), Prefect `settings` (e.g.
+    QUIET) over its defaults."""
     home = home or tempfile.mkdtemp(prefix="bench-prefect-")
     port = port or free_port()
     env = {
@@ -36,6 +64,7 @@ def prefect_server(venv: Path, home: str | None = None, port: int | None = None)
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
+        **(settings or {}),
     }
     env.pop("PREFECT_API_URL", None)
     log = open(os.path.join(home, "server.log"), "wb")  # noqa: SIM115

@@ -1,4 +1,13 @@
-"""Shared fixtures: one real `prefect server` on loopback for the session, a fresh project folder per test."""
+"""Shared fixtures: one real `prefect server` on loopback for the session, a fresh project folder per test.
+
+The session's server (`prefect_server`, one per xdist worker) records only what the API
+writes itself (flow runs, logs, artifacts, deployments): its services cost about as much CPU
+as the flows it records, and few tests read what they keep. The tests that read task runs or
+events (test_dask, test_cli's heartbeats) ask for `prefect_server_full` instead, a second
+server with every service that one worker starts for all of them. A per-test server would be
+simpler to reason about but costs a server start each; a process-wide switch is not possible,
+as Prefect reads its settings once a process, hence the full server's pumps run in subprocesses.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from tests._prefect_server import free_port
+from tests._prefect_server import QUIET, free_port
 from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
 PUMPHOUSE = str(Path(sys.executable).with_name("pumphouse"))
+VENV = Path(sys.executable).parent.parent
 
 
 # Prefect reads its settings when it is first imported, which may be while pytest
@@ -55,33 +65,69 @@ def examples(n: int) -> int:
 # Module fixtures whose tests run on one xdist worker, in file order (`--dist loadgroup`):
 # test_cli's `pumped` (its last test changes the project), test_deploy's `site` (a deployed
 # project and a Prefect worker), test_dask's `world` (moto and a LocalCluster of 2 processes,
-# and its `reference` run): costly to build twice.
-ONE_WORKER = ("pumped", "site", "world")
+# and its `reference` run): costly to build twice. The tests of `prefect_server_full`, of every
+# module, are one group too, so that one worker starts that server; test_dask's are in it with
+# the rest of `world`'s tests. One group per test: the first that applies.
+ONE_WORKER = {
+    "prefect_server_full": "prefect_server_full",
+    "world": "prefect_server_full",
+    "pumped": "test_cli:pumped",
+    "site": "test_deploy:site",
+}
 
 
+# Before xdist's own hook, which reads the groups.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the Prefect server is marked `server` (`make check` leaves it out);
-    the tests of a ONE_WORKER fixture are one xdist group."""
+    """A test that uses a Prefect server is marked `server` (`make check` leaves it out);
+    the tests of a ONE_WORKER fixture are that fixture's xdist group."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "prefect_server" in names:
+        if "prefect_server" in names or "prefect_server_full" in names:
             item.add_marker(pytest.mark.server)
-        for name in ONE_WORKER:
-            if name in names:
-                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
+        group = next((g for name, g in ONE_WORKER.items() if name in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real Prefect server, started once for the session by the first test that asks for it.
 
-    In-process flows and CLI subprocesses of the tests record there.
+    In-process flows and CLI subprocesses of the tests record there. It runs without the
+    services that only some tests read from (tests/_prefect_server.py QUIET): it keeps no
+    task runs and no events, and schedules no runs. A test that reads those asks for
+    `prefect_server_full`.
     """
-    with server_of(Path(sys.executable).parent.parent, PREFECT_HOME, PREFECT_PORT) as url:
+    with server_of(VENV, PREFECT_HOME, PREFECT_PORT, QUIET) as url:
         yield url
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # ship the last log lines before the server goes away
+
+
+@pytest.fixture(scope="session")
+def _full_server() -> Iterator[str]:
+    with server_of(VENV, tempfile.mkdtemp(prefix="prefect-home-full-")) as url:
+        yield url
+
+
+@pytest.fixture
+def prefect_server_full(_full_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A second real Prefect server, with all its services (task runs, events, schedules),
+    for the test's CLI subprocesses and its own Prefect client calls; its URL.
+
+    Prefect's settings are read once a process, so the session server stays this process's:
+    the test's subprocesses get this one's address in their environment (PREFECT_API_URL),
+    and this process's client calls for the test's length (Prefect's temporary_settings).
+    Its pumps run with run_cli: an in-process flow's log and event workers outlive the test.
+    The tests that use it are one xdist group, so that one worker starts it (see above).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("PREFECT_API_URL", _full_server)
+    with temporary_settings(updates={PREFECT_API_URL: _full_server}):
+        yield _full_server
 
 
 @pytest.fixture

@@ -664,7 +664,7 @@ def _heartbeats(api: str, spec_path: str) -> list[dict[str, Any]]:
 
 
 def test_a_run_sends_flow_run_heartbeats_only_when_configured(
-    project: Path, prefect_server: str
+    project: Path, prefect_server_full: str
 ) -> None:
     # Prefect's default heartbeat would make every run wait for its thread's next second;
     # a frequency the user sets (here in the environment) is Prefect's as ever.
@@ -676,10 +676,12 @@ def test_a_run_sends_flow_run_heartbeats_only_when_configured(
     beating = cli("run", "pumps/beating.yaml", "--json", cwd=project, env=env)
     assert (quiet.returncode, beating.returncode) == (0, 0), quiet.stderr + beating.stderr
     deadline = time.monotonic() + 60  # the server stores events a moment after they arrive
-    while not _heartbeats(prefect_server, "pumps/beating.yaml") and time.monotonic() < deadline:
+    while (
+        not _heartbeats(prefect_server_full, "pumps/beating.yaml") and time.monotonic() < deadline
+    ):
         time.sleep(0.5)
-    assert len(_heartbeats(prefect_server, "pumps/beating.yaml")) == 1  # at its start
-    assert _heartbeats(prefect_server, "pumps/quiet.yaml") == []
+    assert len(_heartbeats(prefect_server_full, "pumps/beating.yaml")) == 1  # at its start
+    assert _heartbeats(prefect_server_full, "pumps/quiet.yaml") == []
 
 
 def test_prefect_records_a_runs_parameters_as_given(pumped: dict[str, Any]) -> None:
