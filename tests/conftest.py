@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import _forked as forked
 from tests._prefect_server import QUIET, free_port
 from tests._prefect_server import prefect_server as server_of
 
@@ -141,7 +142,43 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `pumphouse` command in a subprocess."""
+    """Run the `pumphouse` command in a process of its own: forked from this test process's
+    pre-imported forkserver (tests/_forked.py: the same entry point, argv, folder,
+    environment, exit code and kill -9, without seconds of imports), or the real binary
+    when the call changes what the libraries read at import (PREFECT_*, -v, locale).
+
+    Which to use: run_in_process for what the command prints and leaves behind; run_cli
+    for a process of its own (signals, PUMPHOUSE_FAULT's kill -9, PUMPHOUSE_* settings);
+    run_binary where the installed binary itself is the point (its imports, start-up,
+    --help and Prefect's own console output, the embedded Prefect server)."""
+    whole = {**os.environ, **(env or {})}
+    if not forked.forkable(args, whole):
+        return run_binary(*args, cwd=cwd, env=env, timeout=timeout)
+    return forked.completed(args, cwd, whole, timeout)
+
+
+def popen_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> forked.Forked | subprocess.Popen[str]:
+    """`pumphouse ARGS` started as run_cli starts it, not waited for: a Popen (or one in
+    its shape) with text stdout and stderr captured."""
+    whole = {**os.environ, **(env or {})}
+    if not forked.forkable(args, whole):
+        return subprocess.Popen(
+            [PUMPHOUSE, *args],
+            cwd=cwd,
+            env=whole,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    return forked.Forked(args, cwd, whole)
+
+
+def run_binary(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `pumphouse` binary in a fresh subprocess."""
     return subprocess.run(
         [PUMPHOUSE, *args],
         cwd=cwd,
@@ -160,9 +197,9 @@ def run_in_process(
     them. For a test of what the command prints, exits with and leaves behind, where a
     subprocess would prove nothing more and only add seconds of imports (a `run` records on
     the `prefect_server` fixture's server). run_cli where the process is the point: signals,
-    kill -9 (PUMPHOUSE_FAULT), the real binary's imports, Prefect's own console output.
-    Settings (PUMPHOUSE_*, PREFECT_*) are read once a process: a call that changes them needs
-    run_cli."""
+    kill -9 (PUMPHOUSE_FAULT); run_binary for the real binary's imports, Prefect's own
+    console output. Settings (PUMPHOUSE_*, PREFECT_*) are read once a process: a call that
+    changes them needs run_cli."""
     from flows.cli import main
 
     if env is not None:

@@ -29,12 +29,14 @@ import duckdb
 import pytest
 
 from schemas.errors import BusyError
-from tests.conftest import PUMPHOUSE, run_cli
+from tests._forked import Forked
+from tests.conftest import popen_cli, run_cli
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 SPEC = "pumps/orders.yaml"
+Started = Forked | subprocess.Popen[str]  # popen_cli: forked, or the real binary
 SINK = "out/orders"
 STATE = ".pumphouse/orders"
 # Small enough that the load has several batches, and batch 1 straddles status=open and
@@ -151,15 +153,8 @@ def committed_files(folder: Path) -> set[str]:
     return {os.path.basename(u) for u in json.loads(path.read_text())["files"]}
 
 
-def popen_run(folder: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [PUMPHOUSE, "run", SPEC, "--json"],
-        cwd=folder,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def popen_run(folder: Path, **env: str) -> Started:
+    return popen_cli("run", SPEC, "--json", cwd=folder, env=env)
 
 
 def run_here(folder: Path) -> dict[str, Any]:
@@ -484,7 +479,7 @@ class Timing:
         return fraction * (self.committed - self.loading) * inputs / max(self.inputs, 1)
 
 
-def holds_lock(folder: Path, proc: subprocess.Popen[str]) -> bool:
+def holds_lock(folder: Path, proc: Started) -> bool:
     """Whether `proc` has taken the pump's lock (its pid is what the holder writes there)."""
     try:
         return (folder / STATE / "lock").read_text().startswith(f"pid {proc.pid} ")
@@ -492,7 +487,7 @@ def holds_lock(folder: Path, proc: subprocess.Popen[str]) -> bool:
         return False
 
 
-def reached(folder: Path, proc: subprocess.Popen[str], moment: str) -> bool:
+def reached(folder: Path, proc: Started, moment: str) -> bool:
     """Whether `proc` is past `moment`: "start", "lock" (holds it) or "loading" (holds it
     and its run's manifest says loading)."""
     if moment == "start":
@@ -545,7 +540,7 @@ def kill_soak(
 
     Delays come from `timing`, one clean run of similar input measured first. A third of
     the kills fall anywhere from 0.5 s to that run's duration + 1 s, start-up included;
-    since most of a run is Python and Prefect starting, the others fall while the run
+    since start-up can be most of a run, the others fall while the run
     plans and stages (counted from when it holds the lock) or while it loads (counted
     from when its manifest says so).
     """
