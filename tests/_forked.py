@@ -60,25 +60,49 @@ def at_import(env: dict[str, str]) -> dict[str, str]:
 
 
 _context: Any = None
-_server_env: dict[str, str] = {}
+_session_env: dict[str, str] | None = None  # what the forkserver starts with (`freeze`)
+_started = False
+
+
+def freeze(env: dict[str, str]) -> None:
+    """Fix the session's environment, as conftest sets it before any test: the forkserver
+    starts with it even if the first command comes while a test has changed os.environ for
+    a while (e.g. prefect_server_full's PREFECT_API_URL), and only calls that keep it fork."""
+    global _session_env
+    _session_env = dict(env)
 
 
 def forkable(args: tuple[str, ...], env: dict[str, str]) -> bool:
     """Whether `pumphouse ARGS` with the whole environment `env` runs as it would in a fresh
     process when forked: what the libraries read at import is what the forkserver read."""
-    wanted = at_import(cli_env(env, args))
-    if _context is None:  # it would start with this process's environment
-        return wanted == at_import(cli_env(dict(os.environ), ()))
-    return wanted == _server_env
+    session = _session_env if _session_env is not None else dict(os.environ)
+    return at_import(cli_env(env, args)) == at_import(cli_env(session, ()))
+
+
+def _start(process: Any) -> None:
+    """Start a forked command; the first also starts the forkserver, with the session's
+    environment (multiprocessing hands it the current one)."""
+    global _started
+    if _started or _session_env is None:
+        process.start()
+        return
+    _started = True
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_session_env)
+    try:
+        process.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _forkserver() -> Any:
     """This process's forkserver context; the server starts with the first command."""
-    global _context, _server_env
+    global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(["tests._preload"])
-        _server_env = at_import(cli_env(dict(os.environ), ()))
     return _context
 
 
@@ -114,7 +138,7 @@ class Forked:
         self._process = _forkserver().Process(
             target=_child, args=(args, str(cwd), env, self._out, self._err)
         )
-        self._process.start()
+        _start(self._process)
         self.pid: int = self._process.pid
         self._code: int | None = None
 

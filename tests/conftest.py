@@ -48,6 +48,7 @@ os.environ.update(
         "DO_NOT_TRACK": "1",
     }
 )
+forked.freeze(dict(os.environ))  # what forked `pumphouse` commands start from
 
 
 # How hard the property tests search, by HYPOTHESIS_PROFILE: `ci` (the default, `make test`)

@@ -4,6 +4,8 @@ and a call that changes what the libraries read at import runs the real binary."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests import _forked as forked
@@ -26,3 +28,38 @@ def test_a_forked_command_prints_and_exits_as_the_binary(tmp_path: Path) -> None
     assert forked.forkable(args, dict(os.environ))
     assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
     assert got.returncode == 2 and "bad.yaml" in got.stderr
+
+
+SESSION_FIRST_CALL_CHANGED = """
+import os, sys
+from pathlib import Path
+from tests import _forked as forked
+
+forked.freeze(dict(os.environ))
+session = dict(os.environ)
+os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # as prefect_server_full does
+first = forked.completed(("validate", "bad.yaml"), Path.cwd(), session, 300)
+del os.environ["PREFECT_API_URL"]
+print(first.returncode, forked.forkable(("validate", "bad.yaml"), session))
+"""
+
+
+def test_the_forkserver_starts_with_the_sessions_environment_whatever_the_first_call(
+    tmp_path: Path,
+) -> None:
+    """prefect_server_full changes PREFECT_API_URL for its tests' length: a first forked
+    command then must not start the forkserver with that address (every later call would
+    run the binary, or record on the wrong server). A fresh process, so that it is the first."""
+    (tmp_path / "bad.yaml").write_text("name: bad\nsource: {type: files}\n")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", SESSION_FIRST_CALL_CHANGED],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "True"], done.stdout + done.stderr
