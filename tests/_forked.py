@@ -75,8 +75,15 @@ def freeze(env: dict[str, str]) -> None:
 def forkable(args: tuple[str, ...], env: dict[str, str]) -> bool:
     """Whether `pumphouse ARGS` with the whole environment `env` runs as it would in a fresh
     process when forked: what the libraries read at import is what the forkserver read."""
+    return not changed_at_import(args, env)
+
+
+def changed_at_import(args: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """The variables read at import whose value in `env` (for `pumphouse ARGS`) is not the
+    forkserver's."""
     session = _session_env if _session_env is not None else dict(os.environ)
-    return at_import(cli_env(env, args)) == at_import(cli_env(session, ()))
+    want, have = at_import(cli_env(env, args)), at_import(cli_env(session, ()))
+    return sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
 
 
 def _start(process: Any) -> None:

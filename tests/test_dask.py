@@ -107,7 +107,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "PUMP_S3_SECRET": keys.secret,
             "PUMPHOUSE_STAGING_STORAGE_OPTIONS": options_json(endpoint),
         }
+        # distributed sets OMP_NUM_THREADS, PYTHONHASHSEED, ... in this process's environment
+        # for the workers it spawns; later tests' commands would then not fork (tests/_forked).
+        saved = dict(os.environ)
         with (
+            restored_environ(saved),
             dask.config.set({"distributed.scheduler.allowed-failures": 1}),
             LocalCluster(
                 n_workers=2,
@@ -122,6 +126,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield World(
                 endpoint, keys, bucket, fs, records, cluster.scheduler_address, cluster, client
             )
+
+
+@contextlib.contextmanager
+def restored_environ(saved: dict[str, str]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _warm_up() -> None:
