@@ -721,11 +721,15 @@ NDJSON = b"".join(b'{"i":%d}\n' % i for i in range(100))
 @pytest.mark.parametrize(
     ("name", "data", "compression"),
     [
-        ("x.ndjson.gz", gzip.compress(NDJSON), "infer"),
+        ("x.ndjson.gz", gzip.compress(NDJSON, mtime=0), "infer"),
         ("x.ndjson.zst", zstandard.ZstdCompressor().compress(NDJSON), "infer"),
         ("x.ndjson.zstd", zstandard.ZstdCompressor().compress(NDJSON), "infer"),
-        ("x.ndjson", gzip.compress(NDJSON[:40]) + gzip.compress(NDJSON[40:]), "gzip"),
-        ("x.ndjson", gzip.compress(NDJSON), "infer"),  # no suffix: the first bytes say
+        (
+            "x.ndjson",
+            gzip.compress(NDJSON[:40], mtime=0) + gzip.compress(NDJSON[40:], mtime=0),
+            "gzip",
+        ),
+        ("x.ndjson", gzip.compress(NDJSON, mtime=0), "infer"),  # no suffix: the first bytes say
         ("x.ndjson", zstandard.ZstdCompressor().compress(NDJSON), "infer"),
         ("x.ndjson", NDJSON, "infer"),
         (
