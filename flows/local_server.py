@@ -177,15 +177,14 @@ def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
 
 def _wait(url: str, pid: int, home: Path) -> str:
     deadline = time.monotonic() + START_TIMEOUT
-    why = f"did not start within {START_TIMEOUT:g} s"
+    error, why = PumpError, f"did not start within {START_TIMEOUT:g} s"
     while time.monotonic() < deadline:
         if serves(url, home):
             return url
         if not _alive(pid):  # e.g. another server took the port first
-            why = "stopped while starting"
+            error, why = Stopped, "stopped while starting"
             break
         time.sleep(0.2)
-    error = Stopped if why == "stopped while starting" else PumpError
     raise error(
         f"the local Prefect server ({url}) {why}; see {home / 'pumphouse-server.log'}, run "
         "again, or set PREFECT_API_URL to a running server"
