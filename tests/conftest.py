@@ -108,6 +108,17 @@ def prefect_server() -> Iterator[str]:
         APILogWorker.drain_all(timeout=5)  # ship the last log lines before the server goes away
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _heartbeat_only_if_configured() -> Iterator[None]:
+    """In-process flows (`pump(...)`) as `pumphouse run` runs them: no flow-run heartbeat
+    unless configured. With Prefect's default, each flow's end waits for the heartbeat
+    thread's next whole second (~0.65 s a run)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(set_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 @pytest.fixture(scope="session")
 def _full_server() -> Iterator[str]:
     with server_of(VENV, tempfile.mkdtemp(prefix="prefect-home-full-")) as url:

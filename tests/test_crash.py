@@ -192,31 +192,24 @@ class Clean:
 def clean_six(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Clean]:
     """6 files x 300 rows (invalid rows, later versions of earlier orders) and one clean run.
 
-    That run also compiles the bytecode every later `pumphouse` process of this module
-    reuses, so that the runs timed and killed below all start alike. This file starts ~50
-    processes; where PYTHONDONTWRITEBYTECODE is set and the venv has no .pyc files, each
-    would first compile Prefect, pandas and pandera from source (~5 s of CPU). A private
-    cache folder then makes that once. Nothing the pump does changes.
+    The commands of this module are forked from the test process's forkserver
+    (tests/_forked.py), so the runs timed and killed below all start alike.
     """
-    with pytest.MonkeyPatch.context() as mp:
-        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-            mp.delenv("PYTHONDONTWRITEBYTECODE")
-            mp.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
-        inputs = tmp_path_factory.mktemp("inputs")
-        records = write_orders(inputs, files=6, rows=ROWS, seed=11)
-        ref = new_project(tmp_path_factory.mktemp("clean"))
-        copy_inputs(inputs, ref)
-        summary = summary_of(pump_run(ref))
-        result = outcome(ref)
-        # the reference itself is right: exactly the oracle, several batches, both partitions
-        assert result.rows == as_rows(expected(records))
-        assert sum(result.rejected.values()) == sum(1 for r in records if not is_valid(r))
-        assert summary["batches"] >= 6 and summary["rows_written"] >= 3 * BATCH_ROWS
-        assert {p.split("/")[1] for p in result.layout if p.startswith("data/")} == {
-            "status=open",
-            "status=paid",
-        }
-        yield Clean(inputs, records, result, summary)
+    inputs = tmp_path_factory.mktemp("inputs")
+    records = write_orders(inputs, files=6, rows=ROWS, seed=11)
+    ref = new_project(tmp_path_factory.mktemp("clean"))
+    copy_inputs(inputs, ref)
+    summary = summary_of(pump_run(ref))
+    result = outcome(ref)
+    # the reference itself is right: exactly the oracle, several batches, both partitions
+    assert result.rows == as_rows(expected(records))
+    assert sum(result.rejected.values()) == sum(1 for r in records if not is_valid(r))
+    assert summary["batches"] >= 6 and summary["rows_written"] >= 3 * BATCH_ROWS
+    assert {p.split("/")[1] for p in result.layout if p.startswith("data/")} == {
+        "status=open",
+        "status=paid",
+    }
+    yield Clean(inputs, records, result, summary)
 
 
 def data_files(folder: Path) -> list[Path]:

@@ -121,10 +121,7 @@ class Clean:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Clean]:
     """The API (up for the whole module), the input files, and one clean run of each pump."""
-    with pytest.MonkeyPatch.context() as mp, serve(PagedAPI(RECORDS, "cursor")) as api:
-        if os.environ.get("PYTHONDONTWRITEBYTECODE"):  # as in tests/test_crash.py's clean_six
-            mp.delenv("PYTHONDONTWRITEBYTECODE")
-            mp.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+    with serve(PagedAPI(RECORDS, "cursor")) as api:
         ref = source_project(tmp_path_factory.mktemp("clean-source"), api)
         source_summary = summary_of(pump_run(ref))
         source = outcome(ref)
