@@ -5,9 +5,11 @@ the tests never import bench/)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -52,12 +54,15 @@ def prefect_server(
     home: str | None = None,
     port: int | None = None,
     settings: Mapping[str, str] | None = None,
+    database: Path | None = None,
 ) -> Iterator[str]:
     """Yield the API URL of a fresh server of `venv`'s Prefect: PREFECT_HOME `home` (a new
     temporary folder by default), `port` (a free one by default), Prefect `settings` (e.g.
-    QUIET) over its defaults."""
+    QUIET) over its defaults, starting from a copy of `database` (see `snapshot`) if given."""
     home = home or tempfile.mkdtemp(prefix="bench-prefect-")
     port = port or free_port()
+    if database is not None:
+        seed(Path(home), database)
     env = {
         **os.environ,
         "PREFECT_HOME": home,
@@ -103,3 +108,25 @@ def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+# Where Prefect keeps its SQLite database by default.
+DATABASE = "prefect.db"
+
+
+def snapshot(home: Path, to: Path) -> Path:
+    """A consistent copy of the database of the server running from `home` (SQLite's online
+    backup), taken while it holds only what its start made: every migration applied. A
+    server started from a copy skips the migrations, about half of a first start's CPU."""
+    with (
+        contextlib.closing(sqlite3.connect(home / DATABASE)) as live,
+        contextlib.closing(sqlite3.connect(to)) as copy,
+    ):
+        live.backup(copy)
+    return to
+
+
+def seed(home: Path, database: Path) -> None:
+    """Put a copy of `database` (see `snapshot`) where a Prefect server from `home` finds it."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(database, home / DATABASE)

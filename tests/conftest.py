@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests import _forked as forked
-from tests._prefect_server import QUIET, free_port
+from tests._prefect_server import DATABASE, QUIET, free_port, snapshot
 from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ os.environ.update(
     }
 )
 forked.freeze(dict(os.environ))  # what forked `pumphouse` commands start from
+MIGRATED = Path(tempfile.mkdtemp(prefix="prefect-db-")) / DATABASE  # see migrated_database
 
 
 # How hard the property tests search, by HYPOTHESIS_PROFILE: `ci` (the default, `make test`)
@@ -102,6 +103,7 @@ def prefect_server() -> Iterator[str]:
     `prefect_server_full`.
     """
     with server_of(VENV, PREFECT_HOME, PREFECT_PORT, QUIET) as url:
+        snapshot(Path(PREFECT_HOME), MIGRATED)  # before any test writes to it
         yield url
         from prefect.logging.handlers import APILogWorker
 
@@ -120,8 +122,17 @@ def _heartbeat_only_if_configured() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def _full_server() -> Iterator[str]:
-    with server_of(VENV, tempfile.mkdtemp(prefix="prefect-home-full-")) as url:
+def migrated_database(prefect_server: str) -> Path:
+    """A copy of the session server's database as its start left it (every migration
+    applied, nothing else): a Prefect server or a `pumphouse run` whose PREFECT_HOME starts
+    with it skips the migrations (tests/_prefect_server.py `seed`)."""
+    return MIGRATED
+
+
+@pytest.fixture(scope="session")
+def _full_server(migrated_database: Path) -> Iterator[str]:
+    home = tempfile.mkdtemp(prefix="prefect-home-full-")
+    with server_of(VENV, home, database=migrated_database) as url:
         yield url
 
 

@@ -10,6 +10,7 @@ CliRunner. No call may ever print a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import io
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests._moto import free_port
+from tests._prefect_server import DATABASE, seed
 from tests.conftest import PUMPHOUSE, REPO, run_in_process
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
@@ -970,10 +973,13 @@ def test_validate_finds_a_secret_block_that_is_missing(project: Path, prefect_se
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("first_local_server")  # see tests/test_local_server.py
-def test_run_works_on_prefects_embedded_default(project: Path, tmp_path_factory: Any) -> None:
+def test_run_works_on_prefects_embedded_default(
+    project: Path, tmp_path_factory: Any, migrated_database: Path
+) -> None:
     records = write_orders(project / "in", files=2, rows=60, seed=23)
     (project / "pumps" / "orders.yaml").write_text(spec_text())
     home = tmp_path_factory.mktemp("prefect-home-embedded")
+    seed(home, migrated_database)  # a first start from an empty home: test_local_server
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
     try:
@@ -987,4 +993,5 @@ def test_run_works_on_prefects_embedded_default(project: Path, tmp_path_factory:
     assert summary["rows_read"] == len(records)
     assert summary["rows_written"] == len(expected(records)) > 0
     assert landed(str(project / "out" / "orders")) == expected(records)
-    assert any(home.iterdir())  # the embedded server kept its database in this PREFECT_HOME
+    with contextlib.closing(sqlite3.connect(home / DATABASE)) as db:  # recorded in this home
+        assert db.execute("SELECT state_type FROM flow_run").fetchall() == [("COMPLETED",)]

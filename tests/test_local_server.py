@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests._http_servers import Answer, App, Seen, serve
+from tests._prefect_server import seed
 from tests.conftest import PUMPHOUSE
 from tests.data import spec_text, write_orders
 
@@ -38,8 +39,11 @@ def _run(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(tmp_path: Path) -> None:
+def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(
+    tmp_path: Path, migrated_database: Path
+) -> None:
     project, home = tmp_path / "project", tmp_path / "prefect-home"
+    seed(home, migrated_database)  # its migrations are the terminal test's (below)
     (project / "pumps").mkdir(parents=True)
     write_orders(project / "in", files=1, rows=50)
     (project / "pumps" / "orders.yaml").write_text(spec_text())
@@ -74,7 +78,8 @@ def test_a_first_run_on_a_terminal_names_the_wait_for_the_server_with_elapsed_se
     tmp_path: Path,
 ) -> None:
     """The first run waits for the local server to start (its database made: tens of seconds
-    on a busy machine); the progress bar says so, with the seconds spent, then pumps."""
+    on a busy machine); the progress bar says so, with the seconds spent, then pumps. The one
+    first start here from an empty PREFECT_HOME: the others start from a migrated database."""
     from tests.test_command import on_a_terminal
 
     project, home = tmp_path / "project", tmp_path / "prefect-home"
@@ -110,12 +115,14 @@ class _Stranger(App):
         return Answer(404, b"not here")
 
 
-def test_a_stranger_on_the_recorded_port_is_not_adopted(tmp_path: Path) -> None:
+def test_a_stranger_on_the_recorded_port_is_not_adopted(
+    tmp_path: Path, migrated_database: Path
+) -> None:
     # The server this home started is gone (killed, the machine restarted) and another
     # answers /api/health where it was: the run starts this home's own server instead.
     project, home = tmp_path / "project", tmp_path / "prefect-home"
     (project / "pumps").mkdir(parents=True)
-    home.mkdir()
+    seed(home, migrated_database)
     write_orders(project / "in", files=1, rows=20)
     (project / "pumps" / "orders.yaml").write_text(spec_text())
     stranger = _Stranger()
