@@ -706,6 +706,25 @@ def test_prefect_records_a_runs_parameters_as_given(pumped: dict[str, Any]) -> N
     }
 
 
+@pytest.mark.subprocess
+@pytest.mark.usefixtures("prefect_server")
+def test_a_parquet_run_imports_neither_deltalake_nor_fastapi(project: Path) -> None:
+    """What a small run's seconds go to is mostly imports: a parquet run loads no Delta
+    library, and Prefect records the flow's plain parameters without FastAPI's encoder."""
+    write_orders(project / "in", files=1, rows=50, seed=24)
+    (project / "pumps" / "orders.yaml").write_text(spec_text())
+    done = cli("run", "pumps/orders.yaml", "--json", cwd=project, python=("-X", "importtime"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert one_json_object(done.stdout)["status"] == "ok"
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"prefect", "duckdb", "pyarrow"} <= imported  # the list is read right
+    assert not {"deltalake", "fastapi"} & imported
+
+
 def test_the_run_command_imports_without_the_cyclic_gc_and_turns_it_back_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
