@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger
+from prefect import Flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 
 from flows.executor import Executor, Stager, choose, stager
@@ -37,8 +38,29 @@ from tasks.state.store import Manifest, StateStore
 from tasks.transform.window import widened
 from tasks.validate.preflight import load
 
+P = ParamSpec("P")
+R = TypeVar("R")
+PLAIN = (str, bool, int, float, type(None))  # JSON as they are
 
-@flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
+
+class PumpFlow(Flow[P, R]):
+    """A Prefect flow whose plain parameters (strings, flags, None) are recorded as they are:
+    Prefect's own serialize_parameters passes each through FastAPI's jsonable_encoder, whose
+    first use imports FastAPI, a good part of a small run's CPU, to give back the same
+    values. Any other value goes Prefect's way."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        if all(type(v) in PLAIN for v in parameters.values()):  # exact types: an Enum's is encoded
+            return dict(parameters)
+        return super().serialize_parameters(parameters)
+
+
+def _flow(**options: Any) -> Callable[[Callable[P, R]], PumpFlow[P, R]]:
+    """`@flow(**options)`, as a PumpFlow."""
+    return lambda fn: PumpFlow(fn=fn, **options)
+
+
+@_flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
 def pump(
     spec_path: str,
     full_refresh: bool = False,

@@ -7,8 +7,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from schemas.errors import PumpError
 from schemas.spec import HttpSource, Spec
 from tasks.engine.db import Connection, column_types, connect, ident, quote, scalar, texts
@@ -126,13 +124,12 @@ def _fresh(
     ).fetchall()[0]
     out.hwm_after = top if top is not None else hwm_floor
     low = since(out.hwm_after, window.lookback)
-    seen = pa.table(
-        {"cursor": [c for c, _ in window.seen], "hash": [h for _, h in window.seen]},
-        schema=pa.schema([("cursor", pa.string()), ("hash", pa.string())]),
+    # From lists, not an Arrow table: pyarrow imports pandas to build one from Python values.
+    con.execute(
+        "CREATE TEMP TABLE seen AS SELECT unnest($1::VARCHAR[]) AS cursor, "
+        "unnest($2::VARCHAR[]) AS hash",
+        [[c for c, _ in window.seen], [h for _, h in window.seen]],
     )
-    con.register("__ph_seen_in", seen)
-    con.execute("CREATE TEMP TABLE seen AS SELECT * FROM __ph_seen_in")
-    con.unregister("__ph_seen_in")
     columns = [n for n in types if n not in LINEAGE]
     con.execute(
         f"CREATE TEMP TABLE fresh AS {fresh_sql(window, staged, cursor, kind, columns, low)}"

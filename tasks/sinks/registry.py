@@ -17,7 +17,6 @@ from schemas.settings import settings
 from schemas.spec import DeltaSink, ParquetSink, Spec
 from tasks.engine.db import Connection
 from tasks.io.files import is_remote, state_options
-from tasks.sinks import delta as sink_delta
 from tasks.sinks import parquet as sink_parquet
 from tasks.sinks import webhook as sink_http
 from tasks.sinks.load import Load
@@ -76,19 +75,28 @@ class Parquet:
 
 
 class Delta(Parquet):
-    """A Delta table at URL (rejected rows as parquet under URL/rejected/)."""
+    """A Delta table at URL (rejected rows as parquet under URL/rejected/). deltalake is
+    imported by the first call: a run of another sink never loads it."""
 
     def write_rows(self, load: Load) -> None:
-        sink_delta.write_batches(load)
+        from tasks.sinks import delta
+
+        delta.write_batches(load)
 
     def abandon_run(self, spec: Spec, run_id: str) -> None:
-        sink_delta.abandon_run(spec, run_id)
+        from tasks.sinks import delta
+
+        delta.abandon_run(spec, run_id)
 
     def remove_all(self, spec: Spec) -> None:
-        sink_delta.remove_all(spec)
+        from tasks.sinks import delta
+
+        delta.remove_all(spec)
 
     def committed_seq(self, spec: Spec) -> int:
-        return sink_delta.committed_seq(spec)
+        from tasks.sinks import delta
+
+        return delta.committed_seq(spec)
 
 
 class Webhook:

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tasks.internal import RECORD
 from tasks.sources.files.stream import CHUNK
@@ -60,6 +59,8 @@ def table(url: str, group: Group, names: list[str], nulls: Sequence[str]) -> pa.
     arrays = [pa.repeat(url, n), pa.array(rows, pa.int64()), pa.array(raws, pa.string()), errors]
     if not names:
         return pa.Table.from_arrays(arrays, schema=JSON_SCHEMA)
+    import pyarrow.compute as pc  # built at import: loaded by the runs that use it
+
     null_set = pa.array(list(nulls), pa.string())
     for col in columns:
         arr = pa.array(col, pa.string())

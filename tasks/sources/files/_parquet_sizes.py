@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.sources.records import too_big
@@ -64,6 +63,8 @@ def blanked(
     for row, size in big.items():
         if first <= row < first + n:
             errors[row - first] = too_big(size, limit)
+    import pyarrow.compute as pc  # built at import: loaded by the runs that use it
+
     mask = pa.array([e is not None for e in errors])
     columns = [pc.if_else(mask, pa.scalar(None, c.type), c) for c in rb.columns]
     return columns, pa.array(errors, pa.string())
@@ -94,6 +95,8 @@ def _row_bytes(arr: pa.Array) -> np.ndarray:
     if pa.types.is_map(t):
         arr = arr.cast(pa.list_(pa.struct([t.key_field, t.item_field])))
         t = arr.type
+    import pyarrow.compute as pc  # built at import: loaded by the runs that use it
+
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         values = arr.flatten()
         parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
@@ -185,6 +184,8 @@ def _text_batches(
     for seq, group in enumerate(groups):
         batch = table(file.url, group, names, opts.null_values)
         if before:  # a grown file's records go on with the line numbers they have in it
+            import pyarrow.compute as pc  # built at import: loaded by the runs that use it
+
             batch = batch.set_column(1, "_row", pc.add(batch.column(1), before))
         # The compressed position runs ahead by a read buffer, so this is approximate;
         # after the last batch it is the whole file.
