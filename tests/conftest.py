@@ -93,6 +93,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+# A deployed run held back by its deployment's concurrency limit is tried again this soon
+# (Prefect's default: 30 s), so that test_deploy's second missed run does not idle.
+PROMPT = {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real Prefect server, started once for the session by the first test that asks for it.
@@ -102,7 +107,7 @@ def prefect_server() -> Iterator[str]:
     task runs and no events, and schedules no runs. A test that reads those asks for
     `prefect_server_full`.
     """
-    with server_of(VENV, PREFECT_HOME, PREFECT_PORT, QUIET) as url:
+    with server_of(VENV, PREFECT_HOME, PREFECT_PORT, {**QUIET, **PROMPT}) as url:
         snapshot(Path(PREFECT_HOME), MIGRATED)  # before any test writes to it
         yield url
         from prefect.logging.handlers import APILogWorker
