@@ -24,12 +24,16 @@ def fold(name: str) -> str:
 def control(name: str) -> str | None:
     """The first control character in `name` as its JSON escape (`\\u0000`), or None."""
     found = CONTROL.search(name)
-    return None if found is None else f"\\u{ord(found.group()):04x}"
+    return None if found is None else _json_escape(found)
 
 
 def escaped(name: str) -> str:
     """`name` quoted, each control character written as its JSON escape."""
-    return "'" + CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", name) + "'"
+    return "'" + CONTROL.sub(_json_escape, name) + "'"
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
 
 
 def case_twins(names: Iterable[str]) -> tuple[str, str] | None:

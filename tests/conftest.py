@@ -29,7 +29,7 @@ from tests._prefect_server import DATABASE, QUIET, free_port, snapshot
 from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
-PUMPHOUSE = str(Path(sys.executable).with_name("pumphouse"))
+PUMPHOUSE = forked.PUMPHOUSE
 VENV = Path(sys.executable).parent.parent
 
 
@@ -211,6 +211,22 @@ def run_binary(
         [PUMPHOUSE, *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_python(
+    code: str, cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh Python of this venv, in `cwd`, with `env` as its environment and
+    the repository on its path: for what only a new process shows (its first imports, a
+    module's state before anything ran)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=timeout,

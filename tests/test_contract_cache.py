@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.subprocess  # a fresh process: what it imports is the point
 
@@ -51,15 +49,7 @@ print(json.dumps({"problems": problems, "sql": sql,
 
 
 def _probe(folder: Path, cache: Path) -> dict[str, object]:
-    env = {**os.environ, "PUMPHOUSE_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_python(PROBE, folder, {**os.environ, "PUMPHOUSE_CACHE_DIR": str(cache)}, 120)
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
 

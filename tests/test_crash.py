@@ -188,6 +188,19 @@ class Clean:
     summary: dict[str, Any]
 
 
+def six_files_run_once(
+    factory: pytest.TempPathFactory, new: Callable[[Path], Path]
+) -> tuple[Path, list[dict[str, Any]], Path, dict[str, Any]]:
+    """The crash modules' reference: 6 files x ROWS (invalid rows, later versions of earlier
+    orders) and one clean run of them in a project `new` makes. The inputs, their records,
+    the project and the run's summary."""
+    inputs = factory.mktemp("inputs")
+    records = write_orders(inputs, files=6, rows=ROWS, seed=11)
+    ref = new(factory.mktemp("clean"))
+    copy_inputs(inputs, ref)
+    return inputs, records, ref, summary_of(pump_run(ref))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def clean_six(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Clean]:
     """6 files x 300 rows (invalid rows, later versions of earlier orders) and one clean run.
@@ -195,11 +208,7 @@ def clean_six(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> 
     The commands of this module are forked from the test process's forkserver
     (tests/_forked.py), so the runs timed and killed below all start alike.
     """
-    inputs = tmp_path_factory.mktemp("inputs")
-    records = write_orders(inputs, files=6, rows=ROWS, seed=11)
-    ref = new_project(tmp_path_factory.mktemp("clean"))
-    copy_inputs(inputs, ref)
-    summary = summary_of(pump_run(ref))
+    inputs, records, ref, summary = six_files_run_once(tmp_path_factory, new_project)
     result = outcome(ref)
     # the reference itself is right: exactly the oracle, several batches, both partitions
     assert result.rows == as_rows(expected(records))

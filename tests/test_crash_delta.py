@@ -33,6 +33,7 @@ from tests.test_crash import (
     outcome,
     pump_run,
     run_here,
+    six_files_run_once,
     summary_of,
     timed_run,
 )
@@ -102,11 +103,7 @@ class Clean:
 @pytest.fixture(scope="module")
 def clean_delta(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Clean]:
     """6 files x 300 rows (invalid rows, later versions of earlier orders), one clean run."""
-    inputs = tmp_path_factory.mktemp("inputs")
-    records = write_orders(inputs, files=6, rows=ROWS, seed=11)
-    ref = new_project(tmp_path_factory.mktemp("clean"))
-    copy_inputs(inputs, ref)
-    summary = summary_of(pump_run(ref))
+    inputs, records, ref, summary = six_files_run_once(tmp_path_factory, new_project)
     result = table_outcome(ref)
     assert as_oracle(result.rows) == expected(records)
     assert result.txn >= 4 and summary["rows_written"] > 3 * BATCH_ROWS  # several batches

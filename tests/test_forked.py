@@ -4,12 +4,10 @@ and a call that changes what the libraries read at import runs the real binary."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tests import _forked as forked
-from tests.conftest import run_binary, run_cli
+from tests.conftest import run_binary, run_cli, run_python
 
 
 def test_a_call_that_changes_what_libraries_read_at_import_is_not_forked() -> None:
@@ -52,14 +50,6 @@ def test_the_forkserver_starts_with_the_sessions_environment_whatever_the_first_
     run the binary, or record on the wrong server). A fresh process, so that it is the first."""
     (tmp_path / "bad.yaml").write_text("name: bad\nsource: {type: files}\n")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    done = subprocess.run(
-        [sys.executable, "-c", SESSION_FIRST_CALL_CHANGED],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(SESSION_FIRST_CALL_CHANGED, tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "True"], done.stdout + done.stderr
