@@ -67,7 +67,7 @@ _started = False
 def freeze(env: dict[str, str]) -> None:
     """Fix the session's environment, as conftest sets it before any test: the forkserver
     starts with it even if the first command comes while a test has changed os.environ for
-    a while (e.g. prefect_server_full's PREFECT_API_URL), and only calls that keep it fork."""
+    a while (e.g. prefect_server_events's PREFECT_API_URL), and only calls that keep it fork."""
     global _session_env
     _session_env = dict(env)
 

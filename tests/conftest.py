@@ -3,10 +3,11 @@
 The session's server (`prefect_server`, one per xdist worker) records only what the API
 writes itself (flow runs, logs, artifacts, deployments): its services cost about as much CPU
 as the flows it records, and few tests read what they keep. The tests that read task runs or
-events (test_dask, test_cli's heartbeats) ask for `prefect_server_full` instead, a second
-server with every service that one worker starts for all of them. A per-test server would be
-simpler to reason about but costs a server start each; a process-wide switch is not possible,
-as Prefect reads its settings once a process, hence the full server's pumps run in subprocesses.
+events (test_dask, test_cli's heartbeats) ask for `prefect_server_events` instead, a second
+server that also keeps events and task runs, which one worker starts for all of them. A
+per-test server would be simpler to reason about but costs a server start each; a
+process-wide switch is not possible, as Prefect reads its settings once a process, hence the
+events server's pumps run in subprocesses.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests import _forked as forked
-from tests._prefect_server import DATABASE, QUIET, free_port, snapshot
+from tests._prefect_server import DATABASE, QUIET, RECORDING, free_port, snapshot
 from tests._prefect_server import prefect_server as server_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,12 +69,12 @@ def examples(n: int) -> int:
 # Module fixtures whose tests run on one xdist worker, in file order (`--dist loadgroup`):
 # test_cli's `pumped` (its last test changes the project), test_deploy's `site` (a deployed
 # project and a Prefect worker), test_dask's `world` (moto and a LocalCluster of 2 processes,
-# and its `reference` run): costly to build twice. The tests of `prefect_server_full`, of every
+# and its `reference` run): costly to build twice. The tests of `prefect_server_events`, of every
 # module, are one group too, so that one worker starts that server; test_dask's are in it with
 # the rest of `world`'s tests. One group per test: the first that applies.
 ONE_WORKER = {
-    "prefect_server_full": "prefect_server_full",
-    "world": "prefect_server_full",
+    "prefect_server_events": "prefect_server_events",
+    "world": "prefect_server_events",
     "pumped": "test_cli:pumped",
     "site": "test_deploy:site",
 }
@@ -86,7 +87,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the tests of a ONE_WORKER fixture are that fixture's xdist group."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "prefect_server" in names or "prefect_server_full" in names:
+        if "prefect_server" in names or "prefect_server_events" in names:
             item.add_marker(pytest.mark.server)
         group = next((g for name, g in ONE_WORKER.items() if name in names), None)
         if group is not None:
@@ -105,7 +106,7 @@ def prefect_server() -> Iterator[str]:
     In-process flows and CLI subprocesses of the tests record there. It runs without the
     services that only some tests read from (tests/_prefect_server.py QUIET): it keeps no
     task runs and no events, and schedules no runs. A test that reads those asks for
-    `prefect_server_full`.
+    `prefect_server_events`.
     """
     with server_of(VENV, PREFECT_HOME, PREFECT_PORT, {**QUIET, **PROMPT}) as url:
         snapshot(Path(PREFECT_HOME), MIGRATED)  # before any test writes to it
@@ -135,16 +136,17 @@ def migrated_database(prefect_server: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _full_server(migrated_database: Path) -> Iterator[str]:
-    home = tempfile.mkdtemp(prefix="prefect-home-full-")
-    with server_of(VENV, home, database=migrated_database) as url:
+def _events_server(migrated_database: Path) -> Iterator[str]:
+    home = tempfile.mkdtemp(prefix="prefect-home-events-")
+    with server_of(VENV, home, settings=RECORDING, database=migrated_database) as url:
         yield url
 
 
 @pytest.fixture
-def prefect_server_full(_full_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A second real Prefect server, with all its services (task runs, events, schedules),
-    for the test's CLI subprocesses and its own Prefect client calls; its URL.
+def prefect_server_events(_events_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A second real Prefect server, which also keeps events and the task runs made from
+    them (tests/_prefect_server.py RECORDING), for the test's CLI subprocesses and its own
+    Prefect client calls; its URL.
 
     Prefect's settings are read once a process, so the session server stays this process's:
     the test's subprocesses get this one's address in their environment (PREFECT_API_URL),
@@ -154,9 +156,9 @@ def prefect_server_full(_full_server: str, monkeypatch: pytest.MonkeyPatch) -> I
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    monkeypatch.setenv("PREFECT_API_URL", _full_server)
-    with temporary_settings(updates={PREFECT_API_URL: _full_server}):
-        yield _full_server
+    monkeypatch.setenv("PREFECT_API_URL", _events_server)
+    with temporary_settings(updates={PREFECT_API_URL: _events_server}):
+        yield _events_server
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The `pumphouse` command as users type it (CONTRACT §3, §4).
 
 Help, usage errors, signals, and the runs whose whole console output is asserted (a quiet
-success, a failure's one error line, secrets) are the real command in a subprocess. Where a
+success, a failure's one error line, secrets) are the command in a process of its own
+(`cli`): forked from a pre-imported forkserver, or the installed binary where the binary is
+the point (help, a whole run and its exit, imports, Prefect's embedded server). Where a
 test asserts only what a command prints, exits with and lands, it runs through the command's
 own main() in this process (`command`): the same exit codes, stdout and stderr, without a
 subprocess's seconds of imports; a few exit-0 checks of output content use typer's
@@ -31,6 +33,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from tests import _forked as forked
 from tests._moto import free_port
 from tests._prefect_server import DATABASE, seed
 from tests.conftest import PUMPHOUSE, REPO, run_in_process
@@ -46,18 +49,26 @@ def cli(
     env: dict[str, str] | None = None,
     timeout: float = 300,
     python: tuple[str, ...] = (),
+    binary: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """The real `pumphouse`, stdin not a terminal; `env` replaces the environment when given;
-    `python`: options for the interpreter that runs it (e.g. -X importtime)."""
-    done = subprocess.run(
-        [sys.executable, *python, PUMPHOUSE, *args] if python else [PUMPHOUSE, *args],
-        cwd=cwd,
-        env=os.environ.copy() if env is None else env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """`pumphouse ARGS` in a process of its own, stdin not a terminal; `env` replaces the
+    environment when given. Forked from the pre-imported forkserver (tests/_forked.py: the
+    same entry point, exit, stdout and stderr); the installed binary when `binary`, when
+    `python` gives its interpreter options (e.g. -X importtime), or when the call changes
+    what the libraries read at import."""
+    whole = os.environ.copy() if env is None else env
+    if not (binary or python) and forked.forkable(args, whole):
+        done = forked.completed(args, cwd, whole, timeout)
+    else:
+        done = subprocess.run(
+            [sys.executable, *python, PUMPHOUSE, *args] if python else [PUMPHOUSE, *args],
+            cwd=cwd,
+            env=whole,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     return done
 
@@ -104,7 +115,7 @@ def flat(help_text: str) -> str:
 
 @pytest.mark.subprocess
 def test_help_explains_every_command(tmp_path: Path) -> None:
-    top = cli("--help", cwd=tmp_path)
+    top = cli("--help", cwd=tmp_path, binary=True)
     assert top.returncode == 0
     for command in COMMANDS:
         assert command in top.stdout
@@ -118,7 +129,7 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     }
     helps = {}
     for command, word in words.items():
-        sub = cli(command, "--help", cwd=tmp_path)
+        sub = cli(command, "--help", cwd=tmp_path, binary=True)
         assert sub.returncode == 0, sub.stderr
         helps[command] = flat(sub.stdout)
         assert f"pumphouse {command}" in helps[command] and word in helps[command]
@@ -126,10 +137,10 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     assert "--format" in helps["query"] and "exits 2" in helps["query"]
     assert "--yes" in helps["reset"] and "--pool" in helps["deploy"]
     # a wrong command line is a usage error: exit 2, two plain lines
-    bare = cli(cwd=tmp_path)
+    bare = cli(cwd=tmp_path, binary=True)
     assert bare.returncode == 2 and "Commands" in bare.stdout
     for bad in (("frobnicate",), ("run",), ("run", "pumps/x.yaml", "--no-such-flag")):
-        done = cli(*bad, cwd=tmp_path)
+        done = cli(*bad, cwd=tmp_path, binary=True)
         assert done.returncode == 2, (bad, done.stderr)
         lines = plain_lines(done.stderr)
         assert 1 <= len(lines) <= 2 and lines[0].startswith("error: "), done.stderr
@@ -245,7 +256,7 @@ def pumped(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> dic
     (project / "pumps").mkdir()
     records = write_orders(project / "in", files=3, rows=100, seed=21)
     (project / "pumps" / "orders.yaml").write_text(spec_text(batch_rows=80))
-    done = cli("run", "pumps/orders.yaml", "--json", cwd=project)
+    done = cli("run", "pumps/orders.yaml", "--json", cwd=project, binary=True)
     return {"project": project, "records": records, "run": done}
 
 
@@ -667,24 +678,24 @@ def _heartbeats(api: str, spec_path: str) -> list[dict[str, Any]]:
 
 
 def test_a_run_sends_flow_run_heartbeats_only_when_configured(
-    project: Path, prefect_server_full: str
+    project: Path, prefect_server_events: str
 ) -> None:
     # Prefect's default heartbeat would make every run wait for its thread's next second;
     # a frequency the user sets (here in the environment) is Prefect's as ever.
     write_orders(project / "in", files=1, rows=20, seed=25)
     for name in ("quiet", "beating"):
         (project / "pumps" / f"{name}.yaml").write_text(spec_text(name=name, out=f"./out/{name}"))
-    quiet = cli("run", "pumps/quiet.yaml", "--json", cwd=project)
+    quiet = cli("run", "pumps/quiet.yaml", "--json", cwd=project, binary=True)
     env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
-    beating = cli("run", "pumps/beating.yaml", "--json", cwd=project, env=env)
+    beating = cli("run", "pumps/beating.yaml", "--json", cwd=project, env=env, binary=True)
     assert (quiet.returncode, beating.returncode) == (0, 0), quiet.stderr + beating.stderr
     deadline = time.monotonic() + 60  # the server stores events a moment after they arrive
     while (
-        not _heartbeats(prefect_server_full, "pumps/beating.yaml") and time.monotonic() < deadline
+        not _heartbeats(prefect_server_events, "pumps/beating.yaml") and time.monotonic() < deadline
     ):
         time.sleep(0.5)
-    assert len(_heartbeats(prefect_server_full, "pumps/beating.yaml")) == 1  # at its start
-    assert _heartbeats(prefect_server_full, "pumps/quiet.yaml") == []
+    assert len(_heartbeats(prefect_server_events, "pumps/beating.yaml")) == 1  # at its start
+    assert _heartbeats(prefect_server_events, "pumps/quiet.yaml") == []
 
 
 def test_prefect_records_a_runs_parameters_as_given(pumped: dict[str, Any]) -> None:
@@ -1012,7 +1023,7 @@ def test_run_works_on_prefects_embedded_default(
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
     try:
-        done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env)
+        done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env, binary=True)
     finally:  # the local server the run started outlives it (to be reused): stop it here
         prefect = str(Path(PUMPHOUSE).with_name("prefect"))
         subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=120)

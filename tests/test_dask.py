@@ -3,9 +3,10 @@
 batches in S3 (moto in server mode, every request's credentials checked).
 
 Every run on the cluster is the real command in a subprocess, recorded on the session's Prefect
-server (on the full one, `prefect_server_full`, where a test reads the runs' task runs). Each
-outcome is compared with one local run of the same pump, row by row: the sink's rows, the
-rejected rows (every column), the files the sink holds (run ids masked) and the committed state.
+server (on the one that keeps events, `prefect_server_events`, where a test reads the runs'
+task runs). Each outcome is compared with one local run of the same pump, row by row: the
+sink's rows, the rejected rows (every column), the files the sink holds (run ids masked) and
+the committed state.
 The workers resolve the S3 credentials from their own environment (`${env:NAME}` in the spec).
 """
 
@@ -329,7 +330,7 @@ def stage_states(since: datetime) -> Counter[str]:
 # ---- a run on the cluster lands what a local run lands -------------------------------------
 
 
-@pytest.mark.usefixtures("prefect_server_full")  # reads task runs
+@pytest.mark.usefixtures("prefect_server_events")  # reads task runs
 def test_a_dask_run_lands_exactly_what_a_local_run_lands(
     world: World, reference: Reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -386,7 +387,7 @@ def test_a_dask_run_lands_exactly_what_a_local_run_lands(
     "kill -9 of a Dask worker process while it stages a file (after writing its batches to the S3 staging URL, before it reports back), on a LocalCluster of 2 worker processes",
     "Dask runs that stage step again on a live worker; the run completes and sink, rejected rows, file layout and state equal a local run's; a rerun reads nothing and changes nothing",
 )
-@pytest.mark.usefixtures("prefect_server_full")  # reads task runs
+@pytest.mark.usefixtures("prefect_server_events")  # reads task runs
 def test_a_worker_killed_while_staging_is_replaced_and_the_run_completes(
     world: World, reference: Reference, tmp_path: Path
 ) -> None:

@@ -35,7 +35,7 @@ from tests import _forked as forked
 
 forked.freeze(dict(os.environ))
 session = dict(os.environ)
-os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # as prefect_server_full does
+os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # as prefect_server_events does
 first = forked.completed(("validate", "bad.yaml"), Path.cwd(), session, 300)
 del os.environ["PREFECT_API_URL"]
 print(first.returncode, forked.forkable(("validate", "bad.yaml"), session))
@@ -45,7 +45,7 @@ print(first.returncode, forked.forkable(("validate", "bad.yaml"), session))
 def test_the_forkserver_starts_with_the_sessions_environment_whatever_the_first_call(
     tmp_path: Path,
 ) -> None:
-    """prefect_server_full changes PREFECT_API_URL for its tests' length: a first forked
+    """prefect_server_events changes PREFECT_API_URL for its tests' length: a first forked
     command then must not start the forkserver with that address (every later call would
     run the binary, or record on the wrong server). A fresh process, so that it is the first."""
     (tmp_path / "bad.yaml").write_text("name: bad\nsource: {type: files}\n")

@@ -4,6 +4,7 @@ by itself once no run has used it for a while."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.local_server import USE_FILE
 from tests._http_servers import Answer, App, Seen, serve
 from tests._prefect_server import seed
 from tests.conftest import PUMPHOUSE
@@ -25,10 +27,10 @@ from tests.data import spec_text, write_orders
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("first_local_server")]
 
 
-def _run(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
+def _run(project: Path, home: Path, idle: int = 15) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
-    env["PUMPHOUSE_PREFECT_SERVER_IDLE"] = "15"
+    env["PUMPHOUSE_PREFECT_SERVER_IDLE"] = str(idle)
     return subprocess.run(
         [PUMPHOUSE, "run", "pumps/orders.yaml", "--json"],
         cwd=project,
@@ -48,20 +50,24 @@ def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(
     write_orders(project / "in", files=1, rows=50)
     (project / "pumps" / "orders.yaml").write_text(spec_text())
     try:
-        first = _run(project, home)
-        assert first.returncode == 0, first.stderr
-        assert "starting a local Prefect server at http://127.0.0.1:" in first.stderr
-        record = json.loads((home / "pumphouse-server.json").read_text())
-        assert (home / "server.pid").read_text().strip() == str(record["pid"])
-        write_orders(project / "in", files=1, rows=50, seed=2, day=1)  # a new file to read
-        second = _run(project, home)
-        assert second.returncode == 0, second.stderr
-        assert "starting a local Prefect server" not in second.stderr
-        assert json.loads(second.stdout)["files"] == 1
+        # Held as a run holds it: the server cannot go idle between the two runs, however
+        # slow the machine; once let go, it stops after 4 s without a run.
+        with (home / USE_FILE).open("a+") as use:
+            fcntl.flock(use, fcntl.LOCK_SH)
+            first = _run(project, home, idle=4)
+            assert first.returncode == 0, first.stderr
+            assert "starting a local Prefect server at http://127.0.0.1:" in first.stderr
+            record = json.loads((home / "pumphouse-server.json").read_text())
+            assert (home / "server.pid").read_text().strip() == str(record["pid"])
+            write_orders(project / "in", files=1, rows=50, seed=2, day=1)  # a new file to read
+            second = _run(project, home, idle=4)
+            assert second.returncode == 0, second.stderr
+            assert "starting a local Prefect server" not in second.stderr
+            assert json.loads(second.stdout)["files"] == 1
         runs = httpx.post(f"{record['url']}/flow_runs/filter", json={}, timeout=30).json()
         assert sorted(r["state_type"] for r in runs) == ["COMPLETED", "COMPLETED"]
         assert {r["name"] for r in runs} == {"pumps/orders.yaml"}
-        deadline = time.monotonic() + 90  # idle for 15 s: the server and its keeper stop
+        deadline = time.monotonic() + 90  # idle for 4 s: the server and its keeper stop
         while (home / "server.pid").exists() and time.monotonic() < deadline:
             time.sleep(1)
         assert not (home / "server.pid").exists() and not (home / "pumphouse-server.json").exists()
