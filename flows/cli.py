@@ -359,10 +359,11 @@ def run(
     stop = _progress_bar(progress) if show_bar else (lambda: None)
     try:
         from flows.local_server import use_local_server
+        from flows.orchestration import heartbeat_only_if_configured
 
         use_local_server(_server_starting)  # no server configured: one, started once, reused
         progress.emit("prefect_up", 1)
-        with _heartbeat_only_if_configured():
+        with heartbeat_only_if_configured():
             summary = pump(
                 spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
             )
@@ -441,26 +442,6 @@ def _resource_error(e: BaseException) -> PumpError | None:
     from tasks.io.failures import resource_error
 
     return resource_error(e)
-
-
-def _heartbeat_only_if_configured() -> Any:
-    """Prefect's settings with no flow-run heartbeat by default: its thread sleeps whole
-    seconds and a run's end waits for it (~0.5 s a run). A frequency set in the environment
-    (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, for zombie-run automations), a profile or
-    prefect.toml is kept; deployed runs keep Prefect's default.
-
-    What `temporary_settings(set_defaults=...)` does, as a copy of the current settings:
-    that rebuilds them from every source (~0.1 s a command)."""
-    from prefect.context import SettingsContext, get_settings_context
-
-    context = get_settings_context()
-    settings = context.settings
-    if "heartbeat_frequency" in settings.flows.model_fields_set:  # set by a source: kept
-        return contextlib.nullcontext()
-    flows = settings.flows.model_copy(update={"heartbeat_frequency": None})
-    return SettingsContext(
-        profile=context.profile, settings=settings.model_copy(update={"flows": flows})
-    )
 
 
 def _unreachable(e: BaseException) -> PumpError | None:

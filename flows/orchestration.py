@@ -6,6 +6,7 @@
   while it holds the pump's lock, so workers on different machines never run one pump
   twice at once. A run by hand relies on the lock alone: after a `kill -9` the OS frees a
   lock at once, while Prefect keeps a dead run's slot until its lease (a minute) runs out.
+- A run by hand sends no flow-run heartbeat unless one is configured.
 - Every run publishes its summary as a markdown artifact `pump-NAME` whose metadata holds
   the summary's values, for `pumphouse status` to read back.
 """
@@ -23,7 +24,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate, GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import get_current_settings
 
@@ -66,6 +67,24 @@ def tag_run(pump: str) -> None:
             client.update_flow_run(ctx.flow_run.id, tags=tags)
     except Exception as e:  # a run must not fail because a label could not be set
         get_run_logger().warning(f"could not tag the flow run {run_tag(pump)!r}: {e}")
+
+
+def heartbeat_only_if_configured() -> contextlib.AbstractContextManager[Any]:
+    """Prefect's settings with no flow-run heartbeat by default: its thread sleeps whole
+    seconds and a run's end waits for it (~0.5 s a run). A frequency set in the environment
+    (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, for zombie-run automations), a profile or
+    prefect.toml is kept; deployed runs keep Prefect's default.
+
+    What `temporary_settings(set_defaults=...)` does, as a copy of the current settings:
+    that rebuilds them from every source (~0.1 s a command)."""
+    context = get_settings_context()
+    current = context.settings
+    if "heartbeat_frequency" in current.flows.model_fields_set:  # set by a source: kept
+        return contextlib.nullcontext()
+    flows = current.flows.model_copy(update={"heartbeat_frequency": None})
+    return SettingsContext(
+        profile=context.profile, settings=current.model_copy(update={"flows": flows})
+    )
 
 
 @contextlib.contextmanager

@@ -121,9 +121,9 @@ def _heartbeat_only_if_configured() -> Iterator[None]:
     """In-process flows (`pump(...)`) as `pumphouse run` runs them: no flow-run heartbeat
     unless configured. With Prefect's default, each flow's end waits for the heartbeat
     thread's next whole second (~0.65 s a run)."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from flows.orchestration import heartbeat_only_if_configured
 
-    with temporary_settings(set_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with heartbeat_only_if_configured():
         yield
 
 

@@ -698,6 +698,34 @@ def test_a_run_sends_flow_run_heartbeats_only_when_configured(
     assert _heartbeats(prefect_server_events, "pumps/quiet.yaml") == []
 
 
+def test_a_heartbeat_frequency_set_anywhere_is_kept_and_none_is_sent_otherwise() -> None:
+    """The command's settings for a run: Prefect's default heartbeat (180 s) off, a
+    frequency from any of Prefect's sources (environment, profile, prefect.toml) as set."""
+    from prefect.context import SettingsContext, get_settings_context
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        Settings,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from flows.orchestration import heartbeat_only_if_configured
+
+    fresh = Settings()  # as a command's process reads them: nothing sets a frequency here
+    with SettingsContext(profile=get_settings_context().profile, settings=fresh):
+        assert get_current_settings().flows.heartbeat_frequency == 180
+        with heartbeat_only_if_configured():
+            now = get_current_settings()
+            assert now.flows.heartbeat_frequency is None
+            assert now.api.url == fresh.api.url and now.home == fresh.home  # the rest as read
+        assert get_current_settings().flows.heartbeat_frequency == 180
+    with (
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 45}),
+        heartbeat_only_if_configured(),
+    ):
+        assert get_current_settings().flows.heartbeat_frequency == 45
+
+
 def test_prefect_records_a_runs_parameters_as_given(pumped: dict[str, Any]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
