@@ -11,6 +11,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -52,11 +53,9 @@ QUIET = {
 # (The task-run recorder writes each at once; a flush interval under its default keeps a
 # core busy while it idles.)
 RECORDING = {
-    **{
-        name: off
-        for name, off in QUIET.items()
-        if "_TASK_RUN_RECORDER_" not in name and "_EVENT_PERSISTER_" not in name
-    },
+    **QUIET,
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "true",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "true",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
 }
 
@@ -127,7 +126,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
 DATABASE = "prefect.db"
 
 
-def snapshot(home: Path, to: Path) -> Path:
+def snapshot(home: Path, to: Path) -> None:
     """A consistent copy of the database of the server running from `home` (SQLite's online
     backup), taken while it holds only what its start made: every migration applied. A
     server started from a copy skips the migrations, about half of a first start's CPU."""
@@ -136,10 +135,16 @@ def snapshot(home: Path, to: Path) -> Path:
         contextlib.closing(sqlite3.connect(to)) as copy,
     ):
         live.backup(copy)
-    return to
 
 
 def seed(home: Path, database: Path) -> None:
     """Put a copy of `database` (see `snapshot`) where a Prefect server from `home` finds it."""
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(database, home / DATABASE)
+
+
+def stop_local(home: Path) -> None:
+    """`prefect server stop` for the local server a `pumphouse run` started from `home`."""
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=120)

@@ -50,7 +50,6 @@ os.environ.update(
     }
 )
 forked.freeze(dict(os.environ))  # what forked `pumphouse` commands start from
-MIGRATED = Path(tempfile.mkdtemp(prefix="prefect-db-")) / DATABASE  # see migrated_database
 
 
 # How hard the property tests search, by HYPOTHESIS_PROFILE: `ci` (the default, `make test`)
@@ -100,7 +99,13 @@ PROMPT = {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[str]:
+def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session server's database is copied as its start left it."""
+    return tmp_path_factory.mktemp("prefect-db") / DATABASE
+
+
+@pytest.fixture(scope="session")
+def prefect_server(_migrated: Path) -> Iterator[str]:
     """A real Prefect server, started once for the session by the first test that asks for it.
 
     In-process flows and CLI subprocesses of the tests record there. It runs without the
@@ -109,7 +114,7 @@ def prefect_server() -> Iterator[str]:
     `prefect_server_events`.
     """
     with server_of(VENV, PREFECT_HOME, PREFECT_PORT, {**QUIET, **PROMPT}) as url:
-        snapshot(Path(PREFECT_HOME), MIGRATED)  # before any test writes to it
+        snapshot(Path(PREFECT_HOME), _migrated)  # before any test writes to it
         yield url
         from prefect.logging.handlers import APILogWorker
 
@@ -128,11 +133,11 @@ def _heartbeat_only_if_configured() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def migrated_database(prefect_server: str) -> Path:
+def migrated_database(prefect_server: str, _migrated: Path) -> Path:
     """A copy of the session server's database as its start left it (every migration
     applied, nothing else): a Prefect server or a `pumphouse run` whose PREFECT_HOME starts
     with it skips the migrations (tests/_prefect_server.py `seed`)."""
-    return MIGRATED
+    return _migrated
 
 
 @pytest.fixture(scope="session")

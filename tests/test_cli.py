@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 
 from tests import _forked as forked
 from tests._moto import free_port
-from tests._prefect_server import DATABASE, seed
+from tests._prefect_server import DATABASE, seed, stop_local
 from tests.conftest import PUMPHOUSE, REPO, run_in_process
 from tests.data import expected, is_valid, landed, spec_text, write_orders
 
@@ -1053,8 +1053,7 @@ def test_run_works_on_prefects_embedded_default(
     try:
         done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env, binary=True)
     finally:  # the local server the run started outlives it (to be reused): stop it here
-        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
-        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=120)
+        stop_local(home)
     assert done.returncode == 0, done.stderr
     summary = one_json_object(done.stdout)
     assert summary["status"] == "ok"

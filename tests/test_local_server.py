@@ -17,7 +17,7 @@ import pytest
 
 from flows.local_server import USE_FILE
 from tests._http_servers import Answer, App, Seen, serve
-from tests._prefect_server import seed
+from tests._prefect_server import seed, stop_local
 from tests.conftest import PUMPHOUSE
 from tests.data import spec_text, write_orders
 
@@ -74,9 +74,7 @@ def test_the_first_run_starts_a_server_that_later_runs_reuse_then_it_stops(
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{record['url']}/health", timeout=5)
     finally:
-        env = {**os.environ, "PREFECT_HOME": str(home)}
-        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
-        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
+        stop_local(home)
     assert not (home / "server.pid").exists()
 
 
@@ -101,9 +99,7 @@ def test_a_first_run_on_a_terminal_names_the_wait_for_the_server_with_elapsed_se
             on_a_terminal("run", "pumps/orders.yaml", cwd=project, env=env),
         )
     finally:
-        env = {**os.environ, "PREFECT_HOME": str(home)}
-        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
-        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
+        stop_local(home)
     assert "starting a local Prefect server at http://127.0.0.1:" in shown
     waits = re.findall(r"first run: starting Prefect's server .*? (\d+:\d\d:\d\d)", shown)
     assert waits, shown[-3000:]
@@ -145,6 +141,4 @@ def test_a_stranger_on_the_recorded_port_is_not_adopted(
         runs = httpx.post(f"{ours}/flow_runs/filter", json={}, timeout=30).json()
         assert [r["state_type"] for r in runs] == ["COMPLETED"]
     finally:
-        env = {**os.environ, "PREFECT_HOME": str(home)}
-        prefect = str(Path(PUMPHOUSE).with_name("prefect"))
-        subprocess.run([prefect, "server", "stop"], env=env, capture_output=True, timeout=60)
+        stop_local(home)
