@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow, get_run_logger
@@ -60,7 +61,17 @@ def _flow(**options: Any) -> Callable[[Callable[P, R]], PumpFlow[P, R]]:
     return lambda fn: PumpFlow(fn=fn, **options)
 
 
-@_flow(name="pump", flow_run_name="{spec_path}", log_prints=False, validate_parameters=True)
+# Prefect keeps no result of a run: a pump's outcome is in its sink, its state and its
+# summary artifact, and a rerun is idempotent. Naming a storage (never written) spares three
+# requests a run asking the server for its default one.
+@_flow(
+    name="pump",
+    flow_run_name="{spec_path}",
+    log_prints=False,
+    validate_parameters=True,
+    persist_result=False,
+    result_storage=Path(".pumphouse") / "prefect-results",
+)
 def pump(
     spec_path: str,
     full_refresh: bool = False,

@@ -321,6 +321,6 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             finally:
                 up.close()
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+        do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _forward
 
     return Handler

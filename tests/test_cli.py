@@ -698,6 +698,27 @@ def test_a_run_sends_flow_run_heartbeats_only_when_configured(
     assert _heartbeats(prefect_server_events, "pumps/quiet.yaml") == []
 
 
+def test_a_run_does_not_ask_prefect_for_a_result_storage_it_never_writes(
+    project: Path, prefect_server: str
+) -> None:
+    """Prefect keeps no result of a pump's run, so a run names its storage rather than ask
+    the server for its default one (three requests a run otherwise). Through a proxy that
+    records each request; Prefect's events (a websocket) do not pass it, which a run
+    survives."""
+    from tests._moto import FaultProxy
+
+    write_orders(project / "in", files=1, rows=20, seed=26)
+    (project / "pumps" / "orders.yaml").write_text(spec_text(name="unstored"))
+    with FaultProxy(prefect_server.removesuffix("/api")) as proxy:
+        env = {**os.environ, "PREFECT_API_URL": f"{proxy.url}/api"}
+        done = cli("run", "pumps/orders.yaml", "--json", cwd=project, env=env, binary=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert one_json_object(done.stdout)["rows_read"] == 20
+    asked = [line.split()[1] for line in proxy.traffic.lines]
+    assert any(path.endswith("/set_state") for path in asked)  # the run went through it
+    assert [path for path in asked if "/admin/storage" in path] == []
+
+
 def test_a_heartbeat_frequency_set_anywhere_is_kept_and_none_is_sent_otherwise() -> None:
     """The command's settings for a run: Prefect's default heartbeat (180 s) off, a
     frequency from any of Prefect's sources (environment, profile, prefect.toml) as set."""
