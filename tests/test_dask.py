@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -196,24 +197,29 @@ class Outcome:
 
 
 def outcome(w: World, project: Path, sink: str) -> Outcome:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.register_filesystem(w.fs)
-
-    def rows(sql: str) -> Counter[tuple[Any, ...]]:
-        rel = con.sql(sql)
-        return Counter(tuple(_plain(v) for v in values) for values in rel.fetchall())
-
-    url = f"s3://{w.bucket}/{sink}"
+    """What the run left: the sink's rows (read by DuckDB from a copy of the sink's objects,
+    fetched whole: DuckDB over fsspec asks moto, in this process, for each file in several
+    ranges), its file names, and the committed state."""
     names = [p.removeprefix(f"{w.bucket}/{sink}/") for p in w.fs.find(f"{w.bucket}/{sink}")]
     state = json.loads((project / ".pumphouse/orders/state.json").read_text())
-    return Outcome(
-        rows(f"SELECT * FROM read_parquet('{url}/data/**/*.parquet', hive_partitioning = true)"),
-        rows(f"SELECT * FROM read_parquet('{url}/rejected/*.parquet', union_by_name = true)"),
-        Counter(re.sub(r"part-\d{8}T\d{6}Z-[0-9a-f]{6}-", "part-RUN-", n) for n in names),
-        state["files"],
-        state["hwm"],
-    )
+    with tempfile.TemporaryDirectory() as copy:
+        w.fs.get([f"{w.bucket}/{sink}/{n}" for n in names], [f"{copy}/{n}" for n in names])
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+
+        def rows(sql: str) -> Counter[tuple[Any, ...]]:
+            rel = con.sql(sql)
+            return Counter(tuple(_plain(v) for v in values) for values in rel.fetchall())
+
+        return Outcome(
+            rows(
+                f"SELECT * FROM read_parquet('{copy}/data/**/*.parquet', hive_partitioning = true)"
+            ),
+            rows(f"SELECT * FROM read_parquet('{copy}/rejected/*.parquet', union_by_name = true)"),
+            Counter(re.sub(r"part-\d{8}T\d{6}Z-[0-9a-f]{6}-", "part-RUN-", n) for n in names),
+            state["files"],
+            state["hwm"],
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -29,6 +29,7 @@ from tests._moto import (
     make_bucket,
     moto_s3,
     options_json,
+    put_objects,
     s3,
     s3_spec,
     storage_options,
@@ -409,7 +410,7 @@ def test_more_than_1000_objects_are_listed_and_only_new_ones_planned(
     from tasks.sources.files.listing import SourceFile
     from tasks.state.store import Committed, StateStore
 
-    fs.pipe({f"{bucket}/in/d{i % 3}/f{i:05d}.ndjson": b'{"order_id": 1}\n' for i in range(1205)})
+    put_objects(bucket, {f"in/d{i % 3}/f{i:05d}.ndjson": b'{"order_id": 1}\n' for i in range(1205)})
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with FaultProxy(moto_server) as proxy:

@@ -22,9 +22,9 @@ from tasks.engine import shared as _shared_duckdb
 from tasks.engine.db import connect
 from tasks.sources.files import json_lines as _json_lines
 from tasks.sources.files.listing import list_files
-from tasks.sources.files.read import ndjson_blocks
 from tasks.staging import stage
-from tasks.staging._ndjson import stage_blocks
+from tasks.state._content import measure
+from tasks.state.known import measuring
 from tests.conftest import examples
 
 SPEC = """\
@@ -60,48 +60,58 @@ def make_spec(
     return parse_spec(text, "fast.yaml")
 
 
-def staged(run: Path) -> dict[str, Any]:
+@functools.cache
+def _reader() -> duckdb.DuckDBPyConnection:
+    """One DuckDB reads every staged folder back: a new one per read costs more than the read.
+    It keeps no file in its caches: a test writes the same paths again (one per example)."""
     con = duckdb.connect()
+    con.execute("SET enable_external_file_cache = false")
+    con.execute("SET parquet_metadata_cache = false")
+    return con
+
+
+def staged(run: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for sub in ("valid", "rejected"):
         files = sorted(str(p) for p in (run / sub).glob("*.parquet"))
         if files:
             listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-            rel = con.sql(f"SELECT * FROM read_parquet({listing}, union_by_name = true)")
+            rel = _reader().sql(f"SELECT * FROM read_parquet({listing}, union_by_name = true)")
             out[sub] = (rel.columns, sorted(map(repr, rel.fetchall())))
     return out
 
 
 def both_ways(tmp: Path, data: bytes, **kw: Any) -> tuple[Any, Any, bool]:
-    """(fast path's staged rows and counts, record reader's, whether the fast path took it)."""
+    """(fast path's staged rows and counts, record reader's, whether the fast path took it).
+
+    The fast path is stage_file's, measuring the bytes it reads as a run's staging does: the
+    record reader, when stage_file falls back to it, spoils those measures."""
     src = tmp / "in"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
     (src / "a.ndjson").write_bytes(data)
     spec = make_spec(src, **kw)
     [file] = list_files(spec.source)
+    read = measuring(file)
+    assert read is not None
     results = []
-    took = False
-    checked = functools.partial(stage._stage_checked, compression="uncompressed")
     for way in ("blocks", "batches"):
         run = tmp / way
         shutil.rmtree(run, ignore_errors=True)
-        stage._clear(run, 0)
-        con = connect()
-        try:
-            if way == "blocks":
-                counts = stage.stage_file(spec, str(run), 0, file, None)
-                stage._clear(run, 1)
-                blocks = ndjson_blocks(spec.source, file, spec.limits)
-                assert blocks is not None
-                done = stage_blocks(con, spec, run, 1, file, None, blocks, checked)
-                took = done is not None
-                stage._clear(run, 1)
-            else:
+        if way == "blocks":
+            counts = stage.stage_file(spec, str(run), 0, file, None, read)
+        else:
+            stage._clear(run, 0)
+            checked = functools.partial(stage._stage_checked, compression="uncompressed")
+            con = connect()
+            try:
                 counts = stage._stage_batches(con, spec, run, 0, file, None, checked)
-        finally:
-            con.close()
+            finally:
+                con.close()
         results.append((counts.to_dict(), staged(run)))
+    took = read.result() is not None
+    if took:  # and what it measured is the file's own measures
+        assert read.result() == measure(spec.source, file)
     return results[0], results[1], took
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.spec import Dedup, Incremental, Transform
-from tasks.engine.db import connect
+from tasks.engine.db import Connection, connect
 from tasks.transform.sql import batch_sql, dedup_sql, numbered_sql, projection
 from tests.conftest import examples
 
@@ -17,6 +19,13 @@ row = st.tuples(
     st.one_of(st.none(), st.integers(0, 3)),  # order_by, with ties and NULLs
     st.sampled_from(["a.ndjson", "b.ndjson"]),  # _source
 )
+
+
+@functools.cache
+def _engine(threads: int | None = None) -> Connection:
+    """One DuckDB per thread count for every example of a property: opening one costs more
+    than an example's query. An example replaces the tables it registers or makes."""
+    return connect(threads=threads)
 
 
 def _table(rows: list[tuple[int, int | None, str]]) -> pa.Table:
@@ -59,9 +68,10 @@ def _neg(s: str) -> str:
 def _dedup(
     rows: list[tuple[int, int | None, str]], keep: str, threads: int = 2
 ) -> set[tuple[int, int | None, str, int]]:
-    con = connect(threads=threads)
+    con = _engine(threads)
     con.register("t", _table(rows))
     result = con.sql(dedup_sql(Dedup(key=("k",), order_by="v", keep=keep), "t")).fetchall()  # type: ignore[arg-type]
+    con.unregister("t")
     return {(k, v, s, r) for k, v, s, r in result}
 
 
@@ -87,10 +97,14 @@ def test_dedup_is_idempotent_and_independent_of_threads(
 ) -> None:
     once = _dedup(rows, "latest", threads=1)
     assert once == _dedup(rows, "latest", threads=2)
-    con = connect()
+    con = _engine()
     con.register("t", _table(rows))
-    con.execute(f"CREATE TABLE once AS {dedup_sql(Dedup(key=('k',), order_by='v'), 't')}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE once AS {dedup_sql(Dedup(key=('k',), order_by='v'), 't')}"
+    )
     twice = con.sql(dedup_sql(Dedup(key=("k",), order_by="v"), "once")).fetchall()
+    con.execute("DROP TABLE once")
+    con.unregister("t")
     assert set(twice) == once
 
 
@@ -131,7 +145,7 @@ def test_dedup_on_a_composite_key() -> None:
 def test_incremental_keeps_exactly_the_rows_at_or_above_the_mark(
     cursors: list[int | None], hwm: int | None
 ) -> None:
-    con = connect()
+    con = _engine()
     con.register(
         "checked",
         pa.table(
@@ -146,6 +160,7 @@ def test_incremental_keeps_exactly_the_rows_at_or_above_the_mark(
     t = Transform(incremental=Incremental(cursor="c"))
     sql = batch_sql(t, "checked", ["c"], None if hwm is None else str(hwm), "BIGINT")
     kept = sorted(r[0] for r in con.sql(f"SELECT c FROM ({sql}) WHERE _keep_new").fetchall())
+    con.unregister("checked")
     expected = sorted(c for c in cursors if c is not None and (hwm is None or c >= hwm))
     assert kept == expected
 
