@@ -11,11 +11,11 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
+from prefect.settings import get_current_settings
 
 from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
@@ -62,15 +62,16 @@ def _flow(**options: Any) -> Callable[[Callable[P, R]], PumpFlow[P, R]]:
 
 
 # Prefect keeps no result of a run: a pump's outcome is in its sink, its state and its
-# summary artifact, and a rerun is idempotent. Naming a storage (never written) spares three
-# requests a run asking the server for its default one.
+# summary artifact, and a rerun is idempotent. Naming the storage Prefect falls back to
+# (where it keeps a failed run's exception) spares three requests a run asking the server
+# for its default one.
 @_flow(
     name="pump",
     flow_run_name="{spec_path}",
     log_prints=False,
     validate_parameters=True,
     persist_result=False,
-    result_storage=Path(".pumphouse") / "prefect-results",
+    result_storage=get_current_settings().results.local_storage_path,
 )
 def pump(
     spec_path: str,
