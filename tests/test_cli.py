@@ -698,13 +698,13 @@ def test_a_run_sends_flow_run_heartbeats_only_when_configured(
     assert _heartbeats(prefect_server_events, "pumps/quiet.yaml") == []
 
 
-def test_a_run_does_not_ask_prefect_for_a_result_storage_it_never_writes(
+def test_a_run_does_not_ask_prefect_for_its_default_result_storage(
     project: Path, prefect_server: str
 ) -> None:
-    """Prefect keeps no result of a pump's run, so a run names its storage rather than ask
-    the server for its default one (three requests a run otherwise). Through a proxy that
-    records each request; Prefect's events (a websocket) do not pass it, which a run
-    survives."""
+    """Prefect keeps no result of a pump's run, so the flow names Prefect's local storage
+    (where only a failed run's exception goes) rather than ask the server for its default
+    one (three requests a run otherwise). Through a proxy that records each request;
+    Prefect's events (a websocket) do not pass it, which a run survives."""
     from tests._moto import FaultProxy
 
     write_orders(project / "in", files=1, rows=20, seed=26)
