@@ -28,7 +28,6 @@ from tasks.run.steps import stage_task
 from tasks.run.summary import Counts
 from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
-from tasks.staging.stage import one_engine
 
 if TYPE_CHECKING:
     from prefect_dask import DaskTaskRunner
@@ -125,11 +124,11 @@ class Stager:
 
 @contextlib.contextmanager
 def stager(spec: Spec, run_dir: str, executor: Executor, width: int) -> Iterator[Stager]:
-    """A Stager on the executor, for `width` inputs at once: locally, staging them in one
-    DuckDB; for Dask, connected to the scheduler for as long as it is open."""
+    """A Stager on the executor, for `width` inputs at once: locally, in the flow's threads
+    (flows/pump opens the run's one DuckDB around it); for Dask, connected to the scheduler
+    for as long as it is open."""
     if executor.kind == "local" or executor.cluster is None:
-        with one_engine(spec, run_dir, width):
-            yield Stager(spec, run_dir)
+        yield Stager(spec, run_dir)
         return
     from prefect_dask import DaskTaskRunner
 

@@ -6,10 +6,11 @@ models, paths, counts) cross task boundaries. State is committed here, last.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
@@ -35,6 +36,8 @@ from tasks.run.summary import Counts, Summary, located
 from tasks.sinks import registry as sinks
 from tasks.sources.files.listing import SourceFile, nothing_listed
 from tasks.staging import folder as staging
+from tasks.staging import kept
+from tasks.staging.stage import one_engine
 from tasks.state.store import Manifest, StateStore
 from tasks.transform.window import widened
 from tasks.validate.preflight import load
@@ -134,33 +137,34 @@ def _locked_run(
     progress.emit("total_files", len(manifest.inputs))
     summary.run_id, summary.hwm_before = manifest.run_id, manifest.hwm_before
     run_dir = str(store.run_dir(manifest.run_id))
-    if manifest.phase == "staging":
-        try:
+    with _run_engine(spec, run_dir, run_on):  # a local run: stage to load in one DuckDB
+        if manifest.phase == "staging":
+            try:
+                with summary.step("stage"):
+                    summary.counts = _stage_all(spec, manifest, run_dir, run_on)
+                samples = located(summary.counts.errors_sample, column_at)
+                summary.counts.errors_sample = samples
+                _gate(spec, summary.counts, run_dir, store.location)
+            except Exception:
+                if (
+                    not deadline.passed()
+                ):  # else it stays, as a crash leaves it: the next run finishes it
+                    store.drop_manifest()  # nothing reached the sink: the next run lists afresh
+                raise
+            _freeze(store, manifest, summary.counts)
+            faults.point("staged")
+        elif store.staged_here(manifest.run_id):
+            summary.counts = Counts.from_dict(manifest.staged)
+        else:
             with summary.step("stage"):
-                summary.counts = _stage_all(spec, manifest, run_dir, run_on)
-            samples = located(summary.counts.errors_sample, column_at)
-            summary.counts.errors_sample = samples
-            _gate(spec, summary.counts, run_dir, store.location)
-        except Exception:
-            if (
-                not deadline.passed()
-            ):  # else it stays, as a crash leaves it: the next run finishes it
-                store.drop_manifest()  # nothing reached the sink: the next run lists afresh
-            raise
-        _freeze(store, manifest, summary.counts)
-        faults.point("staged")
-    elif store.staged_here(manifest.run_id):
-        summary.counts = Counts.from_dict(manifest.staged)
-    else:
-        with summary.step("stage"):
-            summary.counts = _restage(spec, store, manifest, run_dir, run_on)
-    deadline.check()
-    with summary.step("load"):
-        try:
-            loaded = load_task(load_spec, store, manifest)
-        except SinkRefused:
-            store.drop_manifest()  # nothing of this run reached the sink: read it afresh once fixed
-            raise
+                summary.counts = _restage(load_spec, store, manifest, run_dir, run_on)
+        deadline.check()
+        with summary.step("load"):
+            try:
+                loaded = load_task(load_spec, store, manifest)
+            except SinkRefused:
+                store.drop_manifest()  # nothing of this run reached the sink: read it afresh once fixed
+                raise
     faults.point("loaded")
     summary.rows_written, summary.rows_duplicate = loaded.rows_written, loaded.rows_duplicate
     summary.counts.rows_old += loaded.rows_seen  # new by the cursor, loaded by a run before
@@ -175,6 +179,17 @@ def _locked_run(
     summary.cpu_seconds = time.process_time() - started[1]
     with summary.step("commit"):
         commit_task(store, manifest, loaded, summary.to_dict())
+
+
+@contextlib.contextmanager
+def _run_engine(spec: Spec, run_dir: str, run_on: Executor) -> Iterator[None]:
+    """While open, a local run stages and loads in one DuckDB, which keeps its staged valid
+    rows (tasks/staging/kept); Dask workers stage in DuckDBs of their own."""
+    if run_on.kind != "local":
+        yield
+        return
+    with one_engine(spec, run_dir, _width(spec, run_on), keep=True):
+        yield
 
 
 def _nothing_listed(spec: Spec, store: StateStore) -> str | None:
@@ -263,6 +278,9 @@ def _restage(
 def _freeze(store: StateStore, manifest: Manifest, counts: Counts) -> None:
     """Freeze what this run covers (inputs, counts) and mark its staging done here, before
     anything reaches the sink."""
+    # Rows kept in the run's DuckDB go with it: a run stopped before its load stages again.
+    if not kept.any_kept(store.run_dir(manifest.run_id)):
+        store.mark_staged(manifest.run_id)
     manifest.phase, manifest.staged = "loading", counts.to_dict()
     store.save_manifest(manifest)
 

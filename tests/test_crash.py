@@ -274,6 +274,13 @@ def test_a_run_killed_at_a_step_boundary_is_finished_by_the_next_run(
         assert len(written) == reference_files
     else:
         assert written == []
+    if want_phase == "loading" and point != "state_written":
+        # A local run keeps its staged valid rows in its DuckDB (tasks/staging/kept), not on
+        # disk: no marker says its staging is here, so the next run stages the inputs again.
+        run = project / STATE / "staging" / manifest["run_id"]
+        assert not (run / ".staged").exists()
+        assert not list(run.glob("valid/*.parquet"))
+        assert list(run.glob("rejected/*.parquet"))
     if point == "state_written":
         state = outcome(project)
         assert (state.files, state.hwm) == (clean_six.outcome.files, clean_six.outcome.hwm)

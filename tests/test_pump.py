@@ -223,10 +223,14 @@ def test_the_cores_are_the_affinity_s_where_there_is_one_else_the_machine_s(
     assert cores() == os.cpu_count()
 
 
-def test_a_runs_files_are_staged_in_one_duckdb_that_closes_with_the_stage_step(
-    project: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("room", [512, 2, 0])
+def test_a_local_run_stages_and_loads_in_one_duckdb_that_closes_before_the_commit(
+    project: Path, monkeypatch: pytest.MonkeyPatch, room: int
 ) -> None:
+    """Its staged valid rows are tables in that DuckDB (tasks/staging/kept) while it has
+    `room` for them, the rest Parquet files; the load reads both alike."""
     from tasks.engine import shared as _shared_duckdb
+    from tasks.staging import kept
 
     opened: list[tuple[str, _shared_duckdb._Shared]] = []
 
@@ -236,6 +240,10 @@ def test_a_runs_files_are_staged_in_one_duckdb_that_closes_with_the_stage_step(
             super().__setitem__(name, engine)
 
     monkeypatch.setattr(_shared_duckdb, "_SHARED", Seen())
+    monkeypatch.setattr(kept, "MAX_TABLES", room)
+    took: list[bool] = []  # each staged batch: kept as a table?
+    keep = kept.keep
+    monkeypatch.setattr(kept, "keep", lambda *a: took.append(keep(*a)) or took[-1])
     records = write_orders(project / "in", files=3, rows=200)
     spec = project / "pumps" / "orders.yaml"
     spec.write_text(spec_text(batch_rows=70))
@@ -243,8 +251,12 @@ def test_a_runs_files_are_staged_in_one_duckdb_that_closes_with_the_stage_step(
     summary = _run(spec)
 
     assert landed("out/orders") == expected(records)
+    assert len(took) > 3  # staged batches (a round of the block reader may hold several)
+    # Two files stage at once: each may find room for one more table.
+    assert min(room, len(took)) <= took.count(True) <= min(room + 1, len(took))
     [(name, engine)] = opened
     assert name.endswith(f"/{summary['run_id']}")
-    assert (engine.opened, engine.users, engine.closing) == (3, 0, True)
+    # a connection for each file, one to ask whether it kept rows (at the freeze), the load's
+    assert (engine.opened, engine.users, engine.closing) == (5, 0, True)
     with pytest.raises(duckdb.ConnectionException, match="closed"):
         engine.con.execute("SELECT 1")

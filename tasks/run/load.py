@@ -10,12 +10,13 @@ from pathlib import Path
 from schemas.errors import PumpError
 from schemas.spec import HttpSource, Spec
 from tasks.engine.db import Connection, column_types, connect, ident, quote, scalar, texts
+from tasks.engine.shared import session
 from tasks.internal import LINEAGE
-from tasks.run import deadline
 from tasks.sinks import registry as sinks
 from tasks.sinks.load import Load
 from tasks.sources.files.listing import SourceFile, safe_url
 from tasks.sources.inputs import Input
+from tasks.staging import kept
 from tasks.staging.exact_union import refuse_rounding
 from tasks.transform.sql import (
     ARRIVAL_KEY,
@@ -67,11 +68,10 @@ def load_run(
     sinks.remove_run(spec, GATED, state)  # this run reads those rows again: its own say
     out = Loaded(hwm_after=hwm_floor)
     memory, spill = spec.limits.memory, str(run / "tmp")
-    with closing(connect(memory_bytes=memory, temp_dir=spill)) as con, deadline.watch(con):
-        valid = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
-        if valid:
-            refuse_rounding(valid)
-            staged = f"read_parquet({texts(valid)}, union_by_name = true)"
+    # The run's DuckDB when its stage step kept it open (a local run), else one of its own.
+    with session(memory, spill, shared=run_dir) as con:
+        staged = _staged(con, run)
+        if staged is not None:
             described = column_types(con, f"SELECT * FROM {staged} LIMIT 0")
             run_columns_known(spec, [n for n, _ in described if n not in LINEAGE])
             if spec.transform.incremental:
@@ -100,6 +100,18 @@ def load_run(
             )
             sinks.write_rejected(con, "rej", _batches(con, "rej"), spec, run, run_id, state)
     return out
+
+
+def _staged(con: Connection, run: Path) -> str | None:
+    """The run's staged valid rows as one relation (files, and tables kept in the run's
+    DuckDB); None if there are none. Refused if reading them together would round numbers."""
+    files = sorted(str(p) for p in (run / "valid").glob("*.parquet"))
+    tables = kept.tables(con)
+    refuse_rounding(files, con, [t for t, _ in tables])
+    parts = [f"SELECT * FROM read_parquet({texts(files)}, union_by_name = true)"] if files else []
+    if tables:
+        parts.append(kept.relation(tables))
+    return f"({' UNION ALL BY NAME '.join(parts)})" if parts else None
 
 
 def _fresh(

@@ -35,6 +35,7 @@ from tasks.sources.files.read import Batch, ndjson_blocks, read_batches
 from tasks.sources.http import PageInput, Resume, page_input, read_pages, resume_of, warnings_heard
 from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
+from tasks.staging import kept
 from tasks.staging._ndjson import StageChecked, stage_blocks
 from tasks.state.known import Measuring, changed_warning, entry_of, measuring, partial_warning
 from tasks.transform.sql import batch_sql, missing_column, projection, valid_rows_sql
@@ -75,13 +76,21 @@ def stage_file(
 
 
 @contextlib.contextmanager
-def one_engine(spec: Spec, run_dir: str, width: int) -> Iterator[None]:
+def one_engine(spec: Spec, run_dir: str, width: int, *, keep: bool = False) -> Iterator[None]:
     """While open, the files of the run at `run_dir` that this process stages, `width` at a
     time, share one DuckDB (see tasks/engine/shared), with the memory those files had
-    together when each had a DuckDB of its own (one file may now take more than its share)."""
+    together when each had a DuckDB of its own (one file may now take more than its share).
+    With `keep`, the run's load step uses it too (with limits.memory, the load's), and a
+    files source's valid rows stay in it (see tasks/staging/kept)."""
     memory = _file_memory(spec) * max(1, width)
+    if keep:
+        memory = max(memory, int(spec.limits.memory))
     with shared(run_dir, memory, str(Path(run_dir) / "tmp"), sandbox=[run_dir]):
-        yield
+        if not keep:
+            yield
+            return
+        with kept.keeping(run_dir):
+            yield
 
 
 def _file_memory(spec: Spec) -> int:
@@ -110,12 +119,16 @@ def _stage_file(
     _clear(run, index)
     # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
     with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
+        files = isinstance(spec.source, FilesSource) and isinstance(file, SourceFile)
+        keep_as = file.url if files and kept.keeps(run_dir) else None
+        if keep_as is not None:
+            kept.drop(con, index)
         blocks = (
             ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
-            if isinstance(spec.source, FilesSource) and isinstance(file, SourceFile)
+            if files
             else None
         )
-        checked = functools.partial(_stage_checked, compression=compression)
+        checked = functools.partial(_stage_checked, compression=compression, keep_as=keep_as)
         try:
             counts = (
                 stage_blocks(con, spec, run, index, file, hwm, blocks, checked)
@@ -126,6 +139,8 @@ def _stage_file(
                 if read is not None:  # the record reader reads the file again: measured apart
                     read.spoil()
                 _clear(run, index)
+                if keep_as is not None:
+                    kept.drop(con, index)
                 counts = _stage_batches(con, spec, run, index, file, hwm, checked)
         except InternalField as e:
             raise DataError(f"{safe_url(file.url)}: {e}") from None
@@ -255,9 +270,11 @@ def _stage_checked(
     hwm: str | None,
     *,
     compression: str,
+    keep_as: str | None = None,
 ) -> Counts:
     """Stage the checked rows in `checked`: one batch, or with `_batch` several; valid rows
-    in Parquet with `compression`. A row whose partition folder name would be too long for
+    in Parquet with `compression`, or with `keep_as` (the file's URL) kept in the run's
+    DuckDB while it has room (see tasks/staging/kept). A row whose partition folder name would be too long for
     the sink is rejected here (see tasks/sinks/partitions)."""
     types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
     columns = [c for c in types if c not in STAGED]
@@ -314,7 +331,7 @@ def _stage_checked(
             f"{', '.join(source_of)}; fix the filter, or declare its columns in schema.columns"
         ) from None
     try:
-        kept = con.sql(
+        passed = con.sql(
             "SELECT count(*) FILTER (WHERE NOT _keep_filter), "
             "count(*) FILTER (WHERE _keep_filter AND NOT _keep_new), "
             "count(*) FILTER (WHERE _keep_filter AND _keep_new) FROM kept"
@@ -323,11 +340,13 @@ def _stage_checked(
         if not t.filter:
             raise
         raise _filter_failed(con, spec, rel, columns, e) from None
-    counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in kept)
+    counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in passed)
     if counts.rows_staged:
+        rows = "SELECT * EXCLUDE (_keep_filter, _keep_new{}) FROM kept WHERE _keep_filter AND _keep_new"
+        if keep_as is not None and kept.keep(con, rows.format(", _source"), name, keep_as):
+            return counts
         valid = run / "valid" / f"{name}.parquet"
         con.execute(
-            "COPY (SELECT * EXCLUDE (_keep_filter, _keep_new) FROM kept WHERE _keep_filter AND _keep_new) "
-            f"TO {quote(str(valid))} (FORMAT parquet, COMPRESSION {compression})"
+            f"COPY ({rows.format('')}) TO {quote(str(valid))} (FORMAT parquet, COMPRESSION {compression})"
         )
     return counts

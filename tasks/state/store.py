@@ -163,7 +163,7 @@ class StateStore:
         return self.staging / run_id
 
     def staged_here(self, run_id: str) -> bool:
-        """Whether this machine holds the run's finished staging (see save_manifest)."""
+        """Whether this machine holds the run's finished staging (see mark_staged)."""
         return (self.run_dir(run_id) / STAGED).exists()
 
     # ---- committed state
@@ -222,13 +222,14 @@ class StateStore:
         return Manifest.from_dict(data) if data else None
 
     def save_manifest(self, manifest: Manifest) -> None:
-        """Save the open run. Saved in phase "loading", it also marks the run's staging here
-        as finished (before the manifest says so: a crash between the two only re-stages)."""
-        if manifest.phase == "loading":
-            marker = self.run_dir(manifest.run_id) / STAGED
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
         self._write_json("manifest.json", manifest.to_dict())
+
+    def mark_staged(self, run_id: str) -> None:
+        """Mark the run's staging finished on this machine, its staged batches all on disk:
+        before its manifest says "loading" (a crash between the two only re-stages)."""
+        marker = self.run_dir(run_id) / STAGED
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
 
     def drop_manifest(self) -> None:
         self._files.delete("manifest.json")

@@ -1,0 +1,97 @@
+"""A local run's staged valid rows kept as tables in the run's one DuckDB (see
+tasks/engine/shared) instead of Parquet files written by the stage step and read back by the
+load step: in a local run both steps use that DuckDB.
+
+Kept rows go with the DuckDB: a run stopped between its stage and load steps leaves no
+`.staged` marker (tasks/state/store.save_manifest), so the next run stages the run's frozen
+inputs again (flows/pump._restage). Only a files source's rows are kept (each table is one
+file's, its URL the table's comment, so no row carries it); an http source's rows, and any
+past MAX_TABLES, go to files as before.
+
+Table names: `__ph_valid_NNNNN_BBBBB` (NNNNN: the input's index, BBBBB: the batch), one per
+staged batch name of tasks/staging/stage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tasks.engine.db import Connection, ident, quote
+from tasks.engine.shared import session
+
+PREFIX = "__ph_valid_"
+# Tables the load step reads together (one UNION ALL BY NAME); past this, batches are files.
+MAX_TABLES = 512
+
+_KEEPING: set[str] = set()  # run folders whose stage steps keep rows in the run's DuckDB
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def keeping(run_dir: str) -> Iterator[None]:
+    """While open, the stage steps of the run at `run_dir` in this process keep valid rows in
+    the run's shared DuckDB (which the caller opens around this block)."""
+    with _LOCK:
+        _KEEPING.add(run_dir)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _KEEPING.discard(run_dir)
+
+
+def keeps(run_dir: str) -> bool:
+    with _LOCK:
+        return run_dir in _KEEPING
+
+
+def any_kept(run_dir: str | Path) -> bool:
+    """Whether the run's DuckDB holds kept rows (then they are not all on disk)."""
+    if not keeps(str(run_dir)):
+        return False
+    with session(64 * 2**20, shared=str(run_dir)) as con:
+        return bool(tables(con))
+
+
+def keep(con: Connection, rows: str, name: str, url: str) -> bool:
+    """Keep `rows` (a query without `_source`) of the file at `url` as the table for the
+    staged batch `name`; False (nothing kept) once the DuckDB holds MAX_TABLES."""
+    if len(tables(con)) >= MAX_TABLES:
+        return False
+    table = ident(_table(name))
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS {rows}")
+    con.execute(f"COMMENT ON TABLE {table} IS {quote(url)}")
+    return True
+
+
+def drop(con: Connection, index: int) -> None:
+    """Drop input `index`'s tables (its stage step starts over)."""
+    for table, _ in tables(con, f"{PREFIX}{index:05d}_"):
+        con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+
+
+def tables(con: Connection, prefix: str = PREFIX) -> list[tuple[str, str]]:
+    """The kept tables (name, file URL), by name."""
+    return [
+        (str(t), str(c))
+        for t, c in con.execute(
+            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND database_name = current_database() AND starts_with(table_name, $1) "
+            "ORDER BY table_name",
+            [prefix],
+        ).fetchall()
+    ]
+
+
+def relation(kept: list[tuple[str, str]]) -> str:
+    """The rows of the `kept` tables, each with its file's URL as `_source`."""
+    return " UNION ALL BY NAME ".join(
+        f"SELECT {quote(url)} AS _source, * FROM {ident(table)}" for table, url in kept
+    )
+
+
+def _table(name: str) -> str:
+    return PREFIX + name.replace("-", "_")
