@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -265,11 +264,12 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
 def _restage(
     spec: Spec, store: StateStore, manifest: Manifest, run_dir: str, run_on: Executor
 ) -> Counts:
-    """A run that was loading elsewhere (state in an object store) has no staged batches on
-    this machine: stage the same frozen inputs again, then load as usual (the load replaces
-    what this run wrote before). On failure the manifest stays: part of the run may be in the
-    sink already, and only a replay of this run removes it."""
-    shutil.rmtree(run_dir, ignore_errors=True)
+    """A run that was loading elsewhere (state in an object store), or that kept its staged
+    rows in a DuckDB gone with its process (tasks/staging/kept), has no staged batches here:
+    stage the same frozen inputs again, then load as usual (the load replaces what this run
+    wrote before). On failure the manifest stays: part of the run may be in the sink already,
+    and only a replay of this run removes it."""
+    staging.clear(run_dir)  # the sink's notes stay: a webhook's delivered chunks are skipped
     counts = _stage_all(spec, manifest, run_dir, run_on)
     _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts

@@ -14,6 +14,7 @@ going missing.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,13 @@ def _upload(local: Path, url: str, config: Settings) -> None:
         for kind in KINDS:
             for path in sorted((local / kind).glob("*.parquet")):
                 fs.put_file(str(path), f"{root}/{kind}/{path.name}")
+
+
+def clear(run_dir: str) -> None:
+    """Remove the run's staged batches, and nothing else of its folder (a sink's notes on
+    what this run delivered stay)."""
+    for kind in KINDS:
+        shutil.rmtree(Path(run_dir) / kind, ignore_errors=True)
 
 
 def collect(

@@ -119,15 +119,12 @@ def _stage_file(
     _clear(run, index)
     # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
     with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
-        files = isinstance(spec.source, FilesSource) and isinstance(file, SourceFile)
-        keep_as = file.url if files and kept.keeps(run_dir) else None
+        blocks, keep_as = None, None
+        if isinstance(spec.source, FilesSource) and isinstance(file, SourceFile):
+            blocks = ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
+            keep_as = file.url if kept.keeps(run_dir) else None
         if keep_as is not None:
             kept.drop(con, index)
-        blocks = (
-            ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
-            if files
-            else None
-        )
         checked = functools.partial(_stage_checked, compression=compression, keep_as=keep_as)
         try:
             counts = (
