@@ -19,7 +19,7 @@ from prefect.settings import get_current_settings
 
 from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
-from schemas.errors import DataError, SinkRefused
+from schemas.errors import DataError, InputGone, SinkRefused
 from schemas.loader import column_lines
 from schemas.secrets import redact, redact_all
 from schemas.settings import settings
@@ -270,7 +270,14 @@ def _restage(
     wrote before). On failure the manifest stays: part of the run may be in the sink already,
     and only a replay of this run removes it."""
     staging.clear(run_dir)  # the sink's notes stay: a webhook's delivered chunks are skipped
-    counts = _stage_all(spec, manifest, run_dir, run_on)
+    try:
+        counts = _stage_all(spec, manifest, run_dir, run_on)
+    except InputGone as e:
+        raise DataError(
+            f"{e.url or 'an input'}: the file is gone since this run listed it, and the run stopped while "
+            "loading, so it reads its inputs again to finish; restore the file as it was and "
+            "run again (or `pumphouse reset` the pump to start over)"
+        ) from None
     _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts
 

@@ -48,6 +48,14 @@ class DataError(PumpError):
     """The data broke the contract (too many invalid rows, unreadable file): fix the data."""
 
 
+class InputGone(DataError):
+    """An input file listed by the run is gone when it is read: list afresh, or restore it."""
+
+    def __init__(self, message: str, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url  # without secrets
+
+
 class SinkRefused(DataError):
     """The sink refused the run's rows before writing any of them (a lossy schema change):
     the run is dropped, so once the spec or the data is fixed its inputs are read afresh."""

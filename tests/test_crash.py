@@ -331,6 +331,37 @@ def test_a_resumed_run_loads_with_the_batching_it_started_with(
     assert landed(str(project / SINK)) == expected(clean_six.records)
 
 
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 1 load batch of a local run (its staged rows kept in its DuckDB), then one "
+    "of its input files moved away before the next run",
+    "the next run refuses, naming the file and saying to restore it (the run reads its inputs "
+    "again to finish); nothing more lands and the run stays open; once the file is back, the "
+    "run finishes and the project equals one clean run",
+)
+def test_a_run_killed_while_loading_needs_its_inputs_to_finish(
+    project: Path, clean_six: Clean
+) -> None:
+    new_project(project)
+    copy_inputs(clean_six.inputs, project)
+    assert pump_run(project, "loaded_batch:1").returncode == -signal.SIGKILL
+    written = data_files(project)
+    moved = sorted((project / "in").glob("*.ndjson"))[2]
+    away = project / moved.name
+    moved.rename(away)
+
+    refused = pump_run(project)
+    assert refused.returncode == 1, refused.stderr
+    assert f"{moved}: the file is gone since this run listed it" in refused.stderr
+    assert "restore the file as it was and run again" in refused.stderr
+    assert manifest_of(project) is not None
+    assert data_files(project) == written
+
+    away.rename(moved)
+    assert summary_of(pump_run(project))["resumed"] is True
+    assert_same(outcome(project), clean_six.outcome)
+
+
 def test_a_manifest_from_before_the_frozen_batching_resumes_with_the_spec(
     project: Path, clean_six: Clean
 ) -> None:

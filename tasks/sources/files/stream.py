@@ -12,7 +12,7 @@ from typing import Any
 
 import zstandard
 
-from schemas.errors import DataError
+from schemas.errors import DataError, InputGone
 from schemas.spec import FilesSource
 from tasks.io.storage import storage_errors
 from tasks.sources.files.listing import SourceFile, safe_url
@@ -152,10 +152,11 @@ def io_errors(url: str) -> Iterator[None]:
         try:
             yield
         except FileNotFoundError:
-            raise DataError(
+            raise InputGone(
                 f"{safe_url(url)}: the file is gone since it was listed; run again to list "
                 "the files afresh (if that fails the same way, restore the file, or `pumphouse "
-                "reset` the pump)"
+                "reset` the pump)",
+                safe_url(url),
             ) from None
 
 
