@@ -223,6 +223,24 @@ def test_the_cores_are_the_affinity_s_where_there_is_one_else_the_machine_s(
     assert cores() == os.cpu_count()
 
 
+def test_kept_rows_stop_at_the_bytes_the_runs_duckdb_may_hold() -> None:
+    """A batch is kept only while the DuckDB's tables hold less than the budget; each table
+    names its file, which the load puts back as every row's `_source`."""
+    from tasks.engine.db import connect
+    from tasks.staging import kept
+
+    con = connect()
+    rows = "SELECT range AS _row, range * 2 AS v FROM range(100000)"
+    assert kept.keep(con, rows, "00000-00000", "file:///in/a.ndjson", 2**30)
+    assert not kept.keep(con, rows, "00001-00000", "file:///in/b.ndjson", 2**20)  # over 1 MiB
+    assert kept.tables(con) == [("__ph_valid_00000_00000", "file:///in/a.ndjson")]
+    assert con.sql(
+        f"SELECT count(*), min(_source), max(_source) FROM ({kept.relation(kept.tables(con))})"
+    ).fetchall() == [(100000, "file:///in/a.ndjson", "file:///in/a.ndjson")]
+    kept.drop(con, 0)
+    assert kept.tables(con) == []
+
+
 @pytest.mark.parametrize("room", [512, 2, 0])
 def test_a_local_run_stages_and_loads_in_one_duckdb_that_closes_before_the_commit(
     project: Path, monkeypatch: pytest.MonkeyPatch, room: int

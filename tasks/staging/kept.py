@@ -19,33 +19,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.engine.db import Connection, ident, quote
+from tasks.engine.db import Connection, ident, quote, scalar
 from tasks.engine.shared import session
 
 PREFIX = "__ph_valid_"
 # Tables the load step reads together (one UNION ALL BY NAME); past this, batches are files.
 MAX_TABLES = 512
 
-_KEEPING: set[str] = set()  # run folders whose stage steps keep rows in the run's DuckDB
+# Run folders whose stage steps keep rows in the run's DuckDB -> the bytes its tables may hold.
+_KEEPING: dict[str, int] = {}
 _LOCK = threading.Lock()
 
 
 @contextmanager
-def keeping(run_dir: str) -> Iterator[None]:
+def keeping(run_dir: str, memory: int) -> Iterator[None]:
     """While open, the stage steps of the run at `run_dir` in this process keep valid rows in
-    the run's shared DuckDB (which the caller opens around this block)."""
+    the run's shared DuckDB (which the caller opens around this block, with `memory`)."""
     with _LOCK:
-        _KEEPING.add(run_dir)
+        _KEEPING[run_dir] = memory // 4
     try:
         yield
     finally:
         with _LOCK:
-            _KEEPING.discard(run_dir)
+            _KEEPING.pop(run_dir, None)
+
+
+def room(run_dir: str) -> int | None:
+    """The bytes the tables of the run's DuckDB may hold when it keeps rows; None if not."""
+    with _LOCK:
+        return _KEEPING.get(str(run_dir))
 
 
 def keeps(run_dir: str) -> bool:
-    with _LOCK:
-        return run_dir in _KEEPING
+    return room(run_dir) is not None
 
 
 def any_kept(run_dir: str | Path) -> bool:
@@ -56,10 +62,16 @@ def any_kept(run_dir: str | Path) -> bool:
         return bool(tables(con))
 
 
-def keep(con: Connection, rows: str, name: str, url: str) -> bool:
+def keep(con: Connection, rows: str, name: str, url: str, budget: int) -> bool:
     """Keep `rows` (a query without `_source`) of the file at `url` as the table for the
-    staged batch `name`; False (nothing kept) once the DuckDB holds MAX_TABLES."""
-    if len(tables(con)) >= MAX_TABLES:
+    staged batch `name`; False (nothing kept) once the DuckDB holds MAX_TABLES, or its tables
+    (the stage steps' own included) `budget` bytes."""
+    held = scalar(
+        con,
+        "SELECT coalesce(sum(memory_usage_bytes + temporary_storage_bytes), 0) "
+        "FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'",
+    )
+    if int(held) >= budget or len(tables(con)) >= MAX_TABLES:
         return False
     table = ident(_table(name))
     con.execute(f"CREATE OR REPLACE TABLE {table} AS {rows}")

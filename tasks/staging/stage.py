@@ -89,7 +89,7 @@ def one_engine(spec: Spec, run_dir: str, width: int, *, keep: bool = False) -> I
         if not keep:
             yield
             return
-        with kept.keeping(run_dir):
+        with kept.keeping(run_dir, memory):
             yield
 
 
@@ -122,7 +122,8 @@ def _stage_file(
         blocks, keep_as = None, None
         if isinstance(spec.source, FilesSource) and isinstance(file, SourceFile):
             blocks = ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
-            keep_as = file.url if kept.keeps(run_dir) else None
+            budget = kept.room(run_dir)
+            keep_as = (file.url, budget) if budget is not None else None
         if keep_as is not None:
             kept.drop(con, index)
         checked = functools.partial(_stage_checked, compression=compression, keep_as=keep_as)
@@ -267,11 +268,11 @@ def _stage_checked(
     hwm: str | None,
     *,
     compression: str,
-    keep_as: str | None = None,
+    keep_as: tuple[str, int] | None = None,
 ) -> Counts:
     """Stage the checked rows in `checked`: one batch, or with `_batch` several; valid rows
-    in Parquet with `compression`, or with `keep_as` (the file's URL) kept in the run's
-    DuckDB while it has room (see tasks/staging/kept). A row whose partition folder name would be too long for
+    in Parquet with `compression`, or with `keep_as` (the file's URL, the bytes the run's
+    DuckDB may hold) kept in it while it has room (see tasks/staging/kept). A row whose partition folder name would be too long for
     the sink is rejected here (see tasks/sinks/partitions)."""
     types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
     columns = [c for c in types if c not in STAGED]
@@ -340,7 +341,7 @@ def _stage_checked(
     counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in passed)
     if counts.rows_staged:
         rows = "SELECT * EXCLUDE (_keep_filter, _keep_new{}) FROM kept WHERE _keep_filter AND _keep_new"
-        if keep_as is not None and kept.keep(con, rows.format(", _source"), name, keep_as):
+        if keep_as is not None and kept.keep(con, rows.format(", _source"), name, *keep_as):
             return counts
         valid = run / "valid" / f"{name}.parquet"
         con.execute(
