@@ -283,9 +283,9 @@ def _restage(
 
 
 def _freeze(store: StateStore, manifest: Manifest, counts: Counts) -> None:
-    """Freeze what this run covers (inputs, counts) and mark its staging done here, before
-    anything reaches the sink."""
-    # Rows kept in the run's DuckDB go with it: a run stopped before its load stages again.
+    """Freeze what this run covers (inputs, counts) before anything reaches the sink, and mark
+    its staging done here when every staged row is on disk: rows kept in the run's DuckDB go
+    with it, so a run stopped before its load finished stages again."""
     if not kept.any_kept(store.run_dir(manifest.run_id)):
         store.mark_staged(manifest.run_id)
     manifest.phase, manifest.staged = "loading", counts.to_dict()

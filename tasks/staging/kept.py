@@ -2,11 +2,12 @@
 tasks/engine/shared) instead of Parquet files written by the stage step and read back by the
 load step: in a local run both steps use that DuckDB.
 
-Kept rows go with the DuckDB: a run stopped between its stage and load steps leaves no
-`.staged` marker (tasks/state/store.save_manifest), so the next run stages the run's frozen
-inputs again (flows/pump._restage). Only a files source's rows are kept (each table is one
-file's, its URL the table's comment, so no row carries it); an http source's rows, and any
-past MAX_TABLES, go to files as before.
+Kept rows go with the DuckDB: a run stopped between its stage and load steps has no `.staged`
+marker (tasks/state/store.mark_staged), so the next run stages the run's frozen inputs again
+(flows/pump._restage). Only a files source's rows are kept (each table is one file's, its URL
+the table's comment, so no row carries it). An http source's rows go to files, as do those
+that find no room: past MAX_TABLES, or once the DuckDB's tables hold a quarter of its memory
+(a large run's rows would spill, and its load needs the memory).
 
 Table names: `__ph_valid_NNNNN_BBBBB` (NNNNN: the input's index, BBBBB: the batch), one per
 staged batch name of tasks/staging/stage.

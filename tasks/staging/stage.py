@@ -1,7 +1,8 @@
 """Read one input file in bounded batches, check each against the contract, transform, stage.
 
 Staged batches are parquet files in the run's staging folder: valid rows (with
-lineage `_source`, `_row`) under valid/, rejected rows under rejected/.
+lineage `_source`, `_row`) under valid/, rejected rows under rejected/. A local run keeps its
+valid rows in its DuckDB instead while there is room (see tasks/staging/kept).
 """
 
 from __future__ import annotations
