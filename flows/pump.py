@@ -274,9 +274,9 @@ def _restage(
         counts = _stage_all(spec, manifest, run_dir, run_on)
     except InputGone as e:
         raise DataError(
-            f"{e.url or 'an input'}: the file is gone since this run listed it, and the run stopped while "
-            "loading, so it reads its inputs again to finish; restore the file as it was and "
-            "run again (or `pumphouse reset` the pump to start over)"
+            f"{e.url or 'an input'}: the file {e.what} since this run listed it; the run "
+            "stopped while loading and reads its inputs again to finish: restore the file as "
+            "it was and run again (or `pumphouse reset` the pump to start over)"
         ) from None
     _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts

@@ -49,11 +49,12 @@ class DataError(PumpError):
 
 
 class InputGone(DataError):
-    """An input file listed by the run is gone when it is read: list afresh, or restore it."""
+    """An input file listed by the run is gone, or shorter, when it is read: list afresh, or
+    restore it."""
 
-    def __init__(self, message: str, url: str = "") -> None:
+    def __init__(self, message: str, url: str = "", what: str = "is gone") -> None:
         super().__init__(message)
-        self.url = url  # without secrets
+        self.url, self.what = url, what  # the URL without secrets; what became of the file
 
 
 class SinkRefused(DataError):

@@ -334,10 +334,10 @@ def test_a_resumed_run_loads_with_the_batching_it_started_with(
 @pytest.mark.reliability(
     "crash",
     "kill -9 after 1 load batch of a local run (its staged rows kept in its DuckDB), then one "
-    "of its input files moved away before the next run",
-    "the next run refuses, naming the file and saying to restore it (the run reads its inputs "
-    "again to finish); nothing more lands and the run stays open; once the file is back, the "
-    "run finishes and the project equals one clean run",
+    "of its input files moved away, then put back truncated, before the next runs",
+    "each next run refuses, naming the file and saying to restore it (the run reads its inputs "
+    "again to finish); nothing more lands and the run stays open; once the file is back whole, "
+    "the run finishes and the project equals one clean run",
 )
 def test_a_run_killed_while_loading_needs_its_inputs_to_finish(
     project: Path, clean_six: Clean
@@ -357,7 +357,20 @@ def test_a_run_killed_while_loading_needs_its_inputs_to_finish(
     assert manifest_of(project) is not None
     assert data_files(project) == written
 
-    away.rename(moved)
+    # truncated instead: never loaded as it is now
+    whole = away.read_bytes()
+    moved.write_bytes(whole[: len(whole) // 3])
+    shutil.copystat(away, moved)
+    refused = pump_run(project)
+    assert refused.returncode == 1, refused.stderr
+    listed = f"{len(whole):,}"
+    assert f"{moved}: the file is shorter ({len(whole) // 3:,} bytes, listed with {listed})" in (
+        refused.stderr
+    )
+    assert "restore the file as it was and run again" in refused.stderr
+    assert data_files(project) == written
+
+    away.replace(moved)
     assert summary_of(pump_run(project))["resumed"] is True
     assert_same(outcome(project), clean_six.outcome)
 

@@ -145,7 +145,7 @@ def _window(raw: Any, source: FilesSource, file: SourceFile, fmt: str) -> Window
     head = b""
     if file.start and fmt == "csv" and source.csv.header:
         head = raw.readline()
-    return Window(raw, file.start, file.size, head)
+    return Window(raw, file.start, file.size, head, file.url)
 
 
 def _format(source: FilesSource, file: SourceFile) -> str:

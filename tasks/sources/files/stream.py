@@ -165,8 +165,8 @@ class Window(io.RawIOBase):
     reads (a grown file's new bytes, after its CSV header), never past the size it was
     listed with, so bytes a producer appends while it is read are left for the next run."""
 
-    def __init__(self, raw: Any, start: int, end: int, head: bytes = b"") -> None:
-        self.raw, self.head, self.left = raw, head, end - start
+    def __init__(self, raw: Any, start: int, end: int, head: bytes = b"", url: str = "") -> None:
+        self.raw, self.head, self.left, self.end, self.url = raw, head, end - start, end, url
         if start:
             raw.seek(start)
 
@@ -178,6 +178,14 @@ class Window(io.RawIOBase):
             data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
         else:
             data = self.raw.read(min(len(buffer), self.left)) if self.left > 0 else b""
+            if not data and self.left > 0 and len(buffer):  # never guess at the bytes missing
+                what = f"is shorter ({self.end - self.left:,} bytes, listed with {self.end:,})"
+                raise InputGone(
+                    f"{safe_url(self.url)}: the file {what}: it was truncated or rewritten "
+                    "since it was listed; run again to list the files afresh",
+                    safe_url(self.url),
+                    what,
+                )
             self.left -= len(data)
         buffer[: len(data)] = data
         return len(data)
