@@ -30,10 +30,12 @@ from tasks.run import deadline, faults, progress
 from tasks.run.as_started import as_started
 from tasks.run.deadline import Deadline
 from tasks.run.load import keep_rejected, spec_culprit
+from tasks.run.plan import relocated
 from tasks.run.steps import commit_task, load_task, masked, plan_task
 from tasks.run.summary import Counts, Summary, located
 from tasks.sinks import registry as sinks
-from tasks.sources.files.listing import SourceFile, nothing_listed
+from tasks.sources.files.listing import SourceFile, nothing_listed, safe_url
+from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
 from tasks.staging import kept
 from tasks.staging.stage import one_engine
@@ -270,8 +272,13 @@ def _restage(
     wrote before). On failure the manifest stays: part of the run may be in the sink already,
     and only a replay of this run removes it."""
     staging.clear(run_dir)  # the sink's notes stay: a webhook's delivered chunks are skipped
+    manifest.inputs = relocated(spec, manifest.inputs)
+    frozen = list(manifest.inputs)
     try:
         counts = _stage_all(spec, manifest, run_dir, run_on)
+        for was, now in zip(frozen, manifest.inputs, strict=False):  # those staged: a prefix
+            if _content(was) not in (None, _content(now)):
+                raise InputGone("", safe_url(now.url), "changed")
     except InputGone as e:
         raise DataError(
             f"{e.url or 'an input'}: the file {e.what} since this run listed it; the run "
@@ -280,6 +287,12 @@ def _restage(
         ) from None
     _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts
+
+
+def _content(file: Input) -> str | None:
+    """The hash of a staged file's bytes (tasks/state/known); None if not known."""
+    read = file.read if isinstance(file, SourceFile) else None
+    return str(read["hash"]) if read and "hash" in read else None
 
 
 def _freeze(store: StateStore, manifest: Manifest, counts: Counts) -> None:

@@ -375,6 +375,41 @@ def test_a_run_killed_while_loading_needs_its_inputs_to_finish(
     assert_same(outcome(project), clean_six.outcome)
 
 
+@pytest.mark.reliability(
+    "crash",
+    "kill -9 after 1 load batch of a local run (its staged rows kept in its DuckDB), then the "
+    "whole project moved to another folder; and apart, one input rewritten in place (same "
+    "size and modification time, other bytes)",
+    "moved: the next run finishes the run from the files where they are now, and the project "
+    "equals one clean run; rewritten: the next run refuses, naming the file, and lands nothing",
+)
+def test_a_run_killed_while_loading_finishes_in_a_moved_project_and_refuses_a_rewritten_file(
+    tmp_path: Path, clean_six: Clean
+) -> None:
+    first = new_project(tmp_path / "first")
+    copy_inputs(clean_six.inputs, first)
+    assert pump_run(first, "loaded_batch:1").returncode == -signal.SIGKILL
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    recovered = summary_of(pump_run(moved))
+    assert recovered["resumed"] is True
+    assert_same(outcome(moved), clean_six.outcome)
+
+    other = new_project(tmp_path / "other")
+    copy_inputs(clean_six.inputs, other)
+    assert pump_run(other, "loaded_batch:1").returncode == -signal.SIGKILL
+    written = data_files(other)
+    victim = sorted((other / "in").glob("*.ndjson"))[1]
+    body = victim.read_bytes()
+    stat = victim.stat()
+    victim.write_bytes(body.replace(b'"paid"', b'"open"'))
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    refused = pump_run(other)
+    assert refused.returncode == 1, refused.stderr
+    assert f"{victim}: the file changed since this run listed it" in refused.stderr
+    assert data_files(other) == written
+
+
 def test_a_manifest_from_before_the_frozen_batching_resumes_with_the_spec(
     project: Path, clean_six: Clean
 ) -> None:

@@ -113,6 +113,23 @@ def _as_listed_now(spec: Spec, manifest: Manifest) -> bool:
     return changed
 
 
+def relocated(spec: Spec, inputs: list[Input]) -> list[Input]:
+    """A loading run's frozen inputs at the URLs its source lists them under now (the project
+    or the mount moved since): the same path below the source, the frozen size, start and
+    modification time, so the run reads the same bytes. Those not found keep their URL."""
+    if not isinstance(spec.source, FilesSource) or not any(
+        isinstance(f, SourceFile) and f.rel for f in inputs
+    ):
+        return inputs
+    now = {f.rel: f.url for f in list_files(spec.source) if f.rel}
+    return [
+        replace(f, url=now[f.rel])
+        if isinstance(f, SourceFile) and f.rel in now and now[f.rel] != f.url
+        else f
+        for f in inputs
+    ]
+
+
 def _still_there(rest: list[Input], listed: list[Input], http: bool) -> list[Input]:
     """What a run stopped at max_rows_per_run left that is still there, as it is now: a
     file since removed is not asked for, one since changed is read as it is now (against
