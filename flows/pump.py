@@ -276,17 +276,21 @@ def _restage(
     frozen = list(manifest.inputs)
     try:
         counts = _stage_all(spec, manifest, run_dir, run_on)
-        for was, now in zip(frozen, manifest.inputs, strict=False):  # those staged: a prefix
-            if _content(was) not in (None, _content(now)):
-                raise InputGone("", safe_url(now.url), "changed")
     except InputGone as e:
-        raise DataError(
-            f"{e.url or 'an input'}: the file {e.what} since this run listed it; the run "
-            "stopped while loading and reads its inputs again to finish: restore the file as "
-            "it was and run again (or `pumphouse reset` the pump to start over)"
-        ) from None
+        raise _restore(e.url or "an input", e.what) from None
+    for was, now in zip(frozen, manifest.inputs, strict=False):  # those staged: a prefix
+        if _content(was) not in (None, _content(now)):
+            raise _restore(safe_url(now.url), "changed")
     _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts
+
+
+def _restore(url: str, what: str) -> DataError:
+    return DataError(
+        f"{url}: the file {what} since this run listed it; the run stopped while loading and "
+        "reads its inputs again to finish: restore the file as it was and run again (or "
+        "`pumphouse reset` the pump to start over)"
+    )
 
 
 def _content(file: Input) -> str | None:
