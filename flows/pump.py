@@ -35,10 +35,10 @@ from tasks.run.steps import commit_task, load_task, masked, plan_task
 from tasks.run.summary import Counts, Summary, located
 from tasks.sinks import registry as sinks
 from tasks.sources.files.listing import SourceFile, nothing_listed, safe_url
-from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
 from tasks.staging import kept
 from tasks.staging.stage import one_engine
+from tasks.state.known import same_bytes
 from tasks.state.store import Manifest, StateStore
 from tasks.transform.window import widened
 from tasks.validate.preflight import load
@@ -279,7 +279,7 @@ def _restage(
     except InputGone as e:
         raise _restore(e.url or "an input", e.what) from None
     for was, now in zip(frozen, manifest.inputs, strict=False):  # those staged: a prefix
-        if _content(was) not in (None, _content(now)):
+        if isinstance(was, SourceFile) and isinstance(now, SourceFile) and not same_bytes(was, now):
             raise _restore(safe_url(now.url), "changed")
     _freeze(store, manifest, counts)  # the inputs the row limit let in this time, and the mark
     return counts
@@ -291,12 +291,6 @@ def _restore(url: str, what: str) -> DataError:
         "reads its inputs again to finish: restore the file as it was and run again (or "
         "`pumphouse reset` the pump to start over)"
     )
-
-
-def _content(file: Input) -> str | None:
-    """The hash of a staged file's bytes (tasks/state/known); None if not known."""
-    read = file.read if isinstance(file, SourceFile) else None
-    return str(read["hash"]) if read and "hash" in read else None
 
 
 def _freeze(store: StateStore, manifest: Manifest, counts: Counts) -> None:

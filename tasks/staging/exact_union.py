@@ -51,14 +51,17 @@ def _arrow_kind(t: pa.DataType) -> str:
     return "int" if pa.types.is_integer(t) else "other"
 
 
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+_INTEGERS |= {f"U{t}" for t in _INTEGERS}
+
+
 def _duckdb_kind(t: str) -> str:
     t = t.upper()
     if t in ("FLOAT", "DOUBLE"):
         return "float"
     if t.startswith("DECIMAL"):
         return "decimal"
-    ints = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
-    return "int" if t in (*ints, "UINTEGER", "UBIGINT", "UHUGEINT") else "other"
+    return "int" if t in _INTEGERS else "other"
 
 
 def _in_double(batch: str, con: Connection | None, name: str) -> bool:

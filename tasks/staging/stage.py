@@ -86,12 +86,9 @@ def one_engine(spec: Spec, run_dir: str, width: int, *, keep: bool = False) -> I
     memory = _file_memory(spec) * max(1, width)
     if keep:
         memory = max(memory, int(spec.limits.memory))
-    with shared(run_dir, memory, str(Path(run_dir) / "tmp"), sandbox=[run_dir]):
-        if not keep:
-            yield
-            return
-        with kept.keeping(run_dir, memory):
-            yield
+    keeping = kept.keeping(run_dir, memory) if keep else contextlib.nullcontext()
+    with shared(run_dir, memory, str(Path(run_dir) / "tmp"), sandbox=[run_dir]), keeping:
+        yield
 
 
 def _file_memory(spec: Spec) -> int:
@@ -117,7 +114,6 @@ def _stage_file(
     as the record reader would is staged again from the start by the record reader.
     """
     run = Path(local)
-    _clear(run, index)
     # The filter runs here: DuckDB may touch only this folder (see _duckdb.lock).
     with session(_file_memory(spec), str(run / "tmp"), shared=run_dir, sandbox=[local]) as con:
         blocks, keep_as = None, None
@@ -125,8 +121,8 @@ def _stage_file(
             blocks = ndjson_blocks(spec.source, file, spec.limits, read.update if read else None)
             budget = kept.room(run_dir)
             keep_as = (file.url, budget) if budget is not None else None
-        if keep_as is not None:
-            kept.drop(con, index)
+        keeping = con if keep_as is not None else None
+        _clear(run, index, keeping)
         checked = functools.partial(_stage_checked, compression=compression, keep_as=keep_as)
         try:
             counts = (
@@ -137,9 +133,7 @@ def _stage_file(
             if counts is None:
                 if read is not None:  # the record reader reads the file again: measured apart
                     read.spoil()
-                _clear(run, index)
-                if keep_as is not None:
-                    kept.drop(con, index)
+                _clear(run, index, keeping)
                 counts = _stage_batches(con, spec, run, index, file, hwm, checked)
         except InternalField as e:
             raise DataError(f"{safe_url(file.url)}: {e}") from None
@@ -147,7 +141,11 @@ def _stage_file(
     return counts
 
 
-def _clear(run: Path, index: int) -> None:
+def _clear(run: Path, index: int, keeping: Connection | None = None) -> None:
+    """Remove what an earlier attempt staged of input `index`: its files, and with `keeping`
+    (the run's DuckDB) the tables it kept there."""
+    if keeping is not None:
+        kept.drop(keeping, index)
     for sub in ("valid", "rejected"):
         (run / sub).mkdir(parents=True, exist_ok=True)
         for old in (run / sub).glob(f"{index:05d}-*.parquet"):
@@ -273,8 +271,9 @@ def _stage_checked(
 ) -> Counts:
     """Stage the checked rows in `checked`: one batch, or with `_batch` several; valid rows
     in Parquet with `compression`, or with `keep_as` (the file's URL, the bytes the run's
-    DuckDB may hold) kept in it while it has room (see tasks/staging/kept). A row whose partition folder name would be too long for
-    the sink is rejected here (see tasks/sinks/partitions)."""
+    DuckDB may hold) kept in it while it has room (see tasks/staging/kept). A row whose
+    partition folder name would be too long for the sink is rejected here (see
+    tasks/sinks/partitions)."""
     types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE checked)").fetchall())
     columns = [c for c in types if c not in STAGED]
     t = spec.transform
@@ -341,11 +340,14 @@ def _stage_checked(
         raise _filter_failed(con, spec, rel, columns, e) from None
     counts.rows_filtered, counts.rows_old, counts.rows_staged = (int(x) for x in passed)
     if counts.rows_staged:
-        rows = "SELECT * EXCLUDE (_keep_filter, _keep_new{}) FROM kept WHERE _keep_filter AND _keep_new"
-        if keep_as is not None and kept.keep(con, rows.format(", _source"), name, *keep_as):
+        rows = (
+            "SELECT * EXCLUDE (_keep_filter, _keep_new) FROM kept WHERE _keep_filter AND _keep_new"
+        )
+        without_source = f"SELECT * EXCLUDE (_source) FROM ({rows})"  # the table names its file
+        if keep_as is not None and kept.keep(con, without_source, name, *keep_as):
             return counts
         valid = run / "valid" / f"{name}.parquet"
         con.execute(
-            f"COPY ({rows.format('')}) TO {quote(str(valid))} (FORMAT parquet, COMPRESSION {compression})"
+            f"COPY ({rows}) TO {quote(str(valid))} (FORMAT parquet, COMPRESSION {compression})"
         )
     return counts

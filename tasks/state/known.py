@@ -89,6 +89,12 @@ def _measured(f: SourceFile) -> bool:
     return not is_remote(f.url) or f.fingerprint.startswith(f"{f.size}:")
 
 
+def same_bytes(was: SourceFile, now: SourceFile) -> bool:
+    """False when both reads of a file were measured (`read`) and their bytes differ."""
+    before, after = (f.read.get("hash") if f.read else None for f in (was, now))
+    return before is None or before == after
+
+
 def partial_warning(f: SourceFile) -> str:
     return (
         f"{safe_url(f.url)}: its last line had no newline when a run read it (or a CSV "
