@@ -50,23 +50,19 @@ def stage_blocks(
         "CREATE OR REPLACE TEMP TABLE __ph_lines "
         "(_row BIGINT, _raw VARCHAR, _parse_error VARCHAR, _batch BIGINT, _size BIGINT)"
     )
-    records = staged = emitted = 0  # records read so far, batches staged, rows shown
+    staged = emitted = 0  # batches staged, rows shown
     # A block that may hold a long number makes the rest of the file read each number's text
     # (json_numbers): its last batch may run on into the next block.
     long = False
     for block in itertools.chain(blocks, [END]):
         deadline.check()
-        if block is None or (
-            isinstance(block, pa.Table) and not _add_block(con, block, records, rows, limit)
-        ):
+        if block is None:
             progress.emit("rows", -emitted)
             return None
-        long = long or (isinstance(block, pa.Table) and has_long_numbers(block))
-        if block is END:  # the file's last batch is complete
-            upto = -(-scalar(con, "SELECT count(*) FROM __ph_lines") // rows) + staged
-        else:
-            records = staged * rows + int(scalar(con, "SELECT count(*) FROM __ph_lines"))
-            upto = records // rows
+        # The batches complete so far are staged when the next block comes, or at the end
+        # (then the last one too): a file of one block is checked in one round.
+        records = staged * rows + int(scalar(con, "SELECT count(*) FROM __ph_lines"))
+        upto = -(-records // rows) if block is END else records // rows
         if upto > staged:
             done = _stage_rows(
                 con,
@@ -86,6 +82,11 @@ def stage_blocks(
             progress.emit("rows", done.rows_read)
             emitted += done.rows_read
             staged = upto
+        if isinstance(block, pa.Table):
+            if not _add_block(con, block, records, rows, limit):
+                progress.emit("rows", -emitted)
+                return None
+            long = long or has_long_numbers(block)
     return counts
 
 
