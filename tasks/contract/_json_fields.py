@@ -70,6 +70,17 @@ def json_fields(
     return types
 
 
+def keys_by(con: Connection, source: str, by: str) -> dict[int, dict[str, str]]:
+    """json_fields with a schema, for several batches in one scan: each value of the integer
+    column `by` with its JSON records' keys, sorted ("" = text); a batch without a JSON
+    object has no entry."""
+    found: dict[int, set[str]] = {}
+    sql = f"SELECT DISTINCT {by}, unnest(try(json_keys(_raw))) FROM {source} WHERE {OBJECT}"
+    for b, k in rows(con, sql):
+        found.setdefault(int(b), set()).add(k)
+    return {b: dict.fromkeys(sorted(keys), "") for b, keys in found.items()}
+
+
 def first_with(con: Connection, source: str, key: str) -> int:
     """The `_row` of the first JSON record in `source` that has the top-level key."""
     has = f"json_exists(_raw, {quote(_pointer(key))})"

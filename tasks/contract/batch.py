@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks import field_names
 from tasks.contract import _cache as _contract_cache
-from tasks.contract._json_fields import first_with, json_fields
+from tasks.contract._json_fields import first_with, json_fields, keys_by
 from tasks.engine.db import Connection, column_types
 from tasks.field_names import fold
 from tasks.internal import CHECKED, InternalField, first_internal, is_internal, problem
@@ -91,17 +91,40 @@ def batch_fields(
     relation's columns. `long`: a JSON record may hold a number a double does not keep."""
     if kind == "json":
         fields = json_fields(con, source, contract.present, long=long)
-        if contract.present and contract.strict == "filter":
-            # Only a declared column's other spellings count: the rest are dropped. A batch
-            # without one has no fields, so its query is the one every such batch shares.
-            declared = set(contract.columns)
-            folded = {fold(c) for c in declared}
-            return {k: t for k, t in fields.items() if k not in declared and fold(k) in folded}
-        if (name := first_internal(fields)) is not None:
-            raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
-        return fields
+        return _json_batch(con, contract, source, fields)
     described = column_types(con, f"SELECT * FROM {source} LIMIT 0")
     return {n: t for n, t in described if n not in CHECKED}
+
+
+def json_batches_fields(
+    con: Connection, contract: Contract, records: str, batches: range, *, long: bool = True
+) -> list[dict[str, str]]:
+    """batch_fields of the JSON batches `batches` of the relation `records` (its `_batch`
+    column tells them apart); with a schema, one scan finds every batch's keys (keys_by)."""
+    one = [f"(SELECT * FROM {records} WHERE _batch = {b})" for b in batches]
+    if not contract.present:  # each batch's types are inferred: one at a time
+        return [batch_fields(con, contract, batch, "json", long=long) for batch in one]
+    keys = keys_by(con, records, "_batch")
+    return [
+        _json_batch(con, contract, batch, keys.get(b, {}))
+        for b, batch in zip(batches, one, strict=True)
+    ]
+
+
+def _json_batch(
+    con: Connection, contract: Contract, source: str, fields: dict[str, str]
+) -> dict[str, str]:
+    """A JSON batch's fields as its query needs them: under `strict: filter` only a declared
+    column's other spellings; refused when a record holds a field named like our own."""
+    if contract.present and contract.strict == "filter":
+        # Only a declared column's other spellings count: the rest are dropped. A batch
+        # without one has no fields, so its query is the one every such batch shares.
+        declared = set(contract.columns)
+        folded = {fold(c) for c in declared}
+        return {k: t for k, t in fields.items() if k not in declared and fold(k) in folded}
+    if (name := first_internal(fields)) is not None:
+        raise InternalField(f"record {first_with(con, source, name)}: {problem(name)}")
+    return fields
 
 
 def plan_sql(

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.spec import Spec
-from tasks.contract.batch import Contract, batch_fields, plan_sql
+from tasks.contract.batch import Contract, json_batches_fields, plan_sql
 from tasks.contract.check import contract_of
 from tasks.engine.db import Connection, quote, scalar
 from tasks.run import deadline, progress
@@ -143,9 +143,8 @@ def _stage_rows(
     # `_source` is one URL for the whole file: a NULL while the rows are checked and kept in
     # a table, the URL put back by a view (1M copies of a URL cost ~40% of the check query).
     lines = "SELECT CAST(NULL AS VARCHAR) AS _source, * FROM __ph_lines WHERE _batch "
-    fields = [
-        batch_fields(con, contract, f"({lines}= {b})", "json", long=long) for b in range(lo, hi)
-    ]
+    rows = f"({lines}>= {lo} AND _batch < {hi})"
+    fields = json_batches_fields(con, contract, rows, range(lo, hi), long=long)
     counts = Counts()
     b = lo
     # Batches with the same fields are checked together, when every check is a row's own
