@@ -143,8 +143,8 @@ def _stage_rows(
     # `_source` is one URL for the whole file: a NULL while the rows are checked and kept in
     # a table, the URL put back by a view (1M copies of a URL cost ~40% of the check query).
     lines = "SELECT CAST(NULL AS VARCHAR) AS _source, * FROM __ph_lines WHERE _batch "
-    rows = f"({lines}>= {lo} AND _batch < {hi})"
-    fields = json_batches_fields(con, contract, rows, range(lo, hi), long=long)
+    round_rows = f"({lines}>= {lo} AND _batch < {hi})"
+    fields = json_batches_fields(con, contract, round_rows, range(lo, hi), long=long)
     counts = Counts()
     b = lo
     # Batches with the same fields are checked together, when every check is a row's own
