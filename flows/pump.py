@@ -260,7 +260,12 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
             f"stopped at limits.max_rows_per_run ({limits.max_rows_per_run:,} rows, "
             f"{total.rows_read:,} read): the rest is read first by the next run"
         )
-    return total
+    # In input order, not as the files finished: the error sample, the warnings and what
+    # an http source left are the same in every run of the same inputs.
+    staged = Counts()
+    for i in sorted(done):
+        staged.add(done[i])
+    return staged
 
 
 def _restage(

@@ -241,6 +241,26 @@ def test_kept_rows_stop_at_the_bytes_the_runs_duckdb_may_hold() -> None:
     assert kept.tables(con) == []
 
 
+def test_the_rejected_sample_follows_the_inputs_not_which_file_finished_first(
+    project: Path,
+) -> None:
+    """Two files stage at once; the second, small one finishes first. The summary's sample
+    still shows the first file's rejected rows first, as in every run of these inputs."""
+    (project / "in").mkdir()
+    bad = '{"order_id": 1, "customer": "c", "amount": -1.0, "status": "open", "updated_at": "2026-03-08T00:00:00Z"}'
+    good = '{"order_id": %d, "customer": "c", "amount": 1.0, "status": "open", "updated_at": "2026-03-08T00:00:00Z"}'
+    big = [bad, *(good % i for i in range(2, 30_000))]
+    (project / "in" / "a.ndjson").write_text("\n".join(big) + "\n")
+    (project / "in" / "b.ndjson").write_text(bad + "\n")
+    spec = project / "pumps" / "orders.yaml"
+    spec.write_text(spec_text(batch_rows=100_000))
+
+    summary = _run(spec)
+
+    assert summary["rows_rejected"] == 2
+    assert [s.split(":")[0] for s in summary["rejected_sample"]] == ["a.ndjson", "b.ndjson"]
+
+
 @pytest.mark.parametrize("room", [512, 2, 0])
 def test_a_local_run_stages_and_loads_in_one_duckdb_that_closes_before_the_commit(
     project: Path, monkeypatch: pytest.MonkeyPatch, room: int
