@@ -234,12 +234,12 @@ def cores() -> int:
 
 def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Counts:
     limits = spec.limits
-    total = Counts()
+    read = 0  # rows read by the inputs done so far
     done: dict[int, Counts] = {}
     pending: dict[PrefectFuture[Counts], int] = {}
     queue = list(enumerate(manifest.inputs))
     while queue or pending:
-        while queue and len(pending) < width and total.rows_read < limits.max_rows_per_run:
+        while queue and len(pending) < width and read < limits.max_rows_per_run:
             i, f = queue.pop(0)
             pending[stage.submit(i, f, manifest.since)] = i
         if not pending:
@@ -247,7 +247,7 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
         fut = next(as_completed(list(pending)))
         i = pending.pop(fut)
         done[i] = stage.result(fut, i)
-        total.add(done[i])
+        read += done[i].rows_read
         if done[i].content and isinstance(file := manifest.inputs[i], SourceFile):
             manifest.inputs[i] = replace(file, read=done[i].content)  # state keeps it at commit
         faults.point("staged_file")
@@ -255,17 +255,17 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
     left = [f for i, f in enumerate(manifest.inputs) if i not in done]
     manifest.inputs = [manifest.inputs[i] for i in sorted(done)]
     manifest.rest = left + manifest.rest
+    # Summed in input order, not as the files finished: the error sample, the warnings and
+    # what an http source left are the same in every run of the same inputs.
+    total = Counts()
+    for i in sorted(done):
+        total.add(done[i])
     if left or total.rest:
         get_run_logger().info(
             f"stopped at limits.max_rows_per_run ({limits.max_rows_per_run:,} rows, "
-            f"{total.rows_read:,} read): the rest is read first by the next run"
+            f"{read:,} read): the rest is read first by the next run"
         )
-    # In input order, not as the files finished: the error sample, the warnings and what
-    # an http source left are the same in every run of the same inputs.
-    staged = Counts()
-    for i in sorted(done):
-        staged.add(done[i])
-    return staged
+    return total
 
 
 def _restage(

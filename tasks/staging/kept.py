@@ -51,13 +51,9 @@ def room(run_dir: str) -> int | None:
         return _KEEPING.get(str(run_dir))
 
 
-def keeps(run_dir: str) -> bool:
-    return room(run_dir) is not None
-
-
 def any_kept(run_dir: str | Path) -> bool:
     """Whether the run's DuckDB holds kept rows (then they are not all on disk)."""
-    if not keeps(str(run_dir)):
+    if room(str(run_dir)) is None:
         return False
     with session(64 * 2**20, shared=str(run_dir)) as con:
         return bool(tables(con))
