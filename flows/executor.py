@@ -10,22 +10,21 @@ while it is still staging: nothing has reached the sink, the run is dropped and 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import sys
-from collections.abc import Collection, Iterator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 
 from schemas.errors import TransientError, UsageError
 from schemas.secrets import redact
 from schemas.settings import Settings, settings
-from schemas.spec import FilesSource, Spec
+from schemas.spec import Spec
 from tasks.run import progress
-from tasks.run.steps import stage_step, stage_task
+from tasks.run.steps import stage_task
 from tasks.run.summary import Counts
 from tasks.sources.inputs import Input
 from tasks.staging import folder as staging
@@ -76,65 +75,27 @@ def _needs_dask() -> None:
         ) from None
 
 
-def local_files(spec: Spec, executor: Executor) -> bool:
-    """A local run of files on this machine's disks (not in a bucket)."""
-    source = spec.source
-    local = isinstance(source, FilesSource) and not staging.is_remote(source.url)
-    return executor.kind == "local" and local
-
-
-# A stage step in flight: a Prefect task run's, or a call in the flow's threads.
-Staging: TypeAlias = "PrefectFuture[Counts] | Future[Counts]"
-
-
 class Stager:
     """Submits each input's stage step and hands back its counts once its staged batches are
-    in the run's staging folder (copied there from PUMPHOUSE_STAGING_URL, and counted).
-
-    Each step is a Prefect task run (retried on a transient error: a bucket or a server
-    throttling), on Dask's workers or in the flow's task runner; a local file's step is a
-    call in the flow's `threads` instead: nothing a retry mends fails on a local disk, and a
-    task run's own cost is a share of a local file's time (bench/README.md)."""
+    in the run's staging folder (copied there from PUMPHOUSE_STAGING_URL, and counted)."""
 
     def __init__(
-        self,
-        spec: Spec,
-        run_dir: str,
-        runner: DaskTaskRunner | None = None,
-        cluster: str = "",
-        threads: ThreadPoolExecutor | None = None,
+        self, spec: Spec, run_dir: str, runner: DaskTaskRunner | None = None, cluster: str = ""
     ) -> None:
         self.spec, self.run_dir, self.cluster = spec, run_dir, cluster
         self._runner = runner  # a started DaskTaskRunner; None: the flow's own task runner
-        self._threads = threads
         self._where: dict[int, tuple[str, str]] = {}  # index -> (staged at, input URL)
 
-    def submit(self, index: int, file: Input, hwm: str | None) -> Staging:
-        spec, run_dir = self.spec, self.run_dir
-        if self._threads is not None:
-            # In the flow run's context: the step's warnings go to the flow run's log.
-            context = contextvars.copy_context()
-            return self._threads.submit(
-                lambda: context.run(stage_step, spec, run_dir, index, file, hwm)
-            )
+    def submit(self, index: int, file: Input, hwm: str | None) -> PrefectFuture[Counts]:
         if self._runner is None:
-            return stage_task.submit(spec, run_dir, index, file, hwm)
+            return stage_task.submit(self.spec, self.run_dir, index, file, hwm)
         where = staging.target(self.run_dir, index)
         self._where[index] = (where, file.url)
         params = {"spec": self.spec, "run_dir": where, "index": index, "file": file, "hwm": hwm}
         future: PrefectFuture[Counts] = self._runner.submit(stage_task, params)
         return future
 
-    def first_done(self, pending: Collection[Staging]) -> Staging:
-        """One of the `pending` steps that has ended (waits for one)."""
-        if self._threads is not None:
-            done, _ = wait(
-                [f for f in pending if isinstance(f, Future)], return_when=FIRST_COMPLETED
-            )
-            return next(iter(done))
-        return next(as_completed([f for f in pending if isinstance(f, PrefectFuture)]))
-
-    def result(self, future: Staging, index: int) -> Counts:
+    def result(self, future: PrefectFuture[Counts], index: int) -> Counts:
         """The stage step's counts (its error if it failed); with Dask, its batches collected."""
         if self._runner is None:
             return future.result()
@@ -166,16 +127,6 @@ def stager(spec: Spec, run_dir: str, executor: Executor, width: int) -> Iterator
     """A Stager on the executor, for `width` inputs at once: locally, in the flow's threads
     (flows/pump opens the run's one DuckDB around it); for Dask, connected to the scheduler
     for as long as it is open."""
-    if local_files(spec, executor):
-        threads = ThreadPoolExecutor(width, thread_name_prefix="stage")
-        try:
-            yield Stager(spec, run_dir, threads=threads)
-        except Exception:  # a failed step's siblings end before the run goes on, as task runs'
-            threads.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:  # on Ctrl-C or SIGTERM the run's deadline stops them; Python waits at exit
-            threads.shutdown(wait=False, cancel_futures=True)
-        return
     if executor.kind == "local" or executor.cluster is None:
         yield Stager(spec, run_dir)
         return

@@ -14,9 +14,10 @@ from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
 from prefect.settings import get_current_settings
 
-from flows.executor import Executor, Stager, Staging, choose, local_files, stager
+from flows.executor import Executor, Stager, choose, stager
 from flows.orchestration import one_run_at_a_time, publish, tag_run
 from schemas.errors import DataError, InputGone, SinkRefused
 from schemas.loader import column_lines
@@ -216,7 +217,9 @@ def _width(spec: Spec, run_on: Executor) -> int:
     Files in a bucket or pages over HTTP wait on the network: those keep max_concurrency,
     as do Dask workers, which have cores of their own."""
     width = spec.limits.max_concurrency
-    if local_files(spec, run_on):
+    source = spec.source
+    local = isinstance(source, FilesSource) and not staging.is_remote(source.url)
+    if run_on.kind == "local" and local:
         width = min(width, cores())
     return width
 
@@ -233,7 +236,7 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
     limits = spec.limits
     read = 0  # rows read by the inputs done so far
     done: dict[int, Counts] = {}
-    pending: dict[Staging, int] = {}
+    pending: dict[PrefectFuture[Counts], int] = {}
     queue = list(enumerate(manifest.inputs))
     while queue or pending:
         while queue and len(pending) < width and read < limits.max_rows_per_run:
@@ -241,7 +244,7 @@ def _stage_each(stage: Stager, spec: Spec, manifest: Manifest, width: int) -> Co
             pending[stage.submit(i, f, manifest.since)] = i
         if not pending:
             break  # the row limit is reached: the rest waits for the next run
-        fut = stage.first_done(pending)
+        fut = next(as_completed(list(pending)))
         i = pending.pop(fut)
         done[i] = stage.result(fut, i)
         read += done[i].rows_read

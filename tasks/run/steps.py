@@ -81,23 +81,19 @@ def plan_task(spec: Spec, store: StateStore) -> tuple[Manifest, bool]:
     return plan_run(spec, store)
 
 
-@secret_safe
-def stage_step(spec: Spec, run_dir: str, index: int, file: Input, hwm: str | None) -> Counts:
-    """Stage one input; its warnings go to the run's log. A task run of its own (stage_task),
-    or, for a local file, a call in the flow's threads (flows/executor.Stager)."""
-    counts = stage_input(spec, run_dir, index, file, hwm)
-    for warning in counts.warnings:
-        get_run_logger().warning(warning)
-    return counts
-
-
-stage_task = task(
+@task(
     name="stage",
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=2,
     retry_condition_fn=transient,
-)(stage_step)
+)
+@secret_safe
+def stage_task(spec: Spec, run_dir: str, index: int, file: Input, hwm: str | None) -> Counts:
+    counts = stage_input(spec, run_dir, index, file, hwm)
+    for warning in counts.warnings:
+        get_run_logger().warning(warning)
+    return counts
 
 
 @task(
