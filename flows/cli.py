@@ -12,6 +12,7 @@ import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import BusyError, PumpError, SpecError, TransientError, UsageError
+from schemas.errors import BusyError, PumpError, SpecError, Stopped, TransientError, UsageError
 from schemas.secrets import redact, redact_all
 
 app = typer.Typer(
@@ -94,12 +95,14 @@ def entry() -> None:
 def main() -> None:
     """Entry point: no bare tracebacks, exit codes as the contract says."""
     _quiet_prefect(sys.argv[1:])
+    with _noting_stops():
+        _main()
+
+
+def _main() -> None:
     try:
         # Outside standalone mode typer returns a command's `raise typer.Exit(code)` as a value.
         code = app(standalone_mode=False)
-    except PumpError as e:
-        _print_error(e)
-        sys.exit(e.exit_code)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", None)
         sys.exit(code if code is not None else getattr(e, "code", 0))
@@ -113,21 +116,33 @@ def main() -> None:
     except typer.TyperException as e:  # typer's (vendored click) usage errors
         _print_usage_error(e)
         sys.exit(e.exit_code)
-    except Exception as e:  # anything unexpected
-        known = _resource_error(e)
-        if known is not None:  # the machine's (disk, memory, a path), not a bug
-            _print_error(known)
-            sys.exit(known.exit_code)
-        if os.environ.get("PUMPHOUSE_DEBUG"):
-            traceback.print_exc()
-        _say(f"error: {type(e).__name__}: {e}")
-        _say("this looks like a bug in pumphouse; rerun with PUMPHOUSE_DEBUG=1 for details")
-        sys.exit(1)
+    except Exception as e:
+        stop = _stop_behind(e)
+        if stop is not e:
+            code = 130 if isinstance(stop, KeyboardInterrupt) else TERMINATED
+        elif isinstance(e, PumpError):
+            _print_error(e)
+            sys.exit(e.exit_code)
+        else:
+            _unexpected(e)
     if code == 130:  # Ctrl-C: typer turns it into Exit(130) when it reaches typer first
         _say(f"interrupted; {RESUMED}")
     elif code == TERMINATED:
         _say(f"terminated; {RESUMED}")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _unexpected(e: Exception) -> None:
+    """Anything unexpected: the machine's (disk, memory, a path), or a bug."""
+    known = _resource_error(e)
+    if known is not None:
+        _print_error(known)
+        sys.exit(known.exit_code)
+    if os.environ.get("PUMPHOUSE_DEBUG"):
+        traceback.print_exception(e)
+    _say(f"error: {type(e).__name__}: {e}")
+    _say("this looks like a bug in pumphouse; rerun with PUMPHOUSE_DEBUG=1 for details")
+    sys.exit(1)
 
 
 RESUMED = "run again to finish: an interrupted run is resumed with the same inputs"
@@ -153,7 +168,43 @@ def _ship_prefects_records(timeout: float = 5) -> None:
 def _terminated(signum: int, frame: Any) -> None:
     """During a flow Prefect's own handler comes first: it records the run as crashed, then
     hands the signal back here."""
-    raise Terminated(signum)
+    _STOPS.append(Terminated(signum))
+    raise _STOPS[-1]
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    _STOPS.append(KeyboardInterrupt())
+    raise _STOPS[-1]
+
+
+_STOPS: list[BaseException] = []  # the stop signals this command received, as exceptions
+
+
+@contextlib.contextmanager
+def _noting_stops() -> Iterator[None]:
+    """While open (in the main thread), Ctrl-C is noted as it is raised: see _stop_behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _STOPS.clear()
+    before = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _stop_behind(e: BaseException) -> BaseException:
+    """The stop signal that ended the command in `e`'s place, or `e`: a signal that comes
+    while DuckDB runs a query becomes DuckDB's error ("Query interrupted"), and a run then
+    fails with whatever error that leaves (Stopped, when the run knew it for a signal)."""
+    if isinstance(e, KeyboardInterrupt | Terminated):
+        return e
+    if _STOPS:
+        return _STOPS[-1]
+    if isinstance(e, Stopped):  # SIGTERM: Prefect's handler takes it during a flow
+        return Terminated(signal.SIGTERM)
+    return e
 
 
 def _print_usage_error(e: typer.TyperException) -> None:
@@ -367,11 +418,12 @@ def run(
             summary = pump(
                 spec_path=str(spec), full_refresh=full_refresh, executor=executor, cluster=cluster
             )
-    except (Exception, Terminated) as e:
+    except (Exception, Terminated, KeyboardInterrupt) as caught:
         stop()
-        if isinstance(e, Terminated):
+        ended = _stop_behind(caught)
+        if isinstance(ended, Terminated):
             _ship_prefects_records()
-        failure = _unreachable(e) or _resource_error(e) or e
+        failure = _unreachable(ended) or _resource_error(ended) or ended
         failed = _failed_summary(spec, failure, started_at)
         if state_folder is not None and not isinstance(failure, BusyError):  # not another run's
             _drop_if_bare(state_folder, loaded.name)
@@ -379,6 +431,8 @@ def run(
             _print_json(failed)
         elif isinstance(failure, PumpError) and failed.get("run_id"):
             _print_summary(failed)  # "a summary at the end": what the failed run did
+        if ended is not caught:
+            raise ended from None  # the stop signal behind the error: main() reports it
         if not isinstance(failure, PumpError):
             raise  # main() reports it
         _print_error(failure)
@@ -480,6 +534,8 @@ def _failed_summary(spec: Path, e: BaseException, started_at: str) -> dict[str, 
         base.update(last[-1])
     if isinstance(e, Terminated):
         base["error"] = f"terminated; {RESUMED}"
+    elif isinstance(e, KeyboardInterrupt):
+        base["error"] = f"interrupted; {RESUMED}"
     elif isinstance(e, SpecError) and e.problems:  # each problem, as validate prints them
         base["error"] = "; ".join(e.problems)
     else:

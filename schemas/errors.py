@@ -76,6 +76,11 @@ class OutOfTime(PumpError):
     the next run finishes it. Raise the limit or have one run do less."""
 
 
+class Stopped(OutOfTime):
+    """The run was stopped by SIGTERM or Ctrl-C as a crash would stop it: the next run
+    finishes it."""
+
+
 class BusyError(PumpError):
     """Another run of the same pump holds the lock: wait for it, then run again."""
 

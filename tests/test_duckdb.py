@@ -5,7 +5,10 @@ session have ended."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import duckdb
@@ -172,3 +175,33 @@ def test_the_deadline_interrupts_a_running_query() -> None:
                 deadline.check()
             with pytest.raises(OutOfTime), session(MiB, shared=name):
                 pass
+
+
+def test_a_signal_during_a_query_stops_the_run_as_ctrl_c_does() -> None:
+    """DuckDB turns a signal that comes while it runs a query in the main thread (Ctrl-C,
+    SIGTERM: a load step's query) into an error of its own, the signal's exception lost: the
+    run is stopped all the same (its other steps' queries interrupted), with the stop's
+    message, not the query's."""
+
+    class Stop(BaseException):  # what a stop signal's handler raises, as KeyboardInterrupt
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    before = signal.signal(signal.SIGUSR1, stop)
+    clock = Deadline(60, 60)
+    try:
+        with clock.running(), shared("run", 64 * MiB), session(MiB, shared="run") as con:
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            con.execute("SELECT sum(hash(i)) FROM range(1000000000000) t(i)")
+    except RuntimeError as e:  # DuckDB's; Stop itself if the signal came before the query
+        assert str(e) == "Query interrupted"
+    except Stop:
+        pass
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    assert clock.terminated and clock.expired.is_set()
+    assert str(clock.error()) == (
+        "the run was stopped (SIGTERM or Ctrl-C); the next run finishes it"
+    )

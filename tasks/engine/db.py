@@ -38,6 +38,8 @@ def connect(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")
+    # DuckDB draws a bar on stdout for a query past 2 s: inside `query --format json` output.
+    con.execute("SET enable_progress_bar = false")
     con.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: its cursors start in UTC too
     texts = "VARCHAR[]"
     con.create_function(
@@ -113,6 +115,12 @@ def type_name(sql_type: str) -> str:
 def interrupt(con: Connection) -> None:
     """Stop the query `con` is running, if any (safe from another thread)."""
     con.interrupt()
+
+
+def signalled(error: BaseException) -> bool:
+    """`error` is a query stopped by a signal (Ctrl-C, SIGTERM) in its thread: DuckDB raises
+    this in place of the signal's own exception (interrupt() raises an InterruptException)."""
+    return type(error) is RuntimeError and str(error) == "Query interrupted"
 
 
 def execute(con: Connection, sql: str) -> None:

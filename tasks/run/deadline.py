@@ -22,8 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from schemas.errors import OutOfMemory, OutOfTime
-from tasks.engine.db import Connection, interrupt
+from schemas.errors import OutOfMemory, OutOfTime, Stopped
+from tasks.engine.db import Connection, interrupt, signalled
 from tasks.run.memory import SAMPLE_SECONDS, Ceiling, resident
 
 AGAIN_SECONDS = 1.0  # how often the interrupt is repeated once the deadline has passed
@@ -58,7 +58,9 @@ class Deadline:
         try:
             yield
         except BaseException as e:
-            if not isinstance(e, Exception):  # SIGTERM, Ctrl-C: the run is over now
+            # SIGTERM, Ctrl-C (an error of DuckDB's when it came during a query): the run is
+            # over now
+            if not isinstance(e, Exception) or signalled(e):
                 self.terminated = True
                 self._expire()
             raise
@@ -90,7 +92,7 @@ class Deadline:
 
     def error(self) -> OutOfTime | OutOfMemory:
         if self.terminated:
-            return OutOfTime("the run was stopped (SIGTERM or Ctrl-C); the next run finishes it")
+            return Stopped("the run was stopped (SIGTERM or Ctrl-C); the next run finishes it")
         if self.room is not None and self.used is not None:
             return OutOfMemory(
                 f"{self.room.explain(self.used)}; nothing is lost: the next run finishes it. "
