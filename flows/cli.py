@@ -173,6 +173,7 @@ def _terminated(signum: int, frame: Any) -> None:
 
 
 def _interrupted(signum: int, frame: Any) -> None:
+    """Ctrl-C, raised as Python raises it, and noted (see _stop_behind)."""
     _STOPS.append(KeyboardInterrupt())
     raise _STOPS[-1]
 
