@@ -52,10 +52,9 @@ def json_fields(
     """The batch's top-level JSON keys, sorted, each with a DuckDB type to read it as ("" =
     text); types are inferred only without a schema. `long`: a record may hold a number a
     double does not keep."""
-    objects = f"FROM {source} WHERE {OBJECT}"
     if has_schema:
-        keys = rows(con, f"SELECT DISTINCT unnest(try(json_keys(_raw))) {objects}")
-        return dict.fromkeys(sorted(k for (k,) in keys), "")
+        return keys_by(con, source, "0").get(0, {})
+    objects = f"FROM {source} WHERE {OBJECT}"
     # A batch has few distinct shapes, so merging json_structure's answers here is cheap.
     shapes = rows(con, f"SELECT DISTINCT CAST(try(json_structure(_raw)) AS VARCHAR) {objects}")
     kinds: dict[str, set[str]] = {}
@@ -72,8 +71,8 @@ def json_fields(
 
 def keys_by(con: Connection, source: str, by: str) -> dict[int, dict[str, str]]:
     """json_fields with a schema, for several batches in one scan: each value of the integer
-    column `by` with its JSON records' keys, sorted ("" = text); a batch without a JSON
-    object has no entry."""
+    column (or constant) `by` with its JSON records' keys, sorted ("" = text); a batch
+    without a JSON object has no entry."""
     found: dict[int, set[str]] = {}
     sql = f"SELECT DISTINCT {by}, unnest(try(json_keys(_raw))) FROM {source} WHERE {OBJECT}"
     for b, k in rows(con, sql):
